@@ -1,0 +1,114 @@
+//! The command line: clap definitions only. `lib.rs` turns them into work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXAMPLES: &str = "\
+Examples:
+  meshplan check examples/prod-mesh.yaml --to 1.21.0
+  meshplan check examples/prod-mesh.yaml --to 1.22.8 --output json
+  meshplan compile examples/prod-mesh.yaml --to 1.20.2 --out plan/
+  meshplan compile examples/prod-mesh.yaml --to 1.20.2 --out plan/ --check
+  cat inventory.yaml | meshplan check - --to 1.20.2
+  meshplan versions
+  meshplan schema > inventory.schema.json
+
+Exit codes: 0 ok, 1 inventory or upgrade rejected, 2 usage error,
+3 --check found the output directory out of date, 4 I/O error or output
+directory refused, 70 internal error.";
+
+/// Compiles a mesh inventory and a target Istio version into an ordered,
+/// reviewable directory of zero-downtime canary upgrade artifacts.
+#[derive(Debug, Parser)]
+#[command(name = "meshplan", version, about, after_help = EXAMPLES, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the inventory and the upgrade path of every cluster, writing nothing
+    #[command(after_help = "Examples:\n  meshplan check inventory.yaml --to 1.21.0\n  meshplan check inventory.yaml --to 1.22.8 --via 1.20.8\n  meshplan check - --to 1.20.2 --output json < inventory.yaml")]
+    Check(CheckArgs),
+    /// Check, then write the ordered directory of upgrade artifacts
+    #[command(after_help = "Examples:\n  meshplan compile inventory.yaml --to 1.20.2 --out plan/\n  meshplan compile inventory.yaml --to 1.20.2 --out plan/ --check   # CI: is the committed plan current?\n  meshplan compile inventory.yaml --to 1.22.8 --templates my-templates/")]
+    Compile(CompileArgs),
+    /// Print the Istio release catalog
+    Versions(VersionsArgs),
+    /// Print the JSON Schema of the inventory format (or of the catalog)
+    Schema(SchemaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PathArgs {
+    /// The inventory file (`-` reads standard input)
+    #[arg(value_name = "INVENTORY")]
+    pub inventory: String,
+    /// The Istio version to upgrade to, e.g. 1.20.2 (a minor such as 1.20 means its newest known patch)
+    #[arg(long, value_name = "VERSION")]
+    pub to: String,
+    /// Intermediate versions to go through, comma-separated, e.g. 1.19.10,1.21.6
+    #[arg(long, value_name = "VERSIONS", value_delimiter = ',')]
+    pub via: Vec<String>,
+    /// One minor per hop even for canary upgrades (a policy some vendors require)
+    #[arg(long)]
+    pub one_minor_at_a_time: bool,
+    /// A release catalog to use instead of the built-in one
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub path: PathArgs,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    #[command(flatten)]
+    pub path: PathArgs,
+    /// The output directory
+    #[arg(long, value_name = "DIR", default_value = "plan")]
+    pub out: PathBuf,
+    /// Write nothing; print a diff of what would change and exit 3 if anything would
+    #[arg(long)]
+    pub check: bool,
+    /// Write into a non-empty directory that meshplan did not create
+    #[arg(long)]
+    pub force: bool,
+    /// Do not print the summary of created, updated and removed files
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// A directory of templates that replace the built-in ones of the same name
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionsArgs {
+    /// A release catalog to use instead of the built-in one
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Print the schema of the release catalog instead of the inventory's
+    #[arg(long)]
+    pub catalog: bool,
+}

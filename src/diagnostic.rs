@@ -1,0 +1,370 @@
+//! Diagnostics about the user's input: a closed set of codes, a location, and a plain-text
+//! renderer in the rustc style. Problems are collected, sorted, and printed together.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::source::{Position, Source, YamlPath};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+    Note,
+}
+
+impl Severity {
+    fn label(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Note => "note",
+        }
+    }
+}
+
+macro_rules! codes {
+    ($($variant:ident = $name:literal : $desc:literal,)*) => {
+        /// Every diagnostic code meshplan emits. README lists them; a test keeps the two in step.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+        pub enum Code { $($variant,)* }
+
+        impl Code {
+            pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
+
+            pub fn name(self) -> &'static str {
+                match self { $(Code::$variant => $name,)* }
+            }
+
+            pub fn description(self) -> &'static str {
+                match self { $(Code::$variant => $desc,)* }
+            }
+        }
+    };
+}
+
+codes! {
+    YamlSyntax = "yaml-syntax": "the file is not valid YAML",
+    SchemaType = "schema-type": "a field has the wrong type",
+    SchemaUnknownField = "schema-unknown-field": "a field the format does not know",
+    SchemaMissingField = "schema-missing-field": "a required field is missing",
+    SchemaInvalidValue = "schema-invalid-value": "a value outside what the format allows",
+    InvalidName = "invalid-name": "a name is not a DNS-1123 label",
+    InvalidRevision = "invalid-revision": "a revision name Istio cannot use",
+    InvalidVersion = "invalid-version": "a version that is not a semantic version",
+    DuplicateName = "duplicate-name": "a cluster, namespace or gateway defined twice",
+    UnknownRevision = "unknown-revision": "a namespace or gateway refers to a revision its cluster does not run",
+    GatewayNamespaceMigrated = "gateway-namespace-migrated": "a gateway namespace is also listed as an application namespace",
+    InjectionPrecedence = "injection-precedence": "`istio-injection` overrides `istio.io/rev` on the same namespace",
+    CatalogInvalid = "catalog-invalid": "the release catalog file is not valid",
+    UnknownTarget = "unknown-target": "the target minor is not in the release catalog",
+    UnknownSource = "unknown-source": "a cluster runs a minor that is not in the release catalog",
+    NewerPatch = "newer-patch": "the target patch is newer than the catalog knows",
+    EndOfLife = "end-of-life": "a version on the path is past its end of life (depends on today's date)",
+    Downgrade = "downgrade": "the target is older than what a cluster runs",
+    AlreadyAtTarget = "already-at-target": "a cluster already runs the target version",
+    MultiHop = "multi-hop": "the upgrade is planned as several hops",
+    AlphaSkip = "alpha-skip": "a skip that Istio supports only at alpha level",
+    InvalidVia = "invalid-via": "an intermediate version given with --via cannot be used",
+    SkipNotAllowed = "skip-not-allowed": "a hop skips more minors than its strategy allows",
+    KubernetesUnsupported = "kubernetes-unsupported": "a version on the path does not support the cluster's Kubernetes",
+    KubernetesUntested = "kubernetes-untested": "a version on the path is tested but not supported on the cluster's Kubernetes",
+    OperatorRemoved = "operator-removed": "the in-cluster operator cannot install this version",
+    HelmUnsupported = "helm-unsupported": "Istio publishes no usable Helm charts for this version",
+    HelmAlpha = "helm-alpha": "Helm installs of this version are alpha",
+    RetiredHub = "retired-hub": "the image hub no longer receives this version",
+}
+
+impl Code {
+    /// Whether the finding depends on today's date; such findings go to stderr only, never
+    /// into generated files or machine-readable stdout.
+    pub fn is_dated(self) -> bool {
+        matches!(self, Code::EndOfLife)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub code: Code,
+    pub message: String,
+    /// The file the diagnostic is about (`<command line>` for flags).
+    pub file: String,
+    pub path: Option<YamlPath>,
+    pub position: Option<Position>,
+    pub help: Vec<String>,
+}
+
+impl Diagnostic {
+    pub fn new(severity: Severity, code: Code, message: impl Into<String>) -> Self {
+        Self {
+            severity,
+            code,
+            message: message.into(),
+            file: String::new(),
+            path: None,
+            position: None,
+            help: Vec::new(),
+        }
+    }
+
+    pub fn error(code: Code, message: impl Into<String>) -> Self {
+        Self::new(Severity::Error, code, message)
+    }
+
+    pub fn warning(code: Code, message: impl Into<String>) -> Self {
+        Self::new(Severity::Warning, code, message)
+    }
+
+    pub fn note(code: Code, message: impl Into<String>) -> Self {
+        Self::new(Severity::Note, code, message)
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help.push(help.into());
+        self
+    }
+
+    /// Places the diagnostic at the value of `path` in `src`.
+    pub fn at(mut self, src: &Source, path: &YamlPath) -> Self {
+        self.file.clone_from(&src.name);
+        self.position = src.value_position(path);
+        self.path = Some(path.clone());
+        self
+    }
+
+    /// Places the diagnostic at the key of `path` (for fields that should not be there).
+    pub fn at_key(mut self, src: &Source, path: &YamlPath) -> Self {
+        self.file.clone_from(&src.name);
+        self.position = src.key_position(path);
+        self.path = Some(path.clone());
+        self
+    }
+
+    /// A diagnostic about a command-line flag rather than a file.
+    pub fn on_flag(mut self, flag: &str) -> Self {
+        self.file = format!("<command line: {flag}>");
+        self
+    }
+
+    fn sort_key(&self) -> impl Ord + '_ {
+        (
+            self.file.as_str(),
+            self.position.map_or((usize::MAX, usize::MAX), |p| (p.line, p.col)),
+            self.severity,
+            self.code,
+            self.message.as_str(),
+        )
+    }
+}
+
+/// The diagnostics of one run, in the order they were found until [`Diagnostics::sorted`].
+#[derive(Debug, Default)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl Diagnostics {
+    pub fn push(&mut self, d: Diagnostic) {
+        self.0.push(d);
+    }
+
+    pub fn extend(&mut self, other: Diagnostics) {
+        self.0.extend(other.0);
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.0.iter().any(|d| d.severity == Severity::Error)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Sorted by file, line, column, severity, code and message, without exact duplicates, so
+    /// that the order never depends on the order checks happened to run in.
+    pub fn sorted(mut self) -> Self {
+        self.0.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        self.0.dedup_by(|a, b| a.sort_key() == b.sort_key());
+        self
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.0.iter()
+    }
+}
+
+/// Renders diagnostics as plain text, with the source line and a caret where the position is
+/// known. `src` is the inventory the positions refer to, when there is one.
+pub fn render(diags: &Diagnostics, src: Option<&Source>) -> String {
+    let mut out = String::new();
+    for d in diags.iter() {
+        render_one(&mut out, d, src);
+    }
+    let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
+    let warnings = diags.iter().filter(|d| d.severity == Severity::Warning).count();
+    if errors > 0 {
+        let _ = writeln!(
+            out,
+            "{errors} error{}{}",
+            plural(errors),
+            if warnings > 0 {
+                format!(", {warnings} warning{}", plural(warnings))
+            } else {
+                String::new()
+            }
+        );
+    }
+    out
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn render_one(out: &mut String, d: &Diagnostic, src: Option<&Source>) {
+    let _ = writeln!(out, "{}[{}]: {}", d.severity.label(), d.code.name(), d.message);
+    let path = d.path.as_ref().map(|p| format!(" ({p})")).unwrap_or_default();
+    match d.position {
+        Some(p) => {
+            let num = p.line.to_string();
+            let pad = " ".repeat(num.len());
+            let _ = writeln!(out, "{pad}--> {}:{}:{}{path}", d.file, p.line, p.col);
+            let line = src
+                .filter(|s| s.name == d.file)
+                .and_then(|s| s.line_text(p.line));
+            if let Some(line) = line {
+                let width = token_width(line, p.col);
+                let _ = writeln!(out, "{pad} |");
+                let _ = writeln!(out, "{num} | {}", line.trim_end());
+                let _ = writeln!(
+                    out,
+                    "{pad} | {}{}",
+                    " ".repeat(p.col.saturating_sub(1)),
+                    "^".repeat(width)
+                );
+            }
+        }
+        None if !d.file.is_empty() => {
+            let _ = writeln!(out, " --> {}{path}", d.file);
+        }
+        None => {}
+    }
+    let pad = " ".repeat(d.position.map_or(1, |p| p.line.to_string().len()));
+    for h in &d.help {
+        let _ = writeln!(out, "{pad} = help: {h}");
+    }
+    out.push('\n');
+}
+
+/// How many characters from `col` (1-based) make up the token there.
+fn token_width(line: &str, col: usize) -> usize {
+    let rest: Vec<char> = line.chars().skip(col.saturating_sub(1)).collect();
+    let Some(&first) = rest.first() else { return 1 };
+    let width = if first == '"' || first == '\'' {
+        rest.iter()
+            .skip(1)
+            .position(|&c| c == first)
+            .map_or(rest.len(), |i| i + 2)
+    } else {
+        rest.iter()
+            .position(|&c| matches!(c, ',' | '}' | ']' | '#') || (c == ':' && first != '-'))
+            .unwrap_or(rest.len())
+    };
+    let trimmed: String = rest.iter().take(width).collect();
+    trimmed.trim_end().chars().count().max(1)
+}
+
+/// JSON form of a diagnostic, for `--output json`.
+#[derive(Serialize)]
+pub struct JsonDiagnostic<'a> {
+    pub severity: Severity,
+    pub code: &'static str,
+    pub message: &'a str,
+    pub file: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub help: &'a [String],
+}
+
+impl<'a> From<&'a Diagnostic> for JsonDiagnostic<'a> {
+    fn from(d: &'a Diagnostic) -> Self {
+        Self {
+            severity: d.severity,
+            code: d.code.name(),
+            message: &d.message,
+            file: &d.file,
+            path: d.path.as_ref().map(ToString::to_string),
+            line: d.position.map(|p| p.line),
+            column: d.position.map(|p| p.col),
+            help: &d.help,
+        }
+    }
+}
+
+/// Levenshtein distance, for "did you mean" suggestions.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The candidate closest to `word`, if it is close enough to be a likely typo.
+pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let lower = word.to_ascii_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(&lower, &c.to_ascii_lowercase()), c))
+        .filter(|(d, c)| *d <= (c.len() / 3).max(2))
+        .min()
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn codes_are_unique_and_kebab_case() {
+        let names: BTreeSet<_> = Code::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names.len(), Code::ALL.len());
+        for n in names {
+            assert!(n.chars().all(|c| c.is_ascii_lowercase() || c == '-'), "{n}");
+        }
+    }
+
+    #[test]
+    fn suggests_close_words_only() {
+        let known = ["installMethod", "hub", "revisionFormat"];
+        assert_eq!(suggest("instalMethod", known), Some("installMethod"));
+        assert_eq!(suggest("revisonFormat", known), Some("revisionFormat"));
+        assert_eq!(suggest("zzzzzz", known), None);
+    }
+
+    #[test]
+    fn renders_caret_under_the_value() {
+        let src = Source::new("inv.yaml", "a:\n  version: 1.2.x\n");
+        let path = YamlPath::root().key("a").key("version");
+        let mut diags = Diagnostics::default();
+        diags.push(Diagnostic::error(Code::InvalidVersion, "bad version `1.2.x`").at(&src, &path).help("use x.y.z"));
+        let text = render(&diags.sorted(), Some(&src));
+        assert_eq!(
+            text,
+            "error[invalid-version]: bad version `1.2.x`\n --> inv.yaml:2:12 (a.version)\n  |\n2 |   version: 1.2.x\n  |            ^^^^^\n  = help: use x.y.z\n\n1 error\n"
+        );
+    }
+}

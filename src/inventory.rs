@@ -1,0 +1,280 @@
+//! The mesh inventory as the user writes it (format `meshplan.dev/v1alpha1`). Serde types only:
+//! the JSON Schema in `schemas/inventory.schema.json` decides what is accepted, and
+//! `validate.rs` checks what a schema cannot.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::version::RevisionFormat;
+
+pub const API_VERSION: &str = "meshplan.dev/v1alpha1";
+pub const KIND: &str = "MeshInventory";
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Inventory {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    #[serde(default)]
+    pub defaults: Settings,
+    pub clusters: Vec<Cluster>,
+}
+
+/// Settings that `defaults` gives every cluster and a cluster may override.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Settings {
+    pub install_method: Option<InstallMethod>,
+    pub hub: Option<String>,
+    pub tag_suffix: Option<String>,
+    pub variant: Option<String>,
+    pub revision_format: Option<RevisionFormat>,
+    pub control_plane_upgrade: Option<ControlPlaneUpgrade>,
+    pub upgrade_policy: Option<UpgradePolicy>,
+    pub chart_repository: Option<String>,
+}
+
+impl Settings {
+    /// `self` where set, else `fallback`.
+    pub fn or(&self, fallback: &Settings) -> Settings {
+        Settings {
+            install_method: self.install_method.or(fallback.install_method),
+            hub: self.hub.clone().or_else(|| fallback.hub.clone()),
+            tag_suffix: self.tag_suffix.clone().or_else(|| fallback.tag_suffix.clone()),
+            variant: self.variant.clone().or_else(|| fallback.variant.clone()),
+            revision_format: self.revision_format.or(fallback.revision_format),
+            control_plane_upgrade: self.control_plane_upgrade.or(fallback.control_plane_upgrade),
+            upgrade_policy: self.upgrade_policy.or(fallback.upgrade_policy),
+            chart_repository: self.chart_repository.clone().or_else(|| fallback.chart_repository.clone()),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum InstallMethod {
+    Helm,
+    Istioctl,
+    Operator,
+}
+
+impl InstallMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            InstallMethod::Helm => "helm",
+            InstallMethod::Istioctl => "istioctl",
+            InstallMethod::Operator => "operator",
+        }
+    }
+}
+
+/// How the control plane moves to a new version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ControlPlaneUpgrade {
+    /// A new revision beside the old one (the default, and the only way to skip a minor).
+    Canary,
+    /// The running control plane is upgraded where it is, one minor at a time.
+    InPlace,
+}
+
+/// How far one hop may go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum UpgradePolicy {
+    /// What Istio documents: canary may skip one minor (N-2 -> N), in place may not.
+    Istio,
+    /// One minor per hop even for canary upgrades, as some vendors require.
+    OneMinorAtATime,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cluster {
+    pub name: String,
+    pub kubernetes_version: String,
+    /// The kubeconfig context, passed to every command of this cluster.
+    pub context: Option<String>,
+    #[serde(flatten)]
+    pub settings: Settings,
+    pub istio: Istio,
+    #[serde(default)]
+    pub gateways: Vec<Gateway>,
+    #[serde(default)]
+    pub namespaces: Vec<Namespace>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Istio {
+    pub version: String,
+    /// The running revision; absent for a default (unrevisioned) install.
+    pub revision: Option<String>,
+    #[serde(default = "default_istio_namespace")]
+    pub namespace: String,
+    /// Revision tags pointing at the running revision (`default`, `prod-stable`, ...).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Helm values (or IstioOperator `spec.values`) carried into every new revision.
+    #[serde(default)]
+    pub values: BTreeMap<String, Value>,
+    /// The running istiod Helm release; default `istiod-<revision>`, or `istiod` unrevisioned.
+    pub release: Option<String>,
+    /// The Helm release of the `base` chart.
+    #[serde(default = "default_base_release")]
+    pub base_release: String,
+}
+
+fn default_istio_namespace() -> String {
+    "istio-system".to_string()
+}
+
+fn default_base_release() -> String {
+    "istio-base".to_string()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum GatewayKind {
+    Ingress,
+    Eastwest,
+    Egress,
+}
+
+impl GatewayKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            GatewayKind::Ingress => "ingress",
+            GatewayKind::Eastwest => "eastwest",
+            GatewayKind::Egress => "egress",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum GatewayUpgrade {
+    /// A new gateway beside the old one; the Service selector moves traffic over.
+    BlueGreen,
+    /// The gateway's own release moves to the new revision, rolling its pods.
+    InPlace,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Gateway {
+    pub name: String,
+    pub kind: GatewayKind,
+    pub namespace: String,
+    pub revision: Option<String>,
+    #[serde(default = "default_gateway_upgrade")]
+    pub upgrade: GatewayUpgrade,
+    /// The running Helm release (or IstioOperator gateway component); default: `name`.
+    pub release: Option<String>,
+    /// The pods' `istio` label, which `Gateway` resources select on; default: the release
+    /// name without its `istio-` prefix, as the gateway chart sets it.
+    pub istio_label: Option<String>,
+    /// Helm values of the `gateway` chart carried into every new gateway.
+    #[serde(default)]
+    pub values: BTreeMap<String, Value>,
+    pub service: Option<GatewayService>,
+}
+
+fn default_gateway_upgrade() -> GatewayUpgrade {
+    GatewayUpgrade::BlueGreen
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub enum ServiceType {
+    LoadBalancer,
+    NodePort,
+    ClusterIP,
+}
+
+/// Who manages a gateway's Service today.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ServiceOwner {
+    /// Rendered by the gateway's own Helm release or IstioOperator (the usual starting point).
+    Release,
+    /// Applied on its own (by a previous meshplan plan or by hand).
+    Standalone,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayService {
+    pub name: String,
+    #[serde(rename = "type", default = "default_service_type")]
+    pub kind: ServiceType,
+    pub ports: Vec<ServicePort>,
+    #[serde(default = "default_service_owner")]
+    pub owner: ServiceOwner,
+    /// The Service's current selector, when it is not the chart's `{app, istio}` pair.
+    pub selector: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+fn default_service_type() -> ServiceType {
+    ServiceType::LoadBalancer
+}
+
+fn default_service_owner() -> ServiceOwner {
+    ServiceOwner::Release
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePort {
+    pub name: String,
+    pub port: u32,
+    pub target_port: Option<u32>,
+    pub protocol: Option<String>,
+    pub node_port: Option<u32>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Namespace {
+    pub name: String,
+    /// The namespace's `istio.io/rev` label.
+    pub revision: Option<String>,
+    /// The legacy `istio-injection` label (`enabled`).
+    pub istio_injection: Option<String>,
+    #[serde(default = "default_wave")]
+    pub wave: u32,
+    #[serde(default)]
+    pub workloads: Vec<Workload>,
+}
+
+fn default_wave() -> u32 {
+    1
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+}
+
+impl WorkloadKind {
+    pub fn resource(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "deployment",
+            WorkloadKind::StatefulSet => "statefulset",
+            WorkloadKind::DaemonSet => "daemonset",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Workload {
+    pub kind: WorkloadKind,
+    pub name: String,
+}

@@ -1,0 +1,324 @@
+//! YAML text to a JSON value, and JSON Schema validation of that value, with every violation
+//! turned into a located diagnostic.
+
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use crate::diagnostic::{Code, Diagnostic, Diagnostics, suggest};
+use crate::source::{Position, Seg, Source, YamlPath};
+
+pub const INVENTORY_SCHEMA: &str = include_str!("../schemas/inventory.schema.json");
+pub const CATALOG_SCHEMA: &str = include_str!("../schemas/catalog.schema.json");
+
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    Inventory,
+    Catalog,
+}
+
+impl Kind {
+    fn text(self) -> &'static str {
+        match self {
+            Kind::Inventory => INVENTORY_SCHEMA,
+            Kind::Catalog => CATALOG_SCHEMA,
+        }
+    }
+
+    fn schema(self) -> &'static Value {
+        static INV: OnceLock<Value> = OnceLock::new();
+        static CAT: OnceLock<Value> = OnceLock::new();
+        let cell = match self {
+            Kind::Inventory => &INV,
+            Kind::Catalog => &CAT,
+        };
+        // The schemas are compiled into the binary and checked by the tests.
+        cell.get_or_init(|| serde_json::from_str(self.text()).expect("embedded schema is JSON"))
+    }
+
+    fn validator(self) -> &'static jsonschema::Validator {
+        static INV: OnceLock<jsonschema::Validator> = OnceLock::new();
+        static CAT: OnceLock<jsonschema::Validator> = OnceLock::new();
+        let cell = match self {
+            Kind::Inventory => &INV,
+            Kind::Catalog => &CAT,
+        };
+        cell.get_or_init(|| jsonschema::validator_for(self.schema()).expect("embedded schema compiles"))
+    }
+}
+
+/// Parses YAML into a JSON value. A syntax error stops here, located by serde_yaml.
+pub fn parse_yaml(src: &Source) -> Result<Value, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    if src.text.trim().is_empty() || src.text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+        let mut d = Diagnostic::error(Code::YamlSyntax, "the file is empty").help(
+            "an inventory starts with `apiVersion: meshplan.dev/v1alpha1` and `kind: MeshInventory`; see `meshplan schema`",
+        );
+        d.file.clone_from(&src.name);
+        diags.push(d);
+        return Err(diags);
+    }
+    match serde_yaml::from_str::<Value>(&src.text) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let mut msg = e.to_string();
+            // serde_yaml appends " at line L column C"; the location is shown on its own line.
+            if let Some(i) = msg.find(" at line ") {
+                msg.truncate(i);
+            }
+            let mut d = Diagnostic::error(Code::YamlSyntax, format!("invalid YAML: {msg}"));
+            d.file.clone_from(&src.name);
+            d.position = e.location().map(|l| Position {
+                line: l.line(),
+                col: l.column(),
+            });
+            diags.push(d);
+            Err(diags)
+        }
+    }
+}
+
+/// The schema text, as `meshplan schema` prints it.
+pub fn text(kind: Kind) -> &'static str {
+    kind.text()
+}
+
+/// Validates `value` against the schema of `kind`; every violation becomes a diagnostic.
+pub fn validate(src: &Source, value: &Value, kind: Kind) -> Diagnostics {
+    let schema = kind.schema();
+    let mut diags = Diagnostics::default();
+    for err in kind.validator().iter_errors(value) {
+        let is_seq = |p: &YamlPath| matches!(lookup_value(value, p), Some(Value::Array(_)));
+        let path = YamlPath::from_pointer(&err.instance_path().to_string(), is_seq);
+        let node = subschema(schema, &path);
+        let found = describe(lookup_value(value, &path));
+        use jsonschema::error::ValidationErrorKind as K;
+        match err.kind() {
+            K::AdditionalProperties { unexpected } => {
+                let known = known_fields(node);
+                for field in unexpected {
+                    let mut d = Diagnostic::error(
+                        Code::SchemaUnknownField,
+                        format!("unknown field `{field}` in {}", where_(&path)),
+                    )
+                    .at_key(src, &path.key(field));
+                    if let Some(s) = suggest(field, known.iter().map(String::as_str)) {
+                        d = d.help(format!("did you mean `{s}`?"));
+                    }
+                    if !known.is_empty() {
+                        d = d.help(format!("valid fields here: {}", known.join(", ")));
+                    }
+                    diags.push(d);
+                }
+            }
+            K::Required { property } => {
+                let field = property.as_str().unwrap_or_default().to_string();
+                let mut d = Diagnostic::error(
+                    Code::SchemaMissingField,
+                    format!("missing required field `{field}` in {}", where_(&path)),
+                )
+                .at_key(src, &path);
+                if let Some(desc) = node
+                    .and_then(|n| n.get("properties"))
+                    .and_then(|p| subschema_desc(p.get(&field)))
+                {
+                    d = d.help(format!("`{field}`: {desc}"));
+                }
+                diags.push(d);
+            }
+            K::Type { .. } => {
+                let expected = expected_type(node);
+                let mut d = Diagnostic::error(
+                    Code::SchemaType,
+                    format!("`{path}` must be {expected}, found {found}"),
+                )
+                .at(src, &path);
+                if expected.contains("string") && matches!(lookup_value(value, &path), Some(Value::Number(_))) {
+                    let raw = src
+                        .value_position(&path)
+                        .and_then(|p| src.line_text(p.line).map(|l| (p, l)))
+                        .map(|(p, l)| {
+                            l.chars()
+                                .skip(p.col - 1)
+                                .take_while(|c| !c.is_whitespace() && *c != ',' && *c != '}')
+                                .collect::<String>()
+                        })
+                        .unwrap_or_default();
+                    d = d.help(format!(
+                        "write it in quotes, \"{raw}\": unquoted, YAML reads it as a number (1.30 becomes 1.3)"
+                    ));
+                }
+                if let Some(desc) = subschema_desc(node) {
+                    d = d.help(desc);
+                }
+                diags.push(d);
+            }
+            K::Enum { options } => {
+                let opts: Vec<String> = options
+                    .as_array()
+                    .map(|a| a.iter().map(|o| o.as_str().map_or_else(|| o.to_string(), str::to_string)).collect())
+                    .unwrap_or_default();
+                let mut d = Diagnostic::error(
+                    Code::SchemaInvalidValue,
+                    format!("`{path}` is {found}, expected one of: {}", opts.join(", ")),
+                )
+                .at(src, &path);
+                if let Some(s) = lookup_value(value, &path)
+                    .and_then(Value::as_str)
+                    .and_then(|w| suggest(w, opts.iter().map(String::as_str)))
+                {
+                    d = d.help(format!("did you mean `{s}`?"));
+                }
+                diags.push(d);
+            }
+            K::Constant { expected_value } => {
+                diags.push(
+                    Diagnostic::error(
+                        Code::SchemaInvalidValue,
+                        format!("`{path}` is {found}, expected {expected_value}"),
+                    )
+                    .at(src, &path),
+                );
+            }
+            _ => {
+                let mut d = Diagnostic::error(
+                    Code::SchemaInvalidValue,
+                    format!("`{path}` is {found}: {}", short_reason(&err.to_string())),
+                )
+                .at(src, &path);
+                if let Some(desc) = subschema_desc(node) {
+                    d = d.help(desc);
+                }
+                diags.push(d);
+            }
+        }
+    }
+    diags
+}
+
+fn where_(path: &YamlPath) -> String {
+    if path.0.is_empty() {
+        "the top level".to_string()
+    } else {
+        format!("`{path}`")
+    }
+}
+
+/// The validator's own message, without the instance it repeats at the front.
+fn short_reason(msg: &str) -> String {
+    for marker in [" is not ", " has ", " is longer", " is shorter", " does not ", " is less", " is greater"] {
+        if let Some(i) = msg.find(marker) {
+            return msg[i + 1..].to_string();
+        }
+    }
+    msg.to_string()
+}
+
+/// A short description of a value for messages: `"1.3"`, the number 1.3, a list.
+fn describe(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "nothing (null)".to_string(),
+        Some(Value::Bool(b)) => format!("the boolean {b}"),
+        Some(Value::Number(n)) => format!("the number {n}"),
+        Some(Value::String(s)) => {
+            let mut s = s.clone();
+            if s.chars().count() > 40 {
+                s = s.chars().take(40).collect::<String>() + "…";
+            }
+            format!("`{s}`")
+        }
+        Some(Value::Array(_)) => "a list".to_string(),
+        Some(Value::Object(_)) => "a mapping".to_string(),
+    }
+}
+
+pub fn lookup_value<'a>(mut v: &'a Value, path: &YamlPath) -> Option<&'a Value> {
+    for seg in &path.0 {
+        v = match seg {
+            Seg::Key(k) => v.get(k)?,
+            Seg::Index(i) => v.get(*i)?,
+        };
+    }
+    Some(v)
+}
+
+/// Follows `path` through the schema (properties, items, additionalProperties, local `$ref`s)
+/// to the subschema that describes it.
+fn subschema<'a>(root: &'a Value, path: &YamlPath) -> Option<&'a Value> {
+    let mut node = resolve(root, root)?;
+    for seg in &path.0 {
+        let next = match seg {
+            Seg::Key(k) => node
+                .get("properties")
+                .and_then(|p| p.get(k))
+                .or_else(|| node.get("additionalProperties").filter(|a| a.is_object())),
+            Seg::Index(_) => node.get("items"),
+        }?;
+        node = resolve(root, next)?;
+    }
+    Some(node)
+}
+
+fn resolve<'a>(root: &'a Value, mut node: &'a Value) -> Option<&'a Value> {
+    for _ in 0..16 {
+        match node.get("$ref").and_then(Value::as_str) {
+            Some(r) => node = root.pointer(r.strip_prefix('#')?)?,
+            None => return Some(node),
+        }
+    }
+    None
+}
+
+fn known_fields(node: Option<&Value>) -> Vec<String> {
+    node.and_then(|n| n.get("properties"))
+        .and_then(Value::as_object)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn subschema_desc(node: Option<&Value>) -> Option<String> {
+    node?.get("description")?.as_str().map(str::to_string)
+}
+
+fn expected_type(node: Option<&Value>) -> String {
+    let Some(t) = node.and_then(|n| n.get("type")) else {
+        return "of another type".to_string();
+    };
+    let name = |s: &str| match s {
+        "object" => "a mapping".to_string(),
+        "array" => "a list".to_string(),
+        "integer" => "a whole number".to_string(),
+        "boolean" => "true or false".to_string(),
+        other => format!("a {other}"),
+    };
+    match t {
+        Value::String(s) => name(s),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(name)
+            .collect::<Vec<_>>()
+            .join(" or "),
+        _ => "of another type".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_schemas_compile() {
+        let _ = Kind::Inventory.validator();
+        let _ = Kind::Catalog.validator();
+    }
+
+    #[test]
+    fn syntax_errors_are_located() {
+        let src = Source::new("bad.yaml", "a: [1, 2\nb: 3\n");
+        let err = parse_yaml(&src).unwrap_err();
+        let d = &err.0[0];
+        assert_eq!(d.code, Code::YamlSyntax);
+        assert!(d.position.is_some());
+    }
+}

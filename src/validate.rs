@@ -1,0 +1,427 @@
+//! Semantic validation: what the schema cannot say. Names, versions, references between
+//! revisions and the things that use them, duplicates. Produces the resolved [`Mesh`] (defaults
+//! applied, versions parsed) that the later stages work on, or every problem found.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use crate::diagnostic::{Code, Diagnostic, Diagnostics, suggest};
+use crate::inventory::{
+    ControlPlaneUpgrade, Gateway, GatewayService, InstallMethod, Inventory, Namespace, Settings, UpgradePolicy,
+    Workload,
+};
+use crate::source::{Source, YamlPath};
+use crate::version::{IstioVersion, MAX_REVISION_LEN, Minor, RevisionFormat, is_dns_label};
+
+/// The label value of the default revision (an unrevisioned install, or the `default` tag).
+pub const DEFAULT_REVISION: &str = "default";
+
+/// The inventory after validation: defaults applied, versions parsed, references checked.
+#[derive(Clone, Debug)]
+pub struct Mesh {
+    pub name: String,
+    pub clusters: Vec<ClusterSpec>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ClusterSpec {
+    pub name: String,
+    pub at: YamlPath,
+    pub context: Option<String>,
+    pub kubernetes: Minor,
+    pub install: InstallMethod,
+    pub hub: String,
+    pub tag_suffix: String,
+    pub variant: Option<String>,
+    pub revision_format: RevisionFormat,
+    pub control_plane_upgrade: ControlPlaneUpgrade,
+    pub policy: UpgradePolicy,
+    pub chart_repository: String,
+    pub version: IstioVersion,
+    /// The running revision; `None` for a default (unrevisioned) install.
+    pub revision: Option<String>,
+    pub namespace: String,
+    pub tags: Vec<String>,
+    pub values: BTreeMap<String, Value>,
+    pub release: String,
+    pub base_release: String,
+    pub gateways: Vec<GatewaySpec>,
+    pub namespaces: Vec<NamespaceSpec>,
+}
+
+impl ClusterSpec {
+    /// The label value of the running revision: its name, or `default`.
+    pub fn revision_label(&self) -> &str {
+        self.revision.as_deref().unwrap_or(DEFAULT_REVISION)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct GatewaySpec {
+    pub at: YamlPath,
+    pub gateway: Gateway,
+    pub release: String,
+    pub istio_label: String,
+}
+
+impl GatewaySpec {
+    pub fn service(&self) -> Option<&GatewayService> {
+        self.gateway.service.as_ref()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NamespaceSpec {
+    pub at: YamlPath,
+    pub namespace: Namespace,
+}
+
+impl NamespaceSpec {
+    pub fn workloads(&self) -> &[Workload] {
+        &self.namespace.workloads
+    }
+}
+
+/// Checks the inventory and resolves it. Every problem is reported; the mesh is returned only
+/// when there are no errors.
+pub fn validate(inv: &Inventory, src: &Source, diags: &mut Diagnostics) -> Option<Mesh> {
+    let root = YamlPath::root();
+    let mut clusters = Vec::new();
+    let mut seen_clusters: BTreeMap<&str, usize> = BTreeMap::new();
+    for (ci, c) in inv.clusters.iter().enumerate() {
+        let at = root.key("clusters").index(ci);
+        check_label(src, diags, &at.key("name"), "cluster name", &c.name);
+        if let Some(first) = seen_clusters.insert(&c.name, ci) {
+            diags.push(
+                Diagnostic::error(Code::DuplicateName, format!("cluster `{}` is defined twice", c.name))
+                    .at(src, &at.key("name"))
+                    .help(format!("the first definition is clusters[{first}]; cluster names must be unique")),
+            );
+        }
+        if let Some(spec) = validate_cluster(inv, ci, src, diags) {
+            clusters.push(spec);
+        }
+    }
+    (!diags.has_errors()).then(|| Mesh {
+        name: inv.name.clone(),
+        clusters,
+    })
+}
+
+fn validate_cluster(inv: &Inventory, ci: usize, src: &Source, diags: &mut Diagnostics) -> Option<ClusterSpec> {
+    let c = &inv.clusters[ci];
+    let at = YamlPath::root().key("clusters").index(ci);
+    let settings: Settings = c.settings.or(&inv.defaults);
+    let errors_before = diags.0.iter().filter(|d| d.severity == crate::diagnostic::Severity::Error).count();
+
+    let kubernetes = match c.kubernetes_version.parse::<Minor>() {
+        Ok(m) => Some(m),
+        Err(e) => {
+            diags.push(
+                Diagnostic::error(Code::InvalidVersion, format!("cluster `{}`: Kubernetes version {e}", c.name))
+                    .at(src, &at.key("kubernetesVersion"))
+                    .help("give the Kubernetes minor in quotes, for example kubernetesVersion: \"1.28\""),
+            );
+            None
+        }
+    };
+    let version = match c.istio.version.parse::<IstioVersion>() {
+        Ok(v) => Some(v),
+        Err(e) => {
+            diags.push(
+                Diagnostic::error(Code::InvalidVersion, format!("cluster `{}`: Istio version {e}", c.name))
+                    .at(src, &at.key("istio").key("version"))
+                    .help("give the full running version, for example version: 1.19.6"),
+            );
+            None
+        }
+    };
+    if let Some(rev) = &c.istio.revision {
+        check_revision(src, diags, &at.key("istio").key("revision"), rev);
+    }
+    check_label(src, diags, &at.key("istio").key("namespace"), "control-plane namespace", &c.istio.namespace);
+    for (ti, tag) in c.istio.tags.iter().enumerate() {
+        let p = at.key("istio").key("tags").index(ti);
+        check_revision(src, diags, &p, tag);
+        if Some(tag) == c.istio.revision.as_ref() {
+            diags.push(
+                Diagnostic::error(Code::InvalidRevision, format!("tag `{tag}` has the same name as the revision it points at"))
+                    .at(src, &p)
+                    .help("Istio refuses a revision tag named like an existing revision; rename or remove the tag"),
+            );
+        }
+    }
+    if let Some(ctx) = &c.context
+        && ctx.chars().any(char::is_whitespace)
+    {
+        diags.push(
+            Diagnostic::error(Code::InvalidName, format!("context `{ctx}` contains white space"))
+                .at(src, &at.key("context")),
+        );
+    }
+
+    // What `istio.io/rev` values the cluster's control plane answers to.
+    let mut known: Vec<String> = Vec::new();
+    match &c.istio.revision {
+        Some(r) => known.push(r.clone()),
+        None => known.push(DEFAULT_REVISION.to_string()),
+    }
+    known.extend(c.istio.tags.iter().cloned());
+    let serves_default = known.iter().any(|k| k == DEFAULT_REVISION);
+
+    let ns_names: BTreeSet<&str> = c.namespaces.iter().map(|n| n.name.as_str()).collect();
+    let mut gateways = Vec::new();
+    let mut seen_gw: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for (gi, g) in c.gateways.iter().enumerate() {
+        let gp = at.key("gateways").index(gi);
+        check_label(src, diags, &gp.key("name"), "gateway name", &g.name);
+        check_label(src, diags, &gp.key("namespace"), "gateway namespace", &g.namespace);
+        if let Some(first) = seen_gw.insert((&g.namespace, &g.name), gi) {
+            diags.push(
+                Diagnostic::error(
+                    Code::DuplicateName,
+                    format!("gateway `{}` in namespace `{}` is defined twice", g.name, g.namespace),
+                )
+                .at(src, &gp.key("name"))
+                .help(format!("the first definition is gateways[{first}]")),
+            );
+        }
+        check_reference(src, diags, &gp.key("revision"), &format!("gateway `{}`", g.name), g.revision.as_deref(), &known, &c.name);
+        if ns_names.contains(g.namespace.as_str()) {
+            diags.push(
+                Diagnostic::error(
+                    Code::GatewayNamespaceMigrated,
+                    format!("gateway namespace `{}` is also listed as an application namespace", g.namespace),
+                )
+                .at(src, &gp.key("namespace"))
+                .help("relabelling a gateway namespace with istio.io/rev would re-inject the old and the new gateway alike; keep gateways in namespaces of their own and remove this namespace from `namespaces`"),
+            );
+        }
+        let release = g.release.clone().unwrap_or_else(|| g.name.clone());
+        if g.release.is_some() {
+            check_label(src, diags, &gp.key("release"), "gateway release", &release);
+        }
+        let istio_label = g
+            .istio_label
+            .clone()
+            .unwrap_or_else(|| g.name.strip_prefix("istio-").unwrap_or(&g.name).to_string());
+        if let Some(svc) = &g.service {
+            let sp = gp.key("service");
+            check_label(src, diags, &sp.key("name"), "service name", &svc.name);
+            let mut names = BTreeSet::new();
+            let mut ports = BTreeSet::new();
+            for (pi, port) in svc.ports.iter().enumerate() {
+                let pp = sp.key("ports").index(pi);
+                if !names.insert(port.name.as_str()) {
+                    diags.push(
+                        Diagnostic::error(Code::DuplicateName, format!("port name `{}` is used twice", port.name))
+                            .at(src, &pp.key("name")),
+                    );
+                }
+                if !ports.insert((port.port, port.protocol.clone())) {
+                    diags.push(
+                        Diagnostic::error(Code::DuplicateName, format!("port {} is listed twice", port.port))
+                            .at(src, &pp.key("port")),
+                    );
+                }
+            }
+        }
+        gateways.push(GatewaySpec {
+            at: gp,
+            gateway: g.clone(),
+            release,
+            istio_label,
+        });
+    }
+
+    let mut namespaces = Vec::new();
+    let mut seen_ns: BTreeMap<&str, usize> = BTreeMap::new();
+    for (ni, n) in c.namespaces.iter().enumerate() {
+        let np = at.key("namespaces").index(ni);
+        check_label(src, diags, &np.key("name"), "namespace name", &n.name);
+        if let Some(first) = seen_ns.insert(&n.name, ni) {
+            diags.push(
+                Diagnostic::error(
+                    Code::DuplicateName,
+                    format!("namespace `{}` is listed twice in cluster `{}`", n.name, c.name),
+                )
+                .at(src, &np.key("name"))
+                .help(format!("the first entry is namespaces[{first}]; list each namespace once, in the wave it moves in")),
+            );
+        }
+        if n.name == c.istio.namespace {
+            diags.push(
+                Diagnostic::error(
+                    Code::GatewayNamespaceMigrated,
+                    format!("namespace `{}` is the control-plane namespace", n.name),
+                )
+                .at(src, &np.key("name"))
+                .help("the control plane is not injected; remove it from `namespaces`"),
+            );
+        }
+        match (&n.revision, &n.istio_injection) {
+            (None, None) => diags.push(
+                Diagnostic::error(
+                    Code::UnknownRevision,
+                    format!("namespace `{}` has neither `revision` nor `istioInjection`", n.name),
+                )
+                .at(src, &np.key("name"))
+                .help("give its istio.io/rev label as `revision`, or `istioInjection: enabled` for the legacy label; a namespace outside the mesh has nothing to migrate, so leave it out"),
+            ),
+            (Some(_), Some(_)) => diags.push(
+                Diagnostic::warning(
+                    Code::InjectionPrecedence,
+                    format!(
+                        "namespace `{}` carries both istio-injection and istio.io/rev; istio-injection wins, so its pods use the default revision",
+                        n.name
+                    ),
+                )
+                .at(src, &np.key("istioInjection"))
+                .help("the plan removes istio-injection when it relabels the namespace"),
+            ),
+            _ => {}
+        }
+        if let Some(r) = &n.revision {
+            check_reference(src, diags, &np.key("revision"), &format!("namespace `{}`", n.name), Some(r), &known, &c.name);
+        }
+        if n.istio_injection.is_some() && !serves_default {
+            diags.push(
+                Diagnostic::error(
+                    Code::UnknownRevision,
+                    format!(
+                        "namespace `{}` uses istio-injection=enabled, but cluster `{}` has no default revision",
+                        n.name, c.name
+                    ),
+                )
+                .at(src, &np.key("istioInjection"))
+                .help(format!(
+                    "istio-injection=enabled is served by the default revision: an unrevisioned install, or a `default` tag (add `default` to clusters[{ci}].istio.tags if `istioctl tag list` shows it)"
+                )),
+            );
+        }
+        let mut seen_wl = BTreeSet::new();
+        for (wi, w) in n.workloads.iter().enumerate() {
+            let wp = np.key("workloads").index(wi);
+            check_label_len(src, diags, &wp.key("name"), "workload name", &w.name, 253);
+            if !seen_wl.insert((w.kind, w.name.as_str())) {
+                diags.push(
+                    Diagnostic::error(
+                        Code::DuplicateName,
+                        format!("{:?} `{}` is listed twice in namespace `{}`", w.kind, w.name, n.name),
+                    )
+                    .at(src, &wp.key("name")),
+                );
+            }
+        }
+        namespaces.push(NamespaceSpec {
+            at: np,
+            namespace: n.clone(),
+        });
+    }
+
+    let errors_after = diags.0.iter().filter(|d| d.severity == crate::diagnostic::Severity::Error).count();
+    if errors_after > errors_before {
+        return None;
+    }
+    let version = version?;
+    let release = c.istio.release.clone().unwrap_or_else(|| match &c.istio.revision {
+        Some(r) if r != DEFAULT_REVISION => format!("istiod-{r}"),
+        _ => "istiod".to_string(),
+    });
+    Some(ClusterSpec {
+        name: c.name.clone(),
+        at,
+        context: c.context.clone(),
+        kubernetes: kubernetes?,
+        install: settings.install_method.unwrap_or(InstallMethod::Helm),
+        hub: settings.hub.unwrap_or_else(|| "docker.io/istio".to_string()),
+        tag_suffix: settings.tag_suffix.unwrap_or_default(),
+        variant: settings.variant,
+        revision_format: settings.revision_format.unwrap_or(RevisionFormat::Minor),
+        control_plane_upgrade: settings.control_plane_upgrade.unwrap_or(ControlPlaneUpgrade::Canary),
+        policy: settings.upgrade_policy.unwrap_or(UpgradePolicy::Istio),
+        chart_repository: settings.chart_repository.unwrap_or_else(|| "istio".to_string()),
+        version,
+        revision: c.istio.revision.clone().filter(|r| r != DEFAULT_REVISION),
+        namespace: c.istio.namespace.clone(),
+        tags: c.istio.tags.clone(),
+        values: c.istio.values.clone(),
+        release,
+        base_release: c.istio.base_release.clone(),
+        gateways,
+        namespaces,
+    })
+}
+
+fn check_label(src: &Source, diags: &mut Diagnostics, at: &YamlPath, what: &str, value: &str) {
+    check_label_len(src, diags, at, what, value, 63);
+}
+
+fn check_label_len(src: &Source, diags: &mut Diagnostics, at: &YamlPath, what: &str, value: &str, max: usize) {
+    if is_dns_label(value, max) {
+        return;
+    }
+    let fixed: String = value
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect::<String>()
+        .trim_matches('-')
+        .to_string();
+    let mut d = Diagnostic::error(Code::InvalidName, format!("{what} `{value}` is not a valid DNS-1123 label"))
+        .at(src, at)
+        .help(format!(
+            "use lower-case letters, digits and `-`, starting and ending with a letter or digit, at most {max} characters"
+        ));
+    if !fixed.is_empty() && fixed != value && fixed.len() <= max {
+        d = d.help(format!("for example `{fixed}`"));
+    }
+    diags.push(d);
+}
+
+fn check_revision(src: &Source, diags: &mut Diagnostics, at: &YamlPath, rev: &str) {
+    if rev.contains('.') {
+        diags.push(
+            Diagnostic::error(Code::InvalidRevision, format!("revision `{rev}` contains `.`"))
+                .at(src, at)
+                .help(format!(
+                    "`.` is not a valid revision character; Istio's convention replaces it with `-`: `{}`",
+                    rev.replace('.', "-")
+                )),
+        );
+    } else if !is_dns_label(rev, MAX_REVISION_LEN) {
+        diags.push(
+            Diagnostic::error(Code::InvalidRevision, format!("revision `{rev}` cannot be used as a revision name"))
+                .at(src, at)
+                .help(format!(
+                    "a revision is a DNS-1123 label that fits in the Service name `istiod-<revision>`: lower-case letters, digits and `-`, at most {MAX_REVISION_LEN} characters"
+                )),
+        );
+    }
+}
+
+fn check_reference(
+    src: &Source,
+    diags: &mut Diagnostics,
+    at: &YamlPath,
+    who: &str,
+    rev: Option<&str>,
+    known: &[String],
+    cluster: &str,
+) {
+    let rev = rev.unwrap_or(DEFAULT_REVISION);
+    if known.iter().any(|k| k == rev) {
+        return;
+    }
+    let mut d = Diagnostic::error(
+        Code::UnknownRevision,
+        format!("{who} uses revision `{rev}`, which cluster `{cluster}` does not run"),
+    )
+    .at(src, at)
+    .help(format!("the cluster answers to: {}", known.join(", ")));
+    if let Some(s) = suggest(rev, known.iter().map(String::as_str)) {
+        d = d.help(format!("did you mean `{s}`?"));
+    }
+    diags.push(d);
+}

@@ -1,0 +1,450 @@
+//! Writing the output tree to disk, safely: meshplan owns only the files it wrote (listed in
+//! `.meshplan/manifest.json`), writes each file through a temporary file and a rename, writes
+//! nothing that did not change, never follows a symlink, and writes the manifest last. In check
+//! mode it writes nothing and reports the difference instead.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::output::{OutputTree, check_rel_path};
+
+pub const MANIFEST: &str = ".meshplan/manifest.json";
+const TMP_PREFIX: &str = ".meshplan-";
+const TMP_SUFFIX: &str = ".tmp";
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{0}")]
+    Refused(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
+    move |source| WriteError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Manifest {
+    generated_by: String,
+    /// Every file meshplan wrote, relative to the output directory.
+    files: BTreeSet<String>,
+}
+
+impl Manifest {
+    fn new(files: BTreeSet<String>) -> Self {
+        Self {
+            generated_by: "meshplan".to_string(),
+            files,
+        }
+    }
+
+    fn to_text(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    Create,
+    Update,
+    Remove,
+}
+
+/// What a run did (or, in check mode, would do).
+#[derive(Debug, Default)]
+pub struct WriteReport {
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: usize,
+    /// Unified diffs of every change, in path order (filled in check mode).
+    pub diff: String,
+}
+
+impl WriteReport {
+    pub fn changed(&self) -> bool {
+        !(self.created.is_empty() && self.updated.is_empty() && self.removed.is_empty())
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "created {}, updated {}, removed {}, unchanged {}",
+            self.created.len(),
+            self.updated.len(),
+            self.removed.len(),
+            self.unchanged
+        )
+    }
+}
+
+/// Options of one write.
+#[derive(Clone, Copy, Debug)]
+pub struct WriteOptions {
+    pub check: bool,
+    pub force: bool,
+}
+
+/// Brings `out` to exactly `tree` (plus whatever files meshplan does not own), or, with
+/// `check`, reports how far it is from it.
+pub fn write_tree(out: &Path, tree: &OutputTree, opts: WriteOptions) -> Result<WriteReport, WriteError> {
+    for path in tree.0.keys() {
+        check_rel_path(path).map_err(WriteError::Refused)?;
+    }
+    let manifest_path = out.join(MANIFEST);
+    let exists = match fs::symlink_metadata(out) {
+        Ok(m) if m.is_dir() || (m.file_type().is_symlink() && out.is_dir()) => true,
+        Ok(_) => {
+            return Err(WriteError::Refused(format!(
+                "`{}` exists and is not a directory; choose another --out",
+                out.display()
+            )));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => return Err(io_err(out)(e)),
+    };
+    let old = if exists { read_manifest(out, &manifest_path)? } else { None };
+    if exists && old.is_none() && !opts.force && !opts.check && !is_empty_dir(out)? {
+        return Err(WriteError::Refused(format!(
+            "refusing to write into `{}`: it is not empty and meshplan did not create it (no {MANIFEST}); choose an empty or new directory, or pass --force to write there anyway (meshplan then owns only the files it writes)",
+            out.display()
+        )));
+    }
+    let owned: BTreeSet<String> = old.as_ref().map(|m| m.files.clone()).unwrap_or_default();
+
+    // Work out what changes.
+    let mut report = WriteReport::default();
+    let mut changes: Vec<(String, Change)> = Vec::new();
+    for (path, text) in &tree.0 {
+        let full = safe_join(out, path)?;
+        match read_if_file(&full)? {
+            Some(current) if current == *text => report.unchanged += 1,
+            Some(current) => {
+                if !owned.contains(path) && !opts.force {
+                    return Err(WriteError::Refused(format!(
+                        "refusing to overwrite `{}`: meshplan did not write it; move it away, or pass --force",
+                        full.display()
+                    )));
+                }
+                if opts.check {
+                    report.diff.push_str(&unified(path, &current, text));
+                }
+                report.updated.push(path.clone());
+                changes.push((path.clone(), Change::Update));
+            }
+            None => {
+                if opts.check {
+                    report.diff.push_str(&unified(path, "", text));
+                }
+                report.created.push(path.clone());
+                changes.push((path.clone(), Change::Create));
+            }
+        }
+    }
+    for path in &owned {
+        if tree.0.contains_key(path) || check_rel_path(path).is_err() {
+            continue;
+        }
+        let full = safe_join(out, path)?;
+        if let Some(current) = read_if_file(&full)? {
+            if opts.check {
+                report.diff.push_str(&unified(path, &current, ""));
+            }
+            report.removed.push(path.clone());
+            changes.push((path.clone(), Change::Remove));
+        }
+    }
+    let new_manifest = Manifest::new(tree.0.keys().cloned().collect());
+    let manifest_current = old.as_ref() == Some(&new_manifest);
+    if opts.check {
+        return Ok(report);
+    }
+    if changes.is_empty() && manifest_current {
+        return Ok(report);
+    }
+
+    // Claim every file this run may write before writing any, so that a run killed halfway
+    // leaves a manifest that owns all of them and the next run converges.
+    fs::create_dir_all(out.join(".meshplan")).map_err(io_err(out))?;
+    let mut pending: BTreeSet<String> = owned.clone();
+    pending.extend(tree.0.keys().cloned());
+    if !owned.is_superset(&pending) {
+        write_atomic(&manifest_path, Manifest::new(pending).to_text().as_bytes())?;
+    }
+    clean_stray_temp_files(out, tree)?;
+    for (path, change) in &changes {
+        let full = safe_join(out, path)?;
+        match change {
+            Change::Create | Change::Update => {
+                if let Some(parent) = full.parent() {
+                    create_dirs(out, parent)?;
+                }
+                write_atomic(&full, tree.0[path].as_bytes())?;
+            }
+            Change::Remove => {
+                fs::remove_file(&full).map_err(io_err(&full))?;
+                remove_empty_parents(out, &full);
+            }
+        }
+    }
+    if !manifest_current {
+        write_atomic(&manifest_path, new_manifest.to_text().as_bytes())?;
+    }
+    Ok(report)
+}
+
+fn read_manifest(out: &Path, path: &Path) -> Result<Option<Manifest>, WriteError> {
+    let _ = safe_join(out, MANIFEST)?;
+    match fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+            WriteError::Refused(format!(
+                "`{}` is not a meshplan manifest ({e}); delete it only if the directory holds nothing you wrote by hand",
+                path.display()
+            ))
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+fn is_empty_dir(dir: &Path) -> Result<bool, WriteError> {
+    Ok(fs::read_dir(dir).map_err(io_err(dir))?.next().is_none())
+}
+
+/// `out/rel`, refusing any path whose components below `out` are symlinks, so that no write or
+/// delete ever leaves the output directory.
+fn safe_join(out: &Path, rel: &str) -> Result<PathBuf, WriteError> {
+    let mut cur = out.to_path_buf();
+    for part in rel.split('/') {
+        cur.push(part);
+        match fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(WriteError::Refused(format!(
+                    "refusing to follow the symlink `{}` inside the output directory",
+                    cur.display()
+                )));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+            Err(e) => return Err(io_err(&cur)(e)),
+        }
+    }
+    Ok(out.join(rel))
+}
+
+fn read_if_file(path: &Path) -> Result<Option<String>, WriteError> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() => match fs::read(path) {
+            Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+            Err(e) => Err(io_err(path)(e)),
+        },
+        Ok(_) => Err(WriteError::Refused(format!(
+            "`{}` is in the way: it is not a regular file",
+            path.display()
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory => Ok(None),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+fn create_dirs(out: &Path, dir: &Path) -> Result<(), WriteError> {
+    let rel = dir.strip_prefix(out).unwrap_or(dir);
+    let mut cur = out.to_path_buf();
+    for part in rel.components() {
+        cur.push(part);
+        match fs::symlink_metadata(&cur) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(WriteError::Refused(format!(
+                    "`{}` is in the way: meshplan needs a directory there",
+                    cur.display()
+                )));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir(&cur).map_err(io_err(&cur))?,
+            Err(e) => return Err(io_err(&cur)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Writes through a temporary file in the same directory, flushed, then renamed into place.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(TMP_PREFIX)
+        .suffix(TMP_SUFFIX)
+        .tempfile_in(dir)
+        .map_err(io_err(dir))?;
+    tmp.write_all(bytes).map_err(io_err(path))?;
+    tmp.as_file().sync_data().map_err(io_err(path))?;
+    tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
+    Ok(())
+}
+
+/// Removes temporary files a killed run left in directories meshplan writes to.
+fn clean_stray_temp_files(out: &Path, tree: &OutputTree) -> Result<(), WriteError> {
+    let mut dirs: BTreeSet<PathBuf> = BTreeSet::from([out.to_path_buf(), out.join(".meshplan")]);
+    for path in tree.0.keys() {
+        if let Some(parent) = out.join(path).parent() {
+            dirs.insert(parent.to_path_buf());
+        }
+    }
+    for dir in dirs {
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        let mut names: Vec<_> = entries.filter_map(Result::ok).map(|e| e.file_name()).collect();
+        names.sort();
+        for name in names {
+            let name = name.to_string_lossy();
+            if name.starts_with(TMP_PREFIX) && name.ends_with(TMP_SUFFIX) {
+                let p = dir.join(name.as_ref());
+                if fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()) {
+                    fs::remove_file(&p).map_err(io_err(&p))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes the directories above a removed file that are now empty, up to `out`.
+fn remove_empty_parents(out: &Path, file: &Path) {
+    let mut dir = file.parent();
+    while let Some(d) = dir {
+        if d == out || !d.starts_with(out) {
+            break;
+        }
+        if fs::remove_dir(d).is_err() {
+            break;
+        }
+        dir = d.parent();
+    }
+}
+
+fn unified(path: &str, old: &str, new: &str) -> String {
+    let (a, b) = match (old.is_empty(), new.is_empty()) {
+        (true, _) => ("/dev/null".to_string(), format!("b/{path}")),
+        (_, true) => (format!("a/{path}"), "/dev/null".to_string()),
+        _ => (format!("a/{path}"), format!("b/{path}")),
+    };
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(&a, &b)
+        .to_string()
+}
+
+/// The files of a directory tree relative to it, for tests and the benchmark.
+pub fn list_files(dir: &Path) -> io::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d)? {
+            let e = e?;
+            let p = e.path();
+            let t = e.file_type()?;
+            if t.is_dir() {
+                stack.push(p);
+            } else if t.is_file() {
+                let rel = p.strip_prefix(dir).unwrap_or(&p).to_string_lossy().replace('\\', "/");
+                out.insert(rel, fs::read_to_string(&p)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(files: &[(&str, &str)]) -> OutputTree {
+        let mut t = OutputTree::default();
+        for (p, c) in files {
+            t.insert(p, (*c).to_string()).unwrap();
+        }
+        t
+    }
+
+    const W: WriteOptions = WriteOptions { check: false, force: false };
+    const C: WriteOptions = WriteOptions { check: true, force: false };
+
+    #[test]
+    fn writes_rewrites_and_prunes_only_its_own_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("plan");
+        let r = write_tree(&out, &tree(&[("a/x.yaml", "1\n"), ("b/y.yaml", "2\n")]), W).unwrap();
+        assert_eq!((r.created.len(), r.unchanged), (2, 0));
+        fs::write(out.join("a/mine.txt"), "hand-written\n").unwrap();
+        // Re-run unchanged: nothing written.
+        let r = write_tree(&out, &tree(&[("a/x.yaml", "1\n"), ("b/y.yaml", "2\n")]), W).unwrap();
+        assert!(!r.changed());
+        assert_eq!(r.unchanged, 2);
+        // A file dropped from the tree is removed with its now-empty directory; others stay.
+        let r = write_tree(&out, &tree(&[("a/x.yaml", "3\n")]), W).unwrap();
+        assert_eq!((r.updated.len(), r.removed.len()), (1, 1));
+        assert!(!out.join("b").exists());
+        assert_eq!(fs::read_to_string(out.join("a/mine.txt")).unwrap(), "hand-written\n");
+        // Check mode: edits and deletions are drift, hand-written files are not.
+        fs::write(out.join("a/x.yaml"), "edited\n").unwrap();
+        let r = write_tree(&out, &tree(&[("a/x.yaml", "3\n")]), C).unwrap();
+        assert_eq!(r.updated, vec!["a/x.yaml".to_string()]);
+        assert!(r.diff.contains("-edited\n+3\n"), "{}", r.diff);
+        assert_eq!(fs::read_to_string(out.join("a/x.yaml")).unwrap(), "edited\n");
+    }
+
+    #[test]
+    fn refuses_foreign_directories_without_force() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("notes.txt"), "mine\n").unwrap();
+        let err = write_tree(dir.path(), &tree(&[("a.yaml", "1\n")]), W).unwrap_err();
+        assert!(matches!(err, WriteError::Refused(_)));
+        assert!(!dir.path().join("a.yaml").exists());
+        assert!(!dir.path().join(".meshplan").exists());
+        write_tree(dir.path(), &tree(&[("a.yaml", "1\n")]), WriteOptions { check: false, force: true }).unwrap();
+        assert_eq!(fs::read_to_string(dir.path().join("notes.txt")).unwrap(), "mine\n");
+    }
+
+    #[test]
+    fn never_follows_symlinks_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let out = dir.path().join("plan");
+        write_tree(&out, &tree(&[("a/x.yaml", "1\n")]), W).unwrap();
+        fs::remove_dir_all(out.join("a")).unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(outside.path(), out.join("a")).unwrap();
+        #[cfg(unix)]
+        {
+            let err = write_tree(&out, &tree(&[("a/x.yaml", "1\n")]), W).unwrap_err();
+            assert!(matches!(err, WriteError::Refused(_)), "{err}");
+            assert!(!outside.path().join("x.yaml").exists());
+        }
+    }
+
+    #[test]
+    fn converges_after_a_crash_between_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("plan");
+        let t = tree(&[("a.yaml", "1\n"), ("b.yaml", "2\n")]);
+        // Simulate a run killed after claiming its files and writing one of them, plus a
+        // temporary file left behind.
+        fs::create_dir_all(out.join(".meshplan")).unwrap();
+        fs::write(out.join(MANIFEST), Manifest::new(t.0.keys().cloned().collect()).to_text()).unwrap();
+        fs::write(out.join("a.yaml"), "half").unwrap();
+        fs::write(out.join(".meshplan-abc.tmp"), "junk").unwrap();
+        write_tree(&out, &t, W).unwrap();
+        let files = list_files(&out).unwrap();
+        assert_eq!(files.keys().cloned().collect::<Vec<_>>(), vec![".meshplan/manifest.json", "a.yaml", "b.yaml"]);
+        assert_eq!(files["a.yaml"], "1\n");
+    }
+}
