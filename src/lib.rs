@@ -27,6 +27,8 @@ pub mod plan;
 pub mod render;
 pub mod schema;
 pub mod source;
+#[doc(hidden)]
+pub mod synthetic;
 pub mod validate;
 pub mod version;
 pub mod write;
