@@ -498,13 +498,15 @@ impl<'a> ClusterBuilder<'a> {
         )];
         if target.crd_templates && !from_templates {
             why.push("crossing into 1.24 or later: the base chart now templates the CRDs, so Helm must first be told it owns the CRDs that 1.23 or older installed (one-time labels and annotations), or the upgrade fails with \"invalid ownership metadata\"".to_string());
-            apply.push(self.kubectl("label crd -l app.kubernetes.io/part-of=istio app.kubernetes.io/managed-by=Helm --overwrite"));
+            // The documented one-time migration (1.24 upgrade notes): CRDs carry either label.
+            let crds = format!(
+                "$({} && {})",
+                self.kubectl("get crds -l chart=istio -o name"),
+                self.kubectl("get crds -l app.kubernetes.io/part-of=istio -o name")
+            );
+            apply.push(self.kubectl(&format!("label {crds} app.kubernetes.io/managed-by=Helm --overwrite")));
             apply.push(self.kubectl(&format!(
-                "annotate crd -l app.kubernetes.io/part-of=istio meta.helm.sh/release-name={release} meta.helm.sh/release-namespace={ns} --overwrite"
-            )));
-            apply.push(self.kubectl("label crd -l chart=istio app.kubernetes.io/managed-by=Helm --overwrite"));
-            apply.push(self.kubectl(&format!(
-                "annotate crd -l chart=istio meta.helm.sh/release-name={release} meta.helm.sh/release-namespace={ns} --overwrite"
+                "annotate {crds} meta.helm.sh/release-name={release} meta.helm.sh/release-namespace={ns} --overwrite"
             )));
         }
         if !target.crd_templates {
@@ -535,7 +537,7 @@ impl<'a> ClusterBuilder<'a> {
         );
         s.files.push(path);
         s.apply = apply;
-        s.wait.push(self.kubectl("wait --for condition=established crd -l app.kubernetes.io/part-of=istio --timeout=2m"));
+        s.wait.push(self.kubectl("wait --for condition=established crd -l chart=istio --timeout=2m"));
         s.rollback.push(self.helm(&format!("rollback {release} -n {ns}")));
         s.rollback_note = Some("CRDs are not downgraded by a rollback: Istio CRDs are backward compatible, so the running control plane keeps working with the newer ones".to_string());
         self.push_step(s);
@@ -695,10 +697,22 @@ impl<'a> ClusterBuilder<'a> {
                 });
                 s.files.push(path);
                 s.apply = cmds;
+                if operator {
+                    // The operator reconciles asynchronously: wait for it before the Deployment.
+                    s.wait.insert(
+                        0,
+                        self.kubectl(&format!(
+                            "wait --for=jsonpath={{.status.status}}=HEALTHY istiooperator/{name} -n {ns} --timeout=10m"
+                        )),
+                    );
+                }
                 s.confirm.push(format!(
                     "the istioctl on PATH is version {} (`istioctl version --remote=false`)",
                     hop.to
                 ));
+                if !canary {
+                    s.rollback_note = Some(format!("run the rollback with istioctl {}", hop.from));
+                }
                 if canary {
                     if operator {
                         s.rollback.push(self.kubectl(&format!("delete istiooperator {name} -n {ns}")));
@@ -713,6 +727,15 @@ impl<'a> ClusterBuilder<'a> {
                     } else {
                         self.istioctl(&format!("install -y -f {old}"))
                     };
+                    if operator {
+                        // The operator itself goes back first, with the old istioctl.
+                        s.rollback.push(self.istioctl(&format!(
+                            "operator init --revision {} --hub {} --tag {}",
+                            hop.from_label(),
+                            self.c.hub,
+                            self.tag(&hop.from)
+                        )));
+                    }
                     self.push_artifact(Artifact {
                         path: old.clone(),
                         template: "istiod.iop.yaml.j2",
@@ -1224,10 +1247,16 @@ impl<'a> ClusterBuilder<'a> {
                     s.rollback_files.push(reinstall);
                 }
                 InstallMethod::Istioctl | InstallMethod::Operator => {
-                    s.apply.push(self.kubectl(&format!(
-                        "delete deployment,horizontalpodautoscaler,poddisruptionbudget,serviceaccount,role,rolebinding -n {gns} -l app={} --ignore-not-found",
-                        old.selector.get("app").cloned().unwrap_or_else(|| old.release.clone())
-                    )));
+                    // The objects the istioctl gateway chart names after the gateway; its Service
+                    // only when it is not the traffic Service.
+                    let r = &old.release;
+                    let mut objects = format!(
+                        "deployment/{r} horizontalpodautoscaler/{r} poddisruptionbudget/{r} serviceaccount/{r}-service-account role/{r}-sds rolebinding/{r}-sds"
+                    );
+                    if g.service().is_none_or(|svc| svc.name != *r) {
+                        objects.push_str(&format!(" service/{r}"));
+                    }
+                    s.apply.push(self.kubectl(&format!("delete {objects} -n {gns} --ignore-not-found")));
                     s.rollback_note = Some(format!(
                         "reinstall the old gateway from the previous plan's gateway IstioOperator with istioctl {}",
                         old.version
@@ -1308,7 +1337,6 @@ impl<'a> ClusterBuilder<'a> {
             format!("Make `{}` the default revision", hop.to_label()),
             "the validating webhook and any revision tags must point at the new istiod before the old one is removed, or they would point at a deleted Service".to_string(),
         );
-        let had_default = hop.from_revision.is_none() || self.c.tags.iter().any(|t| t == DEFAULT_REVISION);
         if self.c.install == InstallMethod::Helm {
             let path = format!("{dir}/50-base.values.yaml");
             let cmd = self.helm(&format!(
@@ -1334,17 +1362,13 @@ impl<'a> ClusterBuilder<'a> {
                 h.dir,
                 Phase::Crds.dir()
             )));
-        } else if had_default {
-            s.apply.push(self.istioctl(&format!("tag set default --revision {} --overwrite", hop.to_label())));
-            s.rollback.push(self.istioctl(&format!("tag set default --revision {old_label} --overwrite")));
         }
-        for tag in self.c.tags.iter().filter(|t| *t != DEFAULT_REVISION) {
+        // Revision tags (`default` included, when the cluster has it as a tag) move to the new
+        // revision; namespaces were relabelled to the revision itself, so this only matters to
+        // whatever still uses the tags.
+        for tag in &self.c.tags {
             s.apply.push(self.istioctl(&format!("tag set {tag} --revision {} --overwrite", hop.to_label())));
             s.rollback.push(self.istioctl(&format!("tag set {tag} --revision {old_label} --overwrite")));
-        }
-        if had_default && self.c.install == InstallMethod::Helm {
-            s.apply.push(self.istioctl(&format!("tag set default --revision {} --overwrite", hop.to_label())));
-            s.rollback.push(self.istioctl(&format!("tag set default --revision {old_label} --overwrite")));
         }
         if s.apply.is_empty() {
             s.confirm.push("nothing to change: the cluster has no default revision or tags to move".to_string());
@@ -1417,6 +1441,23 @@ impl<'a> ClusterBuilder<'a> {
         s.rollback_note = Some("nothing to undo: reinstalling the old revision recreates its webhooks".to_string());
         self.webhooks.extend(webhooks);
         self.push_step(s);
+
+        // 6. An unrevisioned install served `istio-injection=enabled` and unlabelled pods that
+        //    ask for injection; with its webhook gone, a `default` tag on the new revision takes
+        //    over. It comes last, so that it never injects beside the old webhook.
+        if hop.from_revision.is_none() && !self.c.tags.iter().any(|t| t == DEFAULT_REVISION) {
+            let mut s = self.step(
+                h,
+                Phase::Cleanup,
+                "default-tag",
+                format!("Point the `default` tag at revision `{}`", hop.to_label()),
+                "the removed unrevisioned control plane injected namespaces labelled istio-injection=enabled; the `default` tag gives that job to the new revision, so that namespaces created later with the legacy label are still injected".to_string(),
+            );
+            s.apply.push(self.istioctl(&format!("tag set default --revision {} --overwrite", hop.to_label())));
+            s.wait.push(self.kubectl("get mutatingwebhookconfigurations -l istio.io/tag=default"));
+            s.rollback.push(self.istioctl("tag remove default -y"));
+            self.push_step(s);
+        }
     }
 }
 
