@@ -128,7 +128,8 @@ impl Date {
             month: m.parse().ok()?,
             day: d.parse().ok()?,
         };
-        ((1..=12).contains(&date.month) && (1..=31).contains(&date.day) && y.len() == 4).then_some(date)
+        ((1..=12).contains(&date.month) && (1..=31).contains(&date.day) && y.len() == 4)
+            .then_some(date)
     }
 
     /// Days since 1970-01-01 (proleptic Gregorian).
@@ -189,7 +190,10 @@ impl Catalog {
         match Catalog::from_source(&src) {
             Ok(c) => c,
             // The embedded catalog is checked by the tests; failing here is a build defect.
-            Err(d) => panic!("built-in catalog is invalid: {:?}", d.0.first().map(|d| &d.message)),
+            Err(d) => panic!(
+                "built-in catalog is invalid: {:?}",
+                d.0.first().map(|d| &d.message)
+            ),
         }
     }
 
@@ -217,7 +221,10 @@ impl Catalog {
                 diags.push(Diagnostic::error(Code::CatalogInvalid, msg).at(src, &at.key(field)));
             };
             let minors = |list: &[String]| -> Result<Vec<Minor>, String> {
-                let mut v = list.iter().map(|s| s.parse::<Minor>()).collect::<Result<Vec<_>, _>>()?;
+                let mut v = list
+                    .iter()
+                    .map(|s| s.parse::<Minor>())
+                    .collect::<Result<Vec<_>, _>>()?;
                 v.sort();
                 Ok(v)
             };
@@ -231,9 +238,22 @@ impl Catalog {
             let can = minors(&r.upgrade_from.canary);
             let alpha = minors(&r.upgrade_from.canary_alpha);
             match (minor, latest, ga, eol, k8s, tested, inpl, can, alpha) {
-                (Ok(minor), Ok(latest), Some(ga), None | Some(Some(_)), Ok(k8s), Ok(tested), Ok(inpl), Ok(can), Ok(alpha)) => {
+                (
+                    Ok(minor),
+                    Ok(latest),
+                    Some(ga),
+                    None | Some(Some(_)),
+                    Ok(k8s),
+                    Ok(tested),
+                    Ok(inpl),
+                    Ok(can),
+                    Ok(alpha),
+                ) => {
                     if latest.minor() != minor {
-                        bad("latestPatch", format!("latest patch `{latest}` is not a {minor} release"));
+                        bad(
+                            "latestPatch",
+                            format!("latest patch `{latest}` is not a {minor} release"),
+                        );
                         continue;
                     }
                     if releases.contains_key(&minor) {
@@ -269,10 +289,19 @@ impl Catalog {
                         bad("latestPatch", e);
                     }
                     if ga.is_none() {
-                        bad("ga", format!("`{}` is not a date of the form YYYY-MM-DD", r.ga));
+                        bad(
+                            "ga",
+                            format!("`{}` is not a date of the form YYYY-MM-DD", r.ga),
+                        );
                     }
                     if let Some(None) = eol {
-                        bad("eol", format!("`{}` is not a date of the form YYYY-MM-DD", r.eol.unwrap_or_default()));
+                        bad(
+                            "eol",
+                            format!(
+                                "`{}` is not a date of the form YYYY-MM-DD",
+                                r.eol.unwrap_or_default()
+                            ),
+                        );
                     }
                     for (field, res) in [
                         ("kubernetes", k8s),
@@ -345,9 +374,18 @@ mod tests {
         // Every minor after the first names its predecessor as an in-place source, and every
         // source named exists (or is older than the catalog).
         for r in c.releases.values() {
-            for m in r.from_in_place.iter().chain(&r.from_canary).chain(&r.from_canary_alpha) {
+            for m in r
+                .from_in_place
+                .iter()
+                .chain(&r.from_canary)
+                .chain(&r.from_canary_alpha)
+            {
                 assert!(m < &r.minor, "{} lists {m}", r.minor);
-                assert!(c.get(*m).is_some() || Some(*m) < c.first(), "{} lists unknown {m}", r.minor);
+                assert!(
+                    c.get(*m).is_some() || Some(*m) < c.first(),
+                    "{} lists unknown {m}",
+                    r.minor
+                );
             }
             assert!(!r.kubernetes.is_empty(), "{}", r.minor);
             assert_eq!(r.latest_patch.minor(), r.minor);
@@ -368,9 +406,15 @@ mod tests {
     fn derives_end_of_life_from_policy() {
         let c = Catalog::embedded();
         let m = |s: &str| s.parse::<Minor>().unwrap();
-        assert_eq!(c.end_of_life(m("1.20")), EndOfLife::Stated(Date::parse("2024-06-25").unwrap()));
+        assert_eq!(
+            c.end_of_life(m("1.20")),
+            EndOfLife::Stated(Date::parse("2024-06-25").unwrap())
+        );
         // 1.29 has no stated EOL; 1.31 went GA on 2026-08-31, so 1.29 ends 6 weeks later.
-        assert_eq!(c.end_of_life(m("1.29")), EndOfLife::Derived(Date::parse("2026-10-12").unwrap()));
+        assert_eq!(
+            c.end_of_life(m("1.29")),
+            EndOfLife::Derived(Date::parse("2026-10-12").unwrap())
+        );
         assert_eq!(c.end_of_life(m("1.31")), EndOfLife::Unknown);
     }
 

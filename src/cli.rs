@@ -30,10 +30,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check the inventory and the upgrade path of every cluster, writing nothing
-    #[command(after_help = "Examples:\n  meshplan check inventory.yaml --to 1.21.0\n  meshplan check inventory.yaml --to 1.22.8 --via 1.20.8\n  meshplan check - --to 1.20.2 --output json < inventory.yaml")]
+    #[command(
+        after_help = "Examples:\n  meshplan check inventory.yaml --to 1.21.0\n  meshplan check inventory.yaml --to 1.22.8 --via 1.20.8\n  meshplan check - --to 1.20.2 --output json < inventory.yaml"
+    )]
     Check(CheckArgs),
     /// Check, then write the ordered directory of upgrade artifacts
-    #[command(after_help = "Examples:\n  meshplan compile inventory.yaml --to 1.20.2 --out plan/\n  meshplan compile inventory.yaml --to 1.20.2 --out plan/ --check   # CI: is the committed plan current?\n  meshplan compile inventory.yaml --to 1.22.8 --templates my-templates/")]
+    #[command(
+        after_help = "Examples:\n  meshplan compile inventory.yaml --to 1.20.2 --out plan/\n  meshplan compile inventory.yaml --to 1.20.2 --out plan/ --check   # CI: is the committed plan current?\n  meshplan compile inventory.yaml --to 1.22.8 --templates my-templates/"
+    )]
     Compile(CompileArgs),
     /// Print the Istio release catalog
     Versions(VersionsArgs),

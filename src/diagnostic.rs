@@ -152,7 +152,8 @@ impl Diagnostic {
     fn sort_key(&self) -> impl Ord + '_ {
         (
             self.file.as_str(),
-            self.position.map_or((usize::MAX, usize::MAX), |p| (p.line, p.col)),
+            self.position
+                .map_or((usize::MAX, usize::MAX), |p| (p.line, p.col)),
             self.severity,
             self.code,
             self.message.as_str(),
@@ -198,12 +199,22 @@ impl Diagnostics {
 /// known. `src` is the inventory the positions refer to, when there is one.
 pub fn render(diags: &Diagnostics, src: Option<&Source>) -> String {
     let mut out = String::new();
-    for d in diags.iter() {
+    for (i, d) in diags.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
         render_one(&mut out, d, src);
     }
-    let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
-    let warnings = diags.iter().filter(|d| d.severity == Severity::Warning).count();
+    let errors = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    let warnings = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .count();
     if errors > 0 {
+        out.push('\n');
         let _ = writeln!(
             out,
             "{errors} error{}{}",
@@ -223,8 +234,18 @@ fn plural(n: usize) -> &'static str {
 }
 
 fn render_one(out: &mut String, d: &Diagnostic, src: Option<&Source>) {
-    let _ = writeln!(out, "{}[{}]: {}", d.severity.label(), d.code.name(), d.message);
-    let path = d.path.as_ref().map(|p| format!(" ({p})")).unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{}[{}]: {}",
+        d.severity.label(),
+        d.code.name(),
+        d.message
+    );
+    let path = d
+        .path
+        .as_ref()
+        .map(|p| format!(" ({p})"))
+        .unwrap_or_default();
     match d.position {
         Some(p) => {
             let num = p.line.to_string();
@@ -254,7 +275,6 @@ fn render_one(out: &mut String, d: &Diagnostic, src: Option<&Source>) {
     for h in &d.help {
         let _ = writeln!(out, "{pad} = help: {h}");
     }
-    out.push('\n');
 }
 
 /// How many characters from `col` (1-based) make up the token there.
@@ -360,7 +380,11 @@ mod tests {
         let src = Source::new("inv.yaml", "a:\n  version: 1.2.x\n");
         let path = YamlPath::root().key("a").key("version");
         let mut diags = Diagnostics::default();
-        diags.push(Diagnostic::error(Code::InvalidVersion, "bad version `1.2.x`").at(&src, &path).help("use x.y.z"));
+        diags.push(
+            Diagnostic::error(Code::InvalidVersion, "bad version `1.2.x`")
+                .at(&src, &path)
+                .help("use x.y.z"),
+        );
         let text = render(&diags.sorted(), Some(&src));
         assert_eq!(
             text,

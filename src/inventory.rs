@@ -43,12 +43,20 @@ impl Settings {
         Settings {
             install_method: self.install_method.or(fallback.install_method),
             hub: self.hub.clone().or_else(|| fallback.hub.clone()),
-            tag_suffix: self.tag_suffix.clone().or_else(|| fallback.tag_suffix.clone()),
+            tag_suffix: self
+                .tag_suffix
+                .clone()
+                .or_else(|| fallback.tag_suffix.clone()),
             variant: self.variant.clone().or_else(|| fallback.variant.clone()),
             revision_format: self.revision_format.or(fallback.revision_format),
-            control_plane_upgrade: self.control_plane_upgrade.or(fallback.control_plane_upgrade),
+            control_plane_upgrade: self
+                .control_plane_upgrade
+                .or(fallback.control_plane_upgrade),
             upgrade_policy: self.upgrade_policy.or(fallback.upgrade_policy),
-            chart_repository: self.chart_repository.clone().or_else(|| fallback.chart_repository.clone()),
+            chart_repository: self
+                .chart_repository
+                .clone()
+                .or_else(|| fallback.chart_repository.clone()),
         }
     }
 }

@@ -79,7 +79,11 @@ pub fn run(args: impl IntoIterator<Item = OsString>, io: &mut Io<'_>) -> i32 {
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
             let text = e.render().to_string();
             if e.use_stderr() {
                 let _ = io.stderr.write_all(text.as_bytes());
@@ -94,7 +98,11 @@ pub fn run(args: impl IntoIterator<Item = OsString>, io: &mut Io<'_>) -> i32 {
         Command::Compile(args) => cmd_compile(&args, io),
         Command::Versions(args) => cmd_versions(args.catalog.as_deref(), args.output, io),
         Command::Schema(args) => {
-            let kind = if args.catalog { schema::Kind::Catalog } else { schema::Kind::Inventory };
+            let kind = if args.catalog {
+                schema::Kind::Catalog
+            } else {
+                schema::Kind::Inventory
+            };
             let _ = io.stdout.write_all(schema::text(kind).as_bytes());
             exit::OK
         }
@@ -112,7 +120,11 @@ pub struct Checked {
 
 /// Loads, validates and plans the path: every check `check` and `compile` share. Pure but
 /// for reading the inventory and catalog files.
-pub fn check(args: &PathArgs, stdin: &mut dyn Read, today: Option<Date>) -> Result<Checked, (String, i32)> {
+pub fn check(
+    args: &PathArgs,
+    stdin: &mut dyn Read,
+    today: Option<Date>,
+) -> Result<Checked, (String, i32)> {
     let mut diags = Diagnostics::default();
     let catalog = match &args.catalog {
         None => Some(Catalog::embedded()),
@@ -138,7 +150,9 @@ pub fn check(args: &PathArgs, stdin: &mut dyn Read, today: Option<Date>) -> Resu
     };
     let mesh = inventory.and_then(|inv| validate::validate(&inv, &source, &mut diags));
     let paths = match (&mesh, &target, &catalog) {
-        (Some(m), Some(t), Some(c)) if !diags.has_errors() => path::plan_paths(m, t, c, &source, &mut diags),
+        (Some(m), Some(t), Some(c)) if !diags.has_errors() => {
+            path::plan_paths(m, t, c, &source, &mut diags)
+        }
         _ => None,
     };
     Ok(Checked {
@@ -150,22 +164,36 @@ pub fn check(args: &PathArgs, stdin: &mut dyn Read, today: Option<Date>) -> Resu
     })
 }
 
-fn parse_target(args: &PathArgs, catalog: Option<&Catalog>, diags: &mut Diagnostics, today: Option<Date>) -> Option<Target> {
+fn parse_target(
+    args: &PathArgs,
+    catalog: Option<&Catalog>,
+    diags: &mut Diagnostics,
+    today: Option<Date>,
+) -> Option<Target> {
     let version = match args.to.parse::<IstioVersion>() {
         Ok(v) => Some(v),
         Err(e) => match (args.to.parse::<Minor>(), catalog) {
             (Ok(m), Some(c)) if c.get(m).is_some() => c.get(m).map(|r| {
                 diags.push(
-                    Diagnostic::note(Code::NewerPatch, format!("--to {m} means its newest known patch, {}", r.latest_patch))
-                        .on_flag("--to"),
+                    Diagnostic::note(
+                        Code::NewerPatch,
+                        format!("--to {m} means its newest known patch, {}", r.latest_patch),
+                    )
+                    .on_flag("--to"),
                 );
                 r.latest_patch.clone()
             }),
             (Ok(m), Some(c)) => {
                 diags.push(
-                    Diagnostic::error(Code::UnknownTarget, format!("Istio {m} is not in the release catalog"))
-                        .on_flag("--to")
-                        .help(format!("see `meshplan versions`; this catalog is {}", c.origin)),
+                    Diagnostic::error(
+                        Code::UnknownTarget,
+                        format!("Istio {m} is not in the release catalog"),
+                    )
+                    .on_flag("--to")
+                    .help(format!(
+                        "see `meshplan versions`; this catalog is {}",
+                        c.origin
+                    )),
                 );
                 None
             }
@@ -208,7 +236,9 @@ fn print_diagnostics(io: &mut Io<'_>, checked: &Checked, only_dated: bool) {
             .collect(),
     );
     if !shown.is_empty() {
-        let _ = io.stderr.write_all(diagnostic::render(&shown, checked.source.as_ref()).as_bytes());
+        let _ = io
+            .stderr
+            .write_all(diagnostic::render(&shown, checked.source.as_ref()).as_bytes());
     }
 }
 
@@ -253,7 +283,11 @@ fn cmd_check(args: &PathArgs, format: OutputFormat, io: &mut Io<'_>) -> i32 {
                 "clusters": clusters.unwrap_or_default(),
                 "diagnostics": diags,
             });
-            let _ = writeln!(io.stdout, "{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            let _ = writeln!(
+                io.stdout,
+                "{}",
+                serde_json::to_string_pretty(&out).unwrap_or_default()
+            );
         }
     }
     if ok { exit::OK } else { exit::REJECTED }
@@ -272,7 +306,11 @@ fn upgrade_notes(catalog: &Catalog, from: Minor, to: Minor) -> BTreeMap<String, 
 fn check_report(paths: &MeshPath, catalog: &Catalog) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    let _ = writeln!(out, "upgrade to {}: every cluster has a supported path\n", paths.target);
+    let _ = writeln!(
+        out,
+        "upgrade to {}: every cluster has a supported path\n",
+        paths.target
+    );
     for c in &paths.clusters {
         let _ = writeln!(out, "cluster {}: {} -> {}", c.cluster, c.from, c.to);
         if c.hops.is_empty() {
@@ -314,7 +352,12 @@ fn cmd_compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
         }
     };
     print_diagnostics(io, &checked, false);
-    let (Some(source), Some(mesh), Some(paths), Some(catalog)) = (&checked.source, &checked.mesh, &checked.paths, &checked.catalog) else {
+    let (Some(source), Some(mesh), Some(paths), Some(catalog)) = (
+        &checked.source,
+        &checked.mesh,
+        &checked.paths,
+        &checked.catalog,
+    ) else {
         let _ = writeln!(io.stderr, "nothing written: fix the errors above first");
         return exit::REJECTED;
     };
@@ -329,25 +372,31 @@ fn cmd_compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
         None => BTreeMap::new(),
     };
     let inventory_name = display_name(&source.name);
-    let plan = plan::build(mesh, paths, catalog, &inventory_name);
     let warnings: Vec<String> = checked
         .diagnostics
         .iter()
         .filter(|d| d.severity == Severity::Warning && !d.code.is_dated())
         .map(|d| format!("{} ({})", d.message, d.code.name()))
         .collect();
-    let tree = match render::environment(&overrides).and_then(|env| render::render(&plan, &warnings, &env)) {
-        Ok(t) => t,
-        Err(e) => {
-            let _ = writeln!(io.stderr, "error[internal]: {e}\nnothing written");
-            return exit::INTERNAL;
-        }
-    };
     let opts = write::WriteOptions {
         check: args.check,
         force: args.force,
     };
-    match write::write_tree(&args.out, &tree, opts) {
+    let result = render::environment(&overrides)
+        .map_err(CompileError::Render)
+        .and_then(|env| {
+            emit(
+                mesh,
+                paths,
+                catalog,
+                &inventory_name,
+                &warnings,
+                &env,
+                &args.out,
+                opts,
+            )
+        });
+    match result {
         Ok(report) => {
             if args.check {
                 if report.changed() {
@@ -356,7 +405,11 @@ fn cmd_compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
                         io.stderr,
                         "`{}` is out of date ({}); run the same command without --check to update it",
                         args.out.display(),
-                        report.summary().replace("created", "to create").replace("updated", "to update").replace("removed", "to remove")
+                        report
+                            .summary()
+                            .replace("created", "to create")
+                            .replace("updated", "to update")
+                            .replace("removed", "to remove")
                     );
                     return exit::DRIFT;
                 }
@@ -367,11 +420,106 @@ fn cmd_compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
             }
             exit::OK
         }
-        Err(e) => {
-            let _ = writeln!(io.stderr, "error: {e}\nnothing was changed outside files meshplan owns");
+        Err(CompileError::Render(e)) => {
+            let _ = writeln!(
+                io.stderr,
+                "error[internal]: {e}\nno file was changed that a rerun would not restore (re-run after fixing the template)"
+            );
+            exit::INTERNAL
+        }
+        Err(CompileError::Write(e)) => {
+            let _ = writeln!(
+                io.stderr,
+                "error: {e}\nnothing was changed outside files meshplan owns"
+            );
             exit::IO
         }
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CompileError {
+    #[error(transparent)]
+    Render(#[from] render::RenderError),
+    #[error(transparent)]
+    Write(#[from] write::WriteError),
+}
+
+fn scratch_io(e: std::io::Error) -> CompileError {
+    CompileError::Write(write::WriteError::Io {
+        path: std::env::temp_dir(),
+        source: e,
+    })
+}
+
+/// Plans, renders and writes one cluster at a time, so that memory stays bounded by the largest
+/// cluster; `plan.yaml` and `PLAN.md` are assembled from per-cluster parts kept in scratch files.
+/// The first cluster is rendered before anything is written, so that a broken template is found
+/// before the output directory is touched.
+#[allow(clippy::too_many_arguments)]
+fn emit(
+    mesh: &Mesh,
+    paths: &MeshPath,
+    catalog: &Catalog,
+    inventory_name: &str,
+    warnings: &[String],
+    env: &minijinja::Environment<'_>,
+    out: &std::path::Path,
+    opts: write::WriteOptions,
+) -> Result<write::WriteReport, CompileError> {
+    use std::io::{Seek, SeekFrom};
+    let mut steps_body = std::io::BufWriter::new(write::scratch().map_err(scratch_io)?);
+    let mut md_body = std::io::BufWriter::new(write::scratch().map_err(scratch_io)?);
+    let mut summaries = Vec::new();
+    let mut writer: Option<write::Writer> = None;
+    for (i, (c, p)) in mesh.clusters.iter().zip(&paths.clusters).enumerate() {
+        let part = plan::build_cluster(i, c, p, catalog);
+        let tree = render::render_files(&part.artifacts, inventory_name, env)?;
+        steps_body
+            .write_all(render::plan_yaml_steps(&part.steps)?.as_bytes())
+            .map_err(scratch_io)?;
+        md_body
+            .write_all(render::plan_md_cluster(&part.summary, &part.steps, env)?.as_bytes())
+            .map_err(scratch_io)?;
+        if writer.is_none() {
+            writer = Some(write::Writer::begin(out, opts)?);
+        }
+        if let Some(w) = writer.as_mut() {
+            w.put(&tree)?;
+        }
+        summaries.push(part.summary);
+    }
+    let head = render::PlanHead {
+        mesh: &mesh.name,
+        inventory: inventory_name,
+        target: &paths.target,
+        clusters: &summaries,
+        warnings,
+    };
+    let yaml_head = render::plan_yaml_head(&head, env)?;
+    let md_head = render::plan_md_head(&head, env)?;
+    let mut w = match writer {
+        Some(w) => w,
+        None => write::Writer::begin(out, opts)?,
+    };
+    let mut steps_body = steps_body
+        .into_inner()
+        .map_err(|e| scratch_io(e.into_error()))?;
+    let mut md_body = md_body
+        .into_inner()
+        .map_err(|e| scratch_io(e.into_error()))?;
+    for (path, head, body) in [
+        ("plan.yaml", &yaml_head, &mut steps_body),
+        ("PLAN.md", &md_head, &mut md_body),
+    ] {
+        w.put_streamed(path, &mut |dst| {
+            dst.write_all(head.as_bytes())?;
+            body.seek(SeekFrom::Start(0))?;
+            std::io::copy(body, dst)?;
+            Ok(())
+        })?;
+    }
+    Ok(w.finish()?)
 }
 
 /// The inventory's name as generated files show it: its file name only, never a directory.
@@ -395,7 +543,9 @@ fn cmd_versions(catalog: Option<&std::path::Path>, format: OutputFormat, io: &mu
             match Catalog::from_source(&src) {
                 Ok(c) => c,
                 Err(d) => {
-                    let _ = io.stderr.write_all(diagnostic::render(&d.sorted(), Some(&src)).as_bytes());
+                    let _ = io
+                        .stderr
+                        .write_all(diagnostic::render(&d.sorted(), Some(&src)).as_bytes());
                     return exit::REJECTED;
                 }
             }
@@ -404,10 +554,16 @@ fn cmd_versions(catalog: Option<&std::path::Path>, format: OutputFormat, io: &mu
     match format {
         OutputFormat::Json => {
             let releases: Vec<_> = catalog.releases.values().map(|r| &r.raw).collect();
-            let _ = writeln!(io.stdout, "{}", serde_json::to_string_pretty(&json!({"releases": releases})).unwrap_or_default());
+            let _ = writeln!(
+                io.stdout,
+                "{}",
+                serde_json::to_string_pretty(&json!({"releases": releases})).unwrap_or_default()
+            );
         }
         OutputFormat::Text => {
-            let _ = io.stdout.write_all(versions_table(&catalog, io.today).as_bytes());
+            let _ = io
+                .stdout
+                .write_all(versions_table(&catalog, io.today).as_bytes());
         }
     }
     exit::OK
@@ -433,10 +589,18 @@ fn versions_table(catalog: &Catalog, today: Option<Date>) -> String {
             catalog::EndOfLife::Unknown => "-".into(),
         };
         let eol = match (today, catalog.end_of_life(r.minor)) {
-            (Some(t), catalog::EndOfLife::Stated(d) | catalog::EndOfLife::Derived(d)) if t > d => format!("{eol} (ended)"),
+            (Some(t), catalog::EndOfLife::Stated(d) | catalog::EndOfLife::Derived(d)) if t > d => {
+                format!("{eol} (ended)")
+            }
             _ => eol,
         };
-        let list = |v: &[Minor]| if v.is_empty() { "-".to_string() } else { version::format_ranges(v) };
+        let list = |v: &[Minor]| {
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                version::format_ranges(v)
+            }
+        };
         let mut from: Vec<String> = r.from_in_place.iter().map(|m| format!("{m}")).collect();
         for m in &r.from_canary {
             if !r.from_in_place.contains(m) {
@@ -453,12 +617,18 @@ fn versions_table(catalog: &Catalog, today: Option<Date>) -> String {
             r.latest_patch.to_string(),
             list(&r.kubernetes),
             list(&r.kubernetes_tested),
-            if r.in_cluster_operator { "yes".into() } else { "no".into() },
+            if r.in_cluster_operator {
+                "yes".into()
+            } else {
+                "no".into()
+            },
             format!("{:?}", r.helm).to_lowercase(),
             from.join(", "),
         ]);
     }
-    let widths: Vec<usize> = (0..9).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..9)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     for row in rows {
         let mut line = String::new();
@@ -480,6 +650,9 @@ pub fn today_from_env() -> Option<Date> {
     if let Ok(s) = std::env::var("MESHPLAN_TODAY") {
         return Date::parse(&s);
     }
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
     Some(Date::from_days(i64::try_from(secs / 86_400).ok()?))
 }

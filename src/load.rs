@@ -23,7 +23,9 @@ pub fn read(path: &str, stdin: &mut dyn Read) -> Result<Source, String> {
     match std::fs::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => Ok(Source::new(path, text)),
-            Err(_) => Err(format!("error: cannot read `{path}`: it is not UTF-8 text\n")),
+            Err(_) => Err(format!(
+                "error: cannot read `{path}`: it is not UTF-8 text\n"
+            )),
         },
         Err(e) => Err(format!("error: cannot read `{path}`: {e}\n")),
     }
@@ -39,8 +41,11 @@ pub fn inventory(src: &Source) -> Result<Inventory, Diagnostics> {
     serde_json::from_value::<Inventory>(value).map_err(|e| {
         let mut d = Diagnostics::default();
         d.push(
-            Diagnostic::error(Code::SchemaType, format!("the inventory does not match the format: {e}"))
-                .at(src, &YamlPath::root()),
+            Diagnostic::error(
+                Code::SchemaType,
+                format!("the inventory does not match the format: {e}"),
+            )
+            .at(src, &YamlPath::root()),
         );
         d
     })
@@ -50,14 +55,18 @@ pub fn inventory(src: &Source) -> Result<Inventory, Diagnostics> {
 /// built-in template is an error, so that a typo does not silently change nothing.
 pub fn template_overrides(dir: &Path) -> Result<BTreeMap<String, String>, String> {
     let mut out = BTreeMap::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read templates directory `{}`: {e}", dir.display()))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read templates directory `{}`: {e}", dir.display()))?;
     let mut names: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
     names.sort();
     for p in names {
         if !p.is_file() {
             continue;
         }
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if !TEMPLATES.iter().any(|(t, _)| *t == name) {
             let known: Vec<&str> = TEMPLATES.iter().map(|(t, _)| *t).collect();
             return Err(format!(
@@ -66,7 +75,8 @@ pub fn template_overrides(dir: &Path) -> Result<BTreeMap<String, String>, String
                 known.join(", ")
             ));
         }
-        let text = std::fs::read_to_string(&p).map_err(|e| format!("cannot read `{}`: {e}", p.display()))?;
+        let text = std::fs::read_to_string(&p)
+            .map_err(|e| format!("cannot read `{}`: {e}", p.display()))?;
         out.insert(name, text);
     }
     Ok(out)

@@ -37,8 +37,13 @@ pub fn check_rel_path(path: &str) -> Result<(), String> {
         if part.is_empty() || part == "." || part == ".." {
             return Err(format!("`{path}` has an empty, `.` or `..` component"));
         }
-        if !part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+')) {
-            return Err(format!("`{path}` has a character that is not safe in a file name"));
+        if !part
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'))
+        {
+            return Err(format!(
+                "`{path}` has a character that is not safe in a file name"
+            ));
         }
     }
     Ok(())

@@ -92,11 +92,15 @@ pub struct MeshPath {
 
 /// Checks the target and plans every cluster's path. All problems are reported; the paths are
 /// returned only when there is no error.
-pub fn plan_paths(mesh: &Mesh, target: &Target, catalog: &Catalog, src: &Source, diags: &mut Diagnostics) -> Option<MeshPath> {
+pub fn plan_paths(
+    mesh: &Mesh,
+    target: &Target,
+    catalog: &Catalog,
+    src: &Source,
+    diags: &mut Diagnostics,
+) -> Option<MeshPath> {
     let before = error_count(diags);
-    let Some(target_release) = check_target(target, catalog, diags) else {
-        return None;
-    };
+    let target_release = check_target(target, catalog, diags)?;
     let via = check_via(target, catalog, diags);
     let mut clusters = Vec::new();
     for c in &mesh.clusters {
@@ -114,10 +118,17 @@ pub fn plan_paths(mesh: &Mesh, target: &Target, catalog: &Catalog, src: &Source,
 }
 
 fn error_count(diags: &Diagnostics) -> usize {
-    diags.iter().filter(|d| d.severity == crate::diagnostic::Severity::Error).count()
+    diags
+        .iter()
+        .filter(|d| d.severity == crate::diagnostic::Severity::Error)
+        .count()
 }
 
-fn check_target<'a>(target: &Target, catalog: &'a Catalog, diags: &mut Diagnostics) -> Option<&'a Release> {
+fn check_target<'a>(
+    target: &Target,
+    catalog: &'a Catalog,
+    diags: &mut Diagnostics,
+) -> Option<&'a Release> {
     let minor = target.version.minor();
     let Some(release) = catalog.get(minor) else {
         let known = format!(
@@ -174,8 +185,11 @@ fn check_via(target: &Target, catalog: &Catalog, diags: &mut Diagnostics) -> Vec
         }
         match catalog.get(minor) {
             None => diags.push(
-                Diagnostic::error(Code::InvalidVia, format!("--via {v}: Istio {minor} is not in the release catalog"))
-                    .on_flag("--via"),
+                Diagnostic::error(
+                    Code::InvalidVia,
+                    format!("--via {v}: Istio {minor} is not in the release catalog"),
+                )
+                .on_flag("--via"),
             ),
             Some(r) => {
                 if v.0.patch > r.latest_patch.0.patch {
@@ -196,7 +210,8 @@ fn check_via(target: &Target, catalog: &Catalog, diags: &mut Diagnostics) -> Vec
 
 /// One warning per minor on the paths that is past its end of life, naming the clusters.
 fn end_of_life(paths: &[ClusterPath], catalog: &Catalog, today: Date, diags: &mut Diagnostics) {
-    let mut by_minor: std::collections::BTreeMap<Minor, Vec<&str>> = std::collections::BTreeMap::new();
+    let mut by_minor: std::collections::BTreeMap<Minor, Vec<&str>> =
+        std::collections::BTreeMap::new();
     for p in paths {
         for h in &p.hops {
             let users = by_minor.entry(h.to.minor()).or_default();
@@ -228,7 +243,13 @@ fn end_of_life(paths: &[ClusterPath], catalog: &Catalog, today: Date, diags: &mu
 }
 
 /// Whether a direct hop from minor `a` to minor `b` is allowed, and whether only at alpha level.
-fn hop_allowed(a: Minor, b: Minor, strategy: Strategy, policy: UpgradePolicy, catalog: &Catalog) -> Option<bool> {
+fn hop_allowed(
+    a: Minor,
+    b: Minor,
+    strategy: Strategy,
+    policy: UpgradePolicy,
+    catalog: &Catalog,
+) -> Option<bool> {
     let r = catalog.get(b)?;
     if a == b {
         return Some(false);
@@ -258,22 +279,39 @@ fn add(a: Cost, b: Cost) -> Cost {
     (a.0 + b.0, a.1 + b.1, a.2 + b.2, a.3 + b.3)
 }
 
+/// Minors entered by a path, each with whether its hop is an alpha-level skip.
+type Stops = Vec<(Minor, bool)>;
+
 /// The best sequence of minors from `from` (exclusive) to `to` (inclusive), or `None`.
-fn search(from: Minor, to: Minor, k8s: Minor, strategy: Strategy, policy: UpgradePolicy, catalog: &Catalog) -> Option<Vec<(Minor, bool)>> {
-    let minors: Vec<Minor> = catalog.minors().filter(|m| *m >= from && *m <= to).collect();
+fn search(
+    from: Minor,
+    to: Minor,
+    k8s: Minor,
+    strategy: Strategy,
+    policy: UpgradePolicy,
+    catalog: &Catalog,
+) -> Option<Vec<(Minor, bool)>> {
+    let minors: Vec<Minor> = catalog
+        .minors()
+        .filter(|m| *m >= from && *m <= to)
+        .collect();
     if minors.first() != Some(&from) || minors.last() != Some(&to) {
         return None;
     }
     // best[i]: the best path from minors[i] to `to`, with its cost.
     let n = minors.len();
-    let mut best: Vec<Option<(Cost, Vec<(Minor, bool)>)>> = vec![None; n];
+    let mut best: Vec<Option<(Cost, Stops)>> = vec![None; n];
     best[n - 1] = Some(((0, 0, 0, 0), Vec::new()));
     for i in (0..n - 1).rev() {
-        let mut choice: Option<(Cost, Vec<(Minor, bool)>)> = None;
+        let mut choice: Option<(Cost, Stops)> = None;
         // Larger jumps first: on equal cost the first found wins, so the path skips early.
         for j in (i + 1..n).rev() {
-            let Some(alpha) = hop_allowed(minors[i], minors[j], strategy, policy, catalog) else { continue };
-            let Some((rest_cost, rest)) = &best[j] else { continue };
+            let Some(alpha) = hop_allowed(minors[i], minors[j], strategy, policy, catalog) else {
+                continue;
+            };
+            let Some((rest_cost, rest)) = &best[j] else {
+                continue;
+            };
             let release = catalog.get(minors[j])?;
             let node: Cost = match release.kube_support(k8s) {
                 KubeSupport::Supported => (0, 1, 0, 0),
@@ -340,8 +378,11 @@ fn cluster_path(
     }
     if to == from {
         diags.push(
-            Diagnostic::note(Code::AlreadyAtTarget, format!("cluster `{name}` already runs {to}; nothing to do"))
-                .at(src, &at_version),
+            Diagnostic::note(
+                Code::AlreadyAtTarget,
+                format!("cluster `{name}` already runs {to}; nothing to do"),
+            )
+            .at(src, &at_version),
         );
         return Some(ClusterPath {
             cluster: name.clone(),
@@ -371,7 +412,11 @@ fn cluster_path(
         stops.push((to.clone(), false));
     } else if !via_here.is_empty() {
         let mut prev = from_minor;
-        for v in via_here.iter().map(|v| (*v).clone()).chain(std::iter::once(to.clone())) {
+        for v in via_here
+            .iter()
+            .map(|v| (*v).clone())
+            .chain(std::iter::once(to.clone()))
+        {
             match hop_allowed(prev, v.minor(), strategy, policy, catalog) {
                 Some(alpha) => stops.push((v.clone(), alpha)),
                 None => {
@@ -392,13 +437,30 @@ fn cluster_path(
             }
             prev = v.minor();
         }
-        reason = Some(format!("intermediate versions forced with --via {}", via_here.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")));
+        reason = Some(format!(
+            "intermediate versions forced with --via {}",
+            via_here
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
     } else {
-        let Some(minors) = search(from_minor, to.minor(), c.kubernetes, strategy, policy, catalog) else {
+        let Some(minors) = search(
+            from_minor,
+            to.minor(),
+            c.kubernetes,
+            strategy,
+            policy,
+            catalog,
+        ) else {
             diags.push(
                 Diagnostic::error(
                     Code::SkipNotAllowed,
-                    format!("cluster `{name}`: no supported {} path from {from} to {to}", strategy.name()),
+                    format!(
+                        "cluster `{name}`: no supported {} path from {from} to {to}",
+                        strategy.name()
+                    ),
                 )
                 .at(src, &at_version)
                 .help(allowed_help(to.minor(), strategy, policy, catalog)),
@@ -414,7 +476,13 @@ fn cluster_path(
             stops.push((v, *alpha));
         }
         if minors.len() > 1 {
-            reason = Some(multi_hop_reason(from_minor, to.minor(), strategy, policy, catalog));
+            reason = Some(multi_hop_reason(
+                from_minor,
+                to.minor(),
+                strategy,
+                policy,
+                catalog,
+            ));
         }
     }
 
@@ -478,20 +546,35 @@ fn cluster_path(
     })
 }
 
-fn multi_hop_reason(from: Minor, to: Minor, strategy: Strategy, policy: UpgradePolicy, catalog: &Catalog) -> String {
+fn multi_hop_reason(
+    from: Minor,
+    to: Minor,
+    strategy: Strategy,
+    policy: UpgradePolicy,
+    catalog: &Catalog,
+) -> String {
     let distance = to.distance_from(from);
     match (strategy, policy) {
-        (Strategy::InPlace, _) => format!("in-place upgrades go one minor at a time; {from} -> {to} is {distance} minors"),
+        (Strategy::InPlace, _) => {
+            format!("in-place upgrades go one minor at a time; {from} -> {to} is {distance} minors")
+        }
         (Strategy::Canary, UpgradePolicy::OneMinorAtATime) => {
-            format!("the one-minor-at-a-time policy allows one minor per hop; {from} -> {to} is {distance} minors")
+            format!(
+                "the one-minor-at-a-time policy allows one minor per hop; {from} -> {to} is {distance} minors"
+            )
         }
         (Strategy::Canary, UpgradePolicy::Istio) => {
             if hop_allowed(from, to, strategy, policy, catalog).is_some() {
-                "a direct hop would run on a Kubernetes version the target does not support".to_string()
+                "a direct hop would run on a Kubernetes version the target does not support"
+                    .to_string()
             } else if distance == 2 {
-                format!("Istio supports skipping a minor with canary upgrades only from 1.8 -> 1.10 and into 1.11 or later; {from} -> {to} is not such a skip")
+                format!(
+                    "Istio supports skipping a minor with canary upgrades only from 1.8 -> 1.10 and into 1.11 or later; {from} -> {to} is not such a skip"
+                )
             } else {
-                format!("Istio supports canary upgrades of at most two minors per hop; {from} -> {to} is {distance} minors")
+                format!(
+                    "Istio supports canary upgrades of at most two minors per hop; {from} -> {to} is {distance} minors"
+                )
             }
         }
     }
@@ -503,7 +586,12 @@ fn allowed_help(to: Minor, strategy: Strategy, policy: UpgradePolicy, catalog: &
     };
     let mut list: Vec<Minor> = match strategy {
         Strategy::InPlace => r.from_in_place.clone(),
-        Strategy::Canary => r.from_canary.iter().chain(&r.from_canary_alpha).copied().collect(),
+        Strategy::Canary => r
+            .from_canary
+            .iter()
+            .chain(&r.from_canary_alpha)
+            .copied()
+            .collect(),
     };
     if policy == UpgradePolicy::OneMinorAtATime {
         list.retain(|m| to.distance_from(*m) == 1);
@@ -513,7 +601,11 @@ fn allowed_help(to: Minor, strategy: Strategy, policy: UpgradePolicy, catalog: &
     format!(
         "a {} upgrade to {to} may start from: {}",
         strategy.name(),
-        if list.is_empty() { "no listed minor".to_string() } else { list.join(", ") }
+        if list.is_empty() {
+            "no listed minor".to_string()
+        } else {
+            list.join(", ")
+        }
     )
 }
 
@@ -527,7 +619,9 @@ fn check_hops(
 ) {
     let name = &c.name;
     let at_k8s = c.at.key("kubernetesVersion");
-    let at_install = if src.value_position(&c.at.key("installMethod")).is_some() && has_key(src, &c.at.key("installMethod")) {
+    let at_install = if src.value_position(&c.at.key("installMethod")).is_some()
+        && has_key(src, &c.at.key("installMethod"))
+    {
         c.at.key("installMethod")
     } else {
         YamlPath::root().key("defaults").key("installMethod")
@@ -535,7 +629,9 @@ fn check_hops(
     let mut operator_reported = false;
     for (i, hop) in hops.iter().enumerate() {
         let minor = hop.to.minor();
-        let Some(r) = catalog.get(minor) else { continue };
+        let Some(r) = catalog.get(minor) else {
+            continue;
+        };
         let which = if hops.len() > 1 {
             format!("hop {} ({} -> {})", i + 1, hop.from, hop.to)
         } else {
@@ -640,13 +736,20 @@ fn check_hops(
             );
         }
     }
-    if target_release.minor >= (Minor { major: 1, minor: 31 })
+    if target_release.minor
+        >= (Minor {
+            major: 1,
+            minor: 31,
+        })
         && (c.hub.starts_with("gcr.io/istio-release") || c.hub.starts_with("registry.istio.io"))
     {
         diags.push(
             Diagnostic::warning(
                 Code::RetiredHub,
-                format!("cluster `{name}` pulls images from `{}`, which receives no Istio 1.31+ images", c.hub),
+                format!(
+                    "cluster `{name}` pulls images from `{}`, which receives no Istio 1.31+ images",
+                    c.hub
+                ),
             )
             .at(src, &c.at)
             .help("use docker.io/istio (hub: docker.io/istio)"),
@@ -656,7 +759,9 @@ fn check_hops(
 
 /// Whether the text has `path` itself (not just an ancestor) at a position.
 fn has_key(src: &Source, path: &YamlPath) -> bool {
-    let Some(parent) = path.parent() else { return true };
+    let Some(parent) = path.parent() else {
+        return true;
+    };
     src.key_position(path) != src.key_position(&parent)
 }
 
@@ -666,7 +771,12 @@ mod tests {
     use crate::inventory::{InstallMethod, UpgradePolicy};
     use crate::version::RevisionFormat;
 
-    fn cluster(version: &str, k8s: &str, upgrade: ControlPlaneUpgrade, install: InstallMethod) -> ClusterSpec {
+    fn cluster(
+        version: &str,
+        k8s: &str,
+        upgrade: ControlPlaneUpgrade,
+        install: InstallMethod,
+    ) -> ClusterSpec {
         ClusterSpec {
             name: "c".into(),
             at: YamlPath::root().key("clusters").index(0),
@@ -681,7 +791,12 @@ mod tests {
             policy: UpgradePolicy::Istio,
             chart_repository: "istio".into(),
             version: version.parse().unwrap(),
-            revision: Some(version.parse::<IstioVersion>().unwrap().revision(RevisionFormat::Minor)),
+            revision: Some(
+                version
+                    .parse::<IstioVersion>()
+                    .unwrap()
+                    .revision(RevisionFormat::Minor),
+            ),
             namespace: "istio-system".into(),
             tags: vec![],
             values: Default::default(),
@@ -736,7 +851,15 @@ mod tests {
             Some(p) => Ok(p.clusters[0]
                 .hops
                 .iter()
-                .map(|h| format!("{}>{}:{}{}", h.from, h.to, h.strategy.name(), if h.alpha { ":alpha" } else { "" }))
+                .map(|h| {
+                    format!(
+                        "{}>{}:{}{}",
+                        h.from,
+                        h.to,
+                        h.strategy.name(),
+                        if h.alpha { ":alpha" } else { "" }
+                    )
+                })
                 .collect()),
             None => Err(diags
                 .iter()
@@ -750,38 +873,116 @@ mod tests {
         Ok(v.iter().map(ToString::to_string).collect())
     }
 
+    type Expect = Result<Vec<String>, Vec<&'static str>>;
+
     #[test]
     fn canary_paths() {
         use ControlPlaneUpgrade::{Canary as C, InPlace as I};
-        let table: Vec<(Case, Result<Vec<String>, Vec<&str>>)> = vec![
+        let table: Vec<(Case, Expect)> = vec![
             // one minor, two minors (canary only), more than two: hops through latest patches
-            (Case::new("1.19.6", "1.28", "1.20.2"), ok(&["1.19.6>1.20.2:canary"])),
-            (Case::new("1.19.6", "1.28", "1.21.0"), ok(&["1.19.6>1.21.0:canary"])),
-            (Case::new("1.19.6", "1.28", "1.22.8"), ok(&["1.19.6>1.21.6:canary", "1.21.6>1.22.8:canary"])),
-            (Case::new("1.13.4", "1.22", "1.15.0"), ok(&["1.13.4>1.15.0:canary"])),
-            (Case::new("1.18.2", "1.27", "1.22.8"), ok(&["1.18.2>1.20.8:canary", "1.20.8>1.22.8:canary"])),
+            (
+                Case::new("1.19.6", "1.28", "1.20.2"),
+                ok(&["1.19.6>1.20.2:canary"]),
+            ),
+            (
+                Case::new("1.19.6", "1.28", "1.21.0"),
+                ok(&["1.19.6>1.21.0:canary"]),
+            ),
+            (
+                Case::new("1.19.6", "1.28", "1.22.8"),
+                ok(&["1.19.6>1.21.6:canary", "1.21.6>1.22.8:canary"]),
+            ),
+            (
+                Case::new("1.13.4", "1.22", "1.15.0"),
+                ok(&["1.13.4>1.15.0:canary"]),
+            ),
+            (
+                Case::new("1.18.2", "1.27", "1.22.8"),
+                ok(&["1.18.2>1.20.8:canary", "1.20.8>1.22.8:canary"]),
+            ),
             // patch upgrades: same revision name -> in place
-            (Case::new("1.20.1", "1.28", "1.20.2"), ok(&["1.20.1>1.20.2:in-place"])),
+            (
+                Case::new("1.20.1", "1.28", "1.20.2"),
+                ok(&["1.20.1>1.20.2:in-place"]),
+            ),
             // before 1.11 no skip, except 1.8 -> 1.10 (alpha)
-            (Case::new("1.7.3", "1.18", "1.9.0"), ok(&["1.7.3>1.8.6:canary", "1.8.6>1.9.0:canary"])),
-            (Case::new("1.8.1", "1.19", "1.10.0"), ok(&["1.8.1>1.10.0:canary:alpha"])),
-            (Case::new("1.9.1", "1.19", "1.11.0"), ok(&["1.9.1>1.11.0:canary"])),
+            (
+                Case::new("1.7.3", "1.18", "1.9.0"),
+                ok(&["1.7.3>1.8.6:canary", "1.8.6>1.9.0:canary"]),
+            ),
+            (
+                Case::new("1.8.1", "1.19", "1.10.0"),
+                ok(&["1.8.1>1.10.0:canary:alpha"]),
+            ),
+            (
+                Case::new("1.9.1", "1.19", "1.11.0"),
+                ok(&["1.9.1>1.11.0:canary"]),
+            ),
             // downgrade and unknown target refused
-            (Case::new("1.19.6", "1.28", "1.18.0"), Err(vec!["downgrade"])),
-            (Case::new("1.19.6", "1.28", "1.40.0"), Err(vec!["unknown-target"])),
+            (
+                Case::new("1.19.6", "1.28", "1.18.0"),
+                Err(vec!["downgrade"]),
+            ),
+            (
+                Case::new("1.19.6", "1.28", "1.40.0"),
+                Err(vec!["unknown-target"]),
+            ),
             // Kubernetes too old for the target
-            (Case::new("1.19.6", "1.22", "1.20.2"), Err(vec!["kubernetes-unsupported"])),
+            (
+                Case::new("1.19.6", "1.22", "1.20.2"),
+                Err(vec!["kubernetes-unsupported"]),
+            ),
             // in place: one minor per hop
-            (Case { upgrade: I, ..Case::new("1.19.6", "1.28", "1.21.0") }, ok(&["1.19.6>1.20.8:in-place", "1.20.8>1.21.0:in-place"])),
-            (Case { upgrade: I, ..Case::new("1.19.6", "1.28", "1.20.2") }, ok(&["1.19.6>1.20.2:in-place"])),
+            (
+                Case {
+                    upgrade: I,
+                    ..Case::new("1.19.6", "1.28", "1.21.0")
+                },
+                ok(&["1.19.6>1.20.8:in-place", "1.20.8>1.21.0:in-place"]),
+            ),
+            (
+                Case {
+                    upgrade: I,
+                    ..Case::new("1.19.6", "1.28", "1.20.2")
+                },
+                ok(&["1.19.6>1.20.2:in-place"]),
+            ),
             // stricter vendor policy: one minor per canary hop
-            (Case { one_minor: true, upgrade: C, ..Case::new("1.19.6", "1.28", "1.21.0") }, ok(&["1.19.6>1.20.8:canary", "1.20.8>1.21.0:canary"])),
+            (
+                Case {
+                    one_minor: true,
+                    upgrade: C,
+                    ..Case::new("1.19.6", "1.28", "1.21.0")
+                },
+                ok(&["1.19.6>1.20.8:canary", "1.20.8>1.21.0:canary"]),
+            ),
             // in-cluster operator cannot reach 1.24+
-            (Case { install: InstallMethod::Operator, ..Case::new("1.22.3", "1.28", "1.24.0") }, Err(vec!["operator-removed"])),
-            (Case { install: InstallMethod::Operator, ..Case::new("1.21.3", "1.28", "1.23.0") }, ok(&["1.21.3>1.23.0:canary"])),
+            (
+                Case {
+                    install: InstallMethod::Operator,
+                    ..Case::new("1.22.3", "1.28", "1.24.0")
+                },
+                Err(vec!["operator-removed"]),
+            ),
+            (
+                Case {
+                    install: InstallMethod::Operator,
+                    ..Case::new("1.21.3", "1.28", "1.23.0")
+                },
+                ok(&["1.21.3>1.23.0:canary"]),
+            ),
             // Helm has no charts before 1.8
-            (Case::new("1.6.3", "1.17", "1.7.0"), Err(vec!["helm-unsupported"])),
-            (Case { install: InstallMethod::Istioctl, ..Case::new("1.6.3", "1.17", "1.7.0") }, ok(&["1.6.3>1.7.0:canary"])),
+            (
+                Case::new("1.6.3", "1.17", "1.7.0"),
+                Err(vec!["helm-unsupported"]),
+            ),
+            (
+                Case {
+                    install: InstallMethod::Istioctl,
+                    ..Case::new("1.6.3", "1.17", "1.7.0")
+                },
+                ok(&["1.6.3>1.7.0:canary"]),
+            ),
         ];
         for (case, want) in table {
             let label = format!("{} -> {} (k8s {})", case.from, case.to, case.k8s);
@@ -803,11 +1004,24 @@ mod tests {
     #[test]
     fn revisions_follow_the_format() {
         let catalog = Catalog::embedded();
-        let mut c = cluster("1.20.1", "1.28", ControlPlaneUpgrade::Canary, InstallMethod::Helm);
+        let mut c = cluster(
+            "1.20.1",
+            "1.28",
+            ControlPlaneUpgrade::Canary,
+            InstallMethod::Helm,
+        );
         c.revision_format = RevisionFormat::Patch;
         c.revision = Some("1-20-1".into());
-        let mesh = Mesh { name: "m".into(), clusters: vec![c] };
-        let target = Target { version: "1.20.2".parse().unwrap(), via: vec![], one_minor: false, today: None };
+        let mesh = Mesh {
+            name: "m".into(),
+            clusters: vec![c],
+        };
+        let target = Target {
+            version: "1.20.2".parse().unwrap(),
+            via: vec![],
+            one_minor: false,
+            today: None,
+        };
         let mut diags = Diagnostics::default();
         let p = plan_paths(&mesh, &target, &catalog, &Source::new("i", ""), &mut diags).unwrap();
         let h = &p.clusters[0].hops[0];
@@ -817,12 +1031,29 @@ mod tests {
     #[test]
     fn via_forces_intermediates() {
         let catalog = Catalog::embedded();
-        let c = cluster("1.18.2", "1.27", ControlPlaneUpgrade::Canary, InstallMethod::Helm);
-        let mesh = Mesh { name: "m".into(), clusters: vec![c] };
-        let mut target = Target { version: "1.22.8".parse().unwrap(), via: vec!["1.19.10".parse().unwrap(), "1.21.2".parse().unwrap()], one_minor: false, today: None };
+        let c = cluster(
+            "1.18.2",
+            "1.27",
+            ControlPlaneUpgrade::Canary,
+            InstallMethod::Helm,
+        );
+        let mesh = Mesh {
+            name: "m".into(),
+            clusters: vec![c],
+        };
+        let mut target = Target {
+            version: "1.22.8".parse().unwrap(),
+            via: vec!["1.19.10".parse().unwrap(), "1.21.2".parse().unwrap()],
+            one_minor: false,
+            today: None,
+        };
         let mut diags = Diagnostics::default();
         let p = plan_paths(&mesh, &target, &catalog, &Source::new("i", ""), &mut diags).unwrap();
-        let tos: Vec<String> = p.clusters[0].hops.iter().map(|h| h.to.to_string()).collect();
+        let tos: Vec<String> = p.clusters[0]
+            .hops
+            .iter()
+            .map(|h| h.to.to_string())
+            .collect();
         assert_eq!(tos, ["1.19.10", "1.21.2", "1.22.8"]);
         // A forced hop that skips too far is refused.
         target.via = vec!["1.21.2".parse().unwrap()];
@@ -834,9 +1065,22 @@ mod tests {
     #[test]
     fn warns_on_end_of_life_only_with_a_date() {
         let catalog = Catalog::embedded();
-        let c = cluster("1.19.6", "1.28", ControlPlaneUpgrade::Canary, InstallMethod::Helm);
-        let mesh = Mesh { name: "m".into(), clusters: vec![c] };
-        let mut target = Target { version: "1.20.2".parse().unwrap(), via: vec![], one_minor: false, today: Date::parse("2026-11-24") };
+        let c = cluster(
+            "1.19.6",
+            "1.28",
+            ControlPlaneUpgrade::Canary,
+            InstallMethod::Helm,
+        );
+        let mesh = Mesh {
+            name: "m".into(),
+            clusters: vec![c],
+        };
+        let mut target = Target {
+            version: "1.20.2".parse().unwrap(),
+            via: vec![],
+            one_minor: false,
+            today: Date::parse("2026-11-24"),
+        };
         let mut diags = Diagnostics::default();
         plan_paths(&mesh, &target, &catalog, &Source::new("i", ""), &mut diags).unwrap();
         assert!(diags.iter().any(|d| d.code == Code::EndOfLife));

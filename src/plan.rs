@@ -109,10 +109,18 @@ pub struct Step {
 }
 
 #[derive(Clone, Debug, Serialize)]
+pub struct PhaseCount {
+    pub phase: Phase,
+    pub steps: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HopSummary {
     pub number: usize,
     pub dir: String,
+    /// How many steps each phase of the hop has.
+    pub phases: Vec<PhaseCount>,
     pub from: IstioVersion,
     pub to: IstioVersion,
     pub strategy: Strategy,
@@ -145,6 +153,8 @@ pub struct ClusterPlan {
     pub upgrade_notes: Vec<UpgradeNote>,
     /// Old-revision webhooks the cleanup deletes, so that none is left behind.
     pub leftover_webhooks: Vec<String>,
+    /// How many steps the cluster's plan has.
+    pub steps: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -159,7 +169,27 @@ pub struct Plan {
     pub artifacts: Vec<Artifact>,
 }
 
-/// Builds the plan. Cannot fail: every check ran before.
+/// One cluster's part of the plan.
+#[derive(Clone, Debug)]
+pub struct ClusterOut {
+    pub summary: ClusterPlan,
+    pub steps: Vec<Step>,
+    pub artifacts: Vec<Artifact>,
+}
+
+/// Builds the plan of the `index`-th cluster. Cannot fail: every check ran before. Clusters are
+/// independent, so a large mesh is planned, rendered and written one cluster at a time.
+pub fn build_cluster(
+    index: usize,
+    c: &ClusterSpec,
+    path: &ClusterPath,
+    catalog: &Catalog,
+) -> ClusterOut {
+    let dir = format!("{:02}-{}", index + 1, c.name);
+    ClusterBuilder::new(c, path, catalog, dir).build()
+}
+
+/// Builds the whole plan in memory.
 pub fn build(mesh: &Mesh, paths: &MeshPath, catalog: &Catalog, inventory_name: &str) -> Plan {
     let mut plan = Plan {
         mesh: mesh.name.clone(),
@@ -170,9 +200,10 @@ pub fn build(mesh: &Mesh, paths: &MeshPath, catalog: &Catalog, inventory_name: &
         artifacts: Vec::new(),
     };
     for (i, (c, p)) in mesh.clusters.iter().zip(&paths.clusters).enumerate() {
-        let dir = format!("{:02}-{}", i + 1, c.name);
-        let cp = ClusterBuilder::new(c, p, catalog, dir, &mut plan).build();
-        plan.clusters.push(cp);
+        let out = build_cluster(i, c, p, catalog);
+        plan.clusters.push(out.summary);
+        plan.steps.extend(out.steps);
+        plan.artifacts.extend(out.artifacts);
     }
     plan
 }
@@ -198,14 +229,15 @@ struct ClusterBuilder<'a> {
     path: &'a ClusterPath,
     catalog: &'a Catalog,
     dir: String,
-    plan: &'a mut Plan,
+    steps: Vec<Step>,
+    artifacts: Vec<Artifact>,
     gateways: Vec<GatewayState>,
     namespaces: Vec<NamespaceState>,
     webhooks: Vec<String>,
 }
 
 impl<'a> ClusterBuilder<'a> {
-    fn new(c: &'a ClusterSpec, path: &'a ClusterPath, catalog: &'a Catalog, dir: String, plan: &'a mut Plan) -> Self {
+    fn new(c: &'a ClusterSpec, path: &'a ClusterPath, catalog: &'a Catalog, dir: String) -> Self {
         let gateways = c
             .gateways
             .iter()
@@ -232,14 +264,15 @@ impl<'a> ClusterBuilder<'a> {
             path,
             catalog,
             dir,
-            plan,
+            steps: Vec::new(),
+            artifacts: Vec::new(),
             gateways,
             namespaces,
             webhooks: Vec::new(),
         }
     }
 
-    fn build(mut self) -> ClusterPlan {
+    fn build(mut self) -> ClusterOut {
         let mut hops = Vec::new();
         for (i, hop) in self.path.hops.iter().enumerate() {
             let number = i + 1;
@@ -250,9 +283,24 @@ impl<'a> ClusterBuilder<'a> {
                 dir: hop_dir.clone(),
             };
             self.hop(&h);
+            let phases = Phase::ALL
+                .iter()
+                .map(|p| {
+                    (
+                        *p,
+                        self.steps
+                            .iter()
+                            .filter(|s| s.hop == number && s.phase == *p)
+                            .count(),
+                    )
+                })
+                .filter(|(_, n)| *n > 0)
+                .map(|(phase, steps)| PhaseCount { phase, steps })
+                .collect();
             hops.push(HopSummary {
                 number,
                 dir: hop_dir,
+                phases,
                 from: hop.from.clone(),
                 to: hop.to.clone(),
                 strategy: hop.strategy,
@@ -274,7 +322,7 @@ impl<'a> ClusterBuilder<'a> {
                 notes: r.notes.clone(),
             })
             .collect();
-        ClusterPlan {
+        let summary = ClusterPlan {
             name: self.c.name.clone(),
             dir: self.dir.clone(),
             context: self.c.context.clone(),
@@ -285,7 +333,13 @@ impl<'a> ClusterBuilder<'a> {
             hops,
             reason: self.path.reason.clone(),
             upgrade_notes,
-            leftover_webhooks: self.webhooks,
+            leftover_webhooks: std::mem::take(&mut self.webhooks),
+            steps: self.steps.len(),
+        };
+        ClusterOut {
+            summary,
+            steps: self.steps,
+            artifacts: self.artifacts,
         }
     }
 
@@ -321,11 +375,11 @@ impl<'a> ClusterBuilder<'a> {
     }
 
     fn push_step(&mut self, step: Step) {
-        self.plan.steps.push(step);
+        self.steps.push(step);
     }
 
     fn push_artifact(&mut self, a: Artifact) {
-        self.plan.artifacts.push(a);
+        self.artifacts.push(a);
     }
 
     // ----- one hop ---------------------------------------------------------------------
@@ -346,7 +400,13 @@ impl<'a> ClusterBuilder<'a> {
 
     fn step(&self, h: &HopBuilder, phase: Phase, name: &str, title: String, why: String) -> Step {
         Step {
-            id: format!("{}/hop-{:02}/{}/{}", self.c.name, h.number, phase.dir(), name),
+            id: format!(
+                "{}/hop-{:02}/{}/{}",
+                self.c.name,
+                h.number,
+                phase.dir(),
+                name
+            ),
             cluster: self.c.name.clone(),
             hop: h.number,
             phase,
@@ -376,11 +436,15 @@ impl<'a> ClusterBuilder<'a> {
             ),
             (
                 self.kubectl(&format!("get pods -n {ns} -l app=istiod -L istio.io/rev")),
-                format!("istiod of revision `{}` is running and ready", hop.from_label()),
+                format!(
+                    "istiod of revision `{}` is running and ready",
+                    hop.from_label()
+                ),
             ),
             (
                 self.kubectl("get mutatingwebhookconfigurations,validatingwebhookconfigurations"),
-                "note every webhook present now: cleanup must leave only the new revision's".to_string(),
+                "note every webhook present now: cleanup must leave only the new revision's"
+                    .to_string(),
             ),
             (
                 self.istioctl(&format!("x precheck --revision {}", hop.to_label())),
@@ -392,13 +456,21 @@ impl<'a> ClusterBuilder<'a> {
                 1,
                 (
                     self.helm(&format!("list -n {ns}")),
-                    format!("the releases `{}` and `{}` are deployed at {}", self.c.base_release, self.release_of(hop.from_revision.as_deref()), hop.from),
+                    format!(
+                        "the releases `{}` and `{}` are deployed at {}",
+                        self.c.base_release,
+                        self.release_of(hop.from_revision.as_deref()),
+                        hop.from
+                    ),
                 ),
             );
         } else {
             checks.insert(
                 1,
-                (self.istioctl("version"), format!("the control plane reports {}", hop.from)),
+                (
+                    self.istioctl("version"),
+                    format!("the control plane reports {}", hop.from),
+                ),
             );
         }
         for g in &self.c.gateways {
@@ -417,7 +489,10 @@ impl<'a> ClusterBuilder<'a> {
             .gateways
             .iter()
             .filter(|g| g.gateway.kind == GatewayKind::Ingress)
-            .filter_map(|g| g.service().map(|s| format!("{}/{}", g.gateway.namespace, s.name)))
+            .filter_map(|g| {
+                g.service()
+                    .map(|s| format!("{}/{}", g.gateway.namespace, s.name))
+            })
             .collect();
         let notes: Vec<Value> = hop
             .minors_crossed
@@ -426,7 +501,8 @@ impl<'a> ClusterBuilder<'a> {
             .filter_map(|m| self.catalog.get(m))
             .map(|r| json!({"minor": r.minor.to_string(), "notes": r.notes}))
             .collect();
-        let apply_header = "read-only checks; run each command and compare with the expected result".to_string();
+        let apply_header =
+            "read-only checks; run each command and compare with the expected result".to_string();
         self.push_artifact(Artifact {
             path: path.clone(),
             template: "preflight.md.j2",
@@ -482,8 +558,13 @@ impl<'a> ClusterBuilder<'a> {
         let hop = h.hop;
         let ns = self.c.namespace.clone();
         let release = self.c.base_release.clone();
-        let Some(target) = self.catalog.get(hop.to.minor()) else { return };
-        let from_templates = self.catalog.get(hop.from.minor()).is_some_and(|r| r.crd_templates);
+        let Some(target) = self.catalog.get(hop.to.minor()) else {
+            return;
+        };
+        let from_templates = self
+            .catalog
+            .get(hop.from.minor())
+            .is_some_and(|r| r.crd_templates);
         let path = format!("{}/{}/base.values.yaml", h.dir, Phase::Crds.dir());
         let upgrade = self.helm(&format!(
             "upgrade {release} {} --version {} -n {ns} -f {path}",
@@ -504,7 +585,9 @@ impl<'a> ClusterBuilder<'a> {
                 self.kubectl("get crds -l chart=istio -o name"),
                 self.kubectl("get crds -l app.kubernetes.io/part-of=istio -o name")
             );
-            apply.push(self.kubectl(&format!("label {crds} app.kubernetes.io/managed-by=Helm --overwrite")));
+            apply.push(self.kubectl(&format!(
+                "label {crds} app.kubernetes.io/managed-by=Helm --overwrite"
+            )));
             apply.push(self.kubectl(&format!(
                 "annotate {crds} meta.helm.sh/release-name={release} meta.helm.sh/release-namespace={ns} --overwrite"
             )));
@@ -516,7 +599,11 @@ impl<'a> ClusterBuilder<'a> {
             ));
             apply.push(format!(
                 "{} | {}",
-                self.helm(&format!("show crds {} --version {}", self.chart("base"), hop.to)),
+                self.helm(&format!(
+                    "show crds {} --version {}",
+                    self.chart("base"),
+                    hop.to
+                )),
                 self.kubectl("apply -f -")
             ));
         }
@@ -524,7 +611,11 @@ impl<'a> ClusterBuilder<'a> {
         self.push_artifact(Artifact {
             path: path.clone(),
             template: "base.values.yaml.j2",
-            targets: format!("chart {} {} (release {release} in {ns})", self.chart("base"), hop.to),
+            targets: format!(
+                "chart {} {} (release {release} in {ns})",
+                self.chart("base"),
+                hop.to
+            ),
             apply: upgrade,
             data: json!({"values": self.base_values(hop.from_label())}),
         });
@@ -537,8 +628,10 @@ impl<'a> ClusterBuilder<'a> {
         );
         s.files.push(path);
         s.apply = apply;
-        s.wait.push(self.kubectl("wait --for condition=established crd -l chart=istio --timeout=2m"));
-        s.rollback.push(self.helm(&format!("rollback {release} -n {ns}")));
+        s.wait
+            .push(self.kubectl("wait --for condition=established crd -l chart=istio --timeout=2m"));
+        s.rollback
+            .push(self.helm(&format!("rollback {release} -n {ns}")));
         s.rollback_note = Some("CRDs are not downgraded by a rollback: Istio CRDs are backward compatible, so the running control plane keeps working with the newer ones".to_string());
         self.push_step(s);
     }
@@ -547,7 +640,11 @@ impl<'a> ClusterBuilder<'a> {
     /// version expects (`pilot.*` flattened to the top level from 1.24 on).
     fn istiod_values(&self, version: &IstioVersion, revision: Option<&str>) -> Value {
         let mut values: Map<String, Value> = self.c.values.clone().into_iter().collect();
-        if version.minor() >= (Minor { major: 1, minor: 24 })
+        if version.minor()
+            >= (Minor {
+                major: 1,
+                minor: 24,
+            })
             && let Some(Value::Object(pilot)) = values.remove("pilot")
         {
             for (k, v) in pilot {
@@ -647,10 +744,16 @@ impl<'a> ClusterBuilder<'a> {
                 )
             },
         );
-        s.wait.push(self.kubectl(&format!("rollout status deployment/{deploy} -n {ns} --timeout=5m")));
+        s.wait.push(self.kubectl(&format!(
+            "rollout status deployment/{deploy} -n {ns} --timeout=5m"
+        )));
         match self.c.install {
             InstallMethod::Helm => {
-                let path = format!("{}/{}/{release}.values.yaml", h.dir, Phase::ControlPlane.dir());
+                let path = format!(
+                    "{}/{}/{release}.values.yaml",
+                    h.dir,
+                    Phase::ControlPlane.dir()
+                );
                 let cmd = self.helm(&format!(
                     "upgrade --install {release} {} --version {} -n {ns} --wait -f {path}",
                     self.chart("istiod"),
@@ -659,7 +762,11 @@ impl<'a> ClusterBuilder<'a> {
                 self.push_artifact(Artifact {
                     path: path.clone(),
                     template: "istiod.values.yaml.j2",
-                    targets: format!("chart {} {} (release {release} in {ns})", self.chart("istiod"), hop.to),
+                    targets: format!(
+                        "chart {} {} (release {release} in {ns})",
+                        self.chart("istiod"),
+                        hop.to
+                    ),
                     apply: cmd.clone(),
                     data: json!({"values": self.istiod_values(&hop.to, rev)}),
                 });
@@ -691,7 +798,11 @@ impl<'a> ClusterBuilder<'a> {
                 self.push_artifact(Artifact {
                     path: path.clone(),
                     template: "istiod.iop.yaml.j2",
-                    targets: format!("IstioOperator {ns}/{name} (Istio {}, revision {})", hop.to, hop.to_label()),
+                    targets: format!(
+                        "IstioOperator {ns}/{name} (Istio {}, revision {})",
+                        hop.to,
+                        hop.to_label()
+                    ),
                     apply: format!("{} (istioctl {})", cmds.join(" && "), hop.to),
                     data: json!({"operator": self.istiod_operator(&hop.to, rev)}),
                 });
@@ -715,13 +826,25 @@ impl<'a> ClusterBuilder<'a> {
                 }
                 if canary {
                     if operator {
-                        s.rollback.push(self.kubectl(&format!("delete istiooperator {name} -n {ns}")));
-                        s.rollback.push(self.istioctl(&format!("operator remove --revision {}", hop.to_label())));
+                        s.rollback
+                            .push(self.kubectl(&format!("delete istiooperator {name} -n {ns}")));
+                        s.rollback.push(
+                            self.istioctl(&format!(
+                                "operator remove --revision {}",
+                                hop.to_label()
+                            )),
+                        );
                     } else {
-                        s.rollback.push(self.istioctl(&format!("uninstall --revision {} -y", hop.to_label())));
+                        s.rollback.push(
+                            self.istioctl(&format!("uninstall --revision {} -y", hop.to_label())),
+                        );
                     }
                 } else {
-                    let old = format!("{}/{}/{name}.rollback.iop.yaml", h.dir, Phase::ControlPlane.dir());
+                    let old = format!(
+                        "{}/{}/{name}.rollback.iop.yaml",
+                        h.dir,
+                        Phase::ControlPlane.dir()
+                    );
                     let back = if operator {
                         self.kubectl(&format!("apply -f {old}"))
                     } else {
@@ -756,7 +879,8 @@ impl<'a> ClusterBuilder<'a> {
         for gi in 0..self.c.gateways.len() {
             let g = &self.c.gateways[gi];
             let ns = g.gateway.namespace.clone();
-            let blue_green = g.gateway.upgrade == GatewayUpgrade::BlueGreen && hop.strategy == Strategy::Canary;
+            let blue_green =
+                g.gateway.upgrade == GatewayUpgrade::BlueGreen && hop.strategy == Strategy::Canary;
             let old = self.gateways[gi].clone();
             let new_release = if blue_green {
                 format!("{}-{}", g.gateway.name, hop.to_label())
@@ -766,7 +890,11 @@ impl<'a> ClusterBuilder<'a> {
             let title = if blue_green {
                 format!("Install gateway `{new_release}` beside `{}`", old.release)
             } else {
-                format!("Move gateway `{}` to revision `{}` in place", old.release, hop.to_label())
+                format!(
+                    "Move gateway `{}` to revision `{}` in place",
+                    old.release,
+                    hop.to_label()
+                )
             };
             let why = if blue_green {
                 format!(
@@ -782,7 +910,9 @@ impl<'a> ClusterBuilder<'a> {
                 )
             };
             let mut s = self.step(h, Phase::Gateways, &new_release, title, why);
-            s.wait.push(self.kubectl(&format!("rollout status deployment/{new_release} -n {ns} --timeout=5m")));
+            s.wait.push(self.kubectl(&format!(
+                "rollout status deployment/{new_release} -n {ns} --timeout=5m"
+            )));
             if blue_green {
                 s.confirm.push(format!(
                     "`{new_release}` runs as many ready replicas as `{}` (`kubectl get deployment -n {ns}`) before traffic moves to it",
@@ -795,7 +925,12 @@ impl<'a> ClusterBuilder<'a> {
             let values = self.gateway_values(g, hop, own_service);
             match self.c.install {
                 InstallMethod::Helm => {
-                    let path = format!("{}/{}/{}-{new_release}.values.yaml", h.dir, Phase::Gateways.dir(), seq(gi + 1, self.c.gateways.len()));
+                    let path = format!(
+                        "{}/{}/{}-{new_release}.values.yaml",
+                        h.dir,
+                        Phase::Gateways.dir(),
+                        seq(gi + 1, self.c.gateways.len())
+                    );
                     let cmd = self.helm(&format!(
                         "upgrade --install {new_release} {} --version {} -n {ns} --wait -f {path}",
                         self.chart("gateway"),
@@ -804,7 +939,11 @@ impl<'a> ClusterBuilder<'a> {
                     self.push_artifact(Artifact {
                         path: path.clone(),
                         template: "gateway.values.yaml.j2",
-                        targets: format!("chart {} {} (release {new_release} in {ns})", self.chart("gateway"), hop.to),
+                        targets: format!(
+                            "chart {} {} (release {new_release} in {ns})",
+                            self.chart("gateway"),
+                            hop.to
+                        ),
                         apply: cmd.clone(),
                         data: json!({"values": values}),
                     });
@@ -817,7 +956,12 @@ impl<'a> ClusterBuilder<'a> {
                     });
                 }
                 InstallMethod::Istioctl | InstallMethod::Operator => {
-                    let path = format!("{}/{}/{}-{new_release}.iop.yaml", h.dir, Phase::Gateways.dir(), seq(gi + 1, self.c.gateways.len()));
+                    let path = format!(
+                        "{}/{}/{}-{new_release}.iop.yaml",
+                        h.dir,
+                        Phase::Gateways.dir(),
+                        seq(gi + 1, self.c.gateways.len())
+                    );
                     let iop = self.gateway_operator(g, hop, &new_release, own_service);
                     let cmd = if self.c.install == InstallMethod::Operator {
                         self.kubectl(&format!("apply -f {path}"))
@@ -838,23 +982,41 @@ impl<'a> ClusterBuilder<'a> {
                             "delete deployment,service,horizontalpodautoscaler,poddisruptionbudget,serviceaccount -n {ns} -l app={new_release} --ignore-not-found"
                         )));
                         if self.c.install == InstallMethod::Operator {
-                            s.rollback.push(self.kubectl(&format!("delete istiooperator {new_release} -n {} --ignore-not-found", self.c.namespace)));
+                            s.rollback.push(self.kubectl(&format!(
+                                "delete istiooperator {new_release} -n {} --ignore-not-found",
+                                self.c.namespace
+                            )));
                         }
                     } else {
-                        let back = format!("{}/{}/{}-{new_release}.rollback.iop.yaml", h.dir, Phase::Gateways.dir(), seq(gi + 1, self.c.gateways.len()));
-                        let iop_back = self.gateway_operator_at(g, &hop.from, hop.from_revision.as_deref(), &new_release, own_service);
+                        let back = format!(
+                            "{}/{}/{}-{new_release}.rollback.iop.yaml",
+                            h.dir,
+                            Phase::Gateways.dir(),
+                            seq(gi + 1, self.c.gateways.len())
+                        );
+                        let iop_back = self.gateway_operator_at(
+                            g,
+                            &hop.from,
+                            hop.from_revision.as_deref(),
+                            &new_release,
+                            own_service,
+                        );
                         self.push_artifact(Artifact {
                             path: back.clone(),
                             template: "gateway.iop.yaml.j2",
-                            targets: format!("IstioOperator {}/{new_release}: rollback to {}", self.c.namespace, hop.from),
+                            targets: format!(
+                                "IstioOperator {}/{new_release}: rollback to {}",
+                                self.c.namespace, hop.from
+                            ),
                             apply: self.istioctl(&format!("install -y -f {back}")),
                             data: json!({"operator": iop_back}),
                         });
-                        s.rollback.push(if self.c.install == InstallMethod::Operator {
-                            self.kubectl(&format!("apply -f {back}"))
-                        } else {
-                            self.istioctl(&format!("install -y -f {back}"))
-                        });
+                        s.rollback
+                            .push(if self.c.install == InstallMethod::Operator {
+                                self.kubectl(&format!("apply -f {back}"))
+                            } else {
+                                self.istioctl(&format!("install -y -f {back}"))
+                            });
                         s.rollback_files.push(back);
                     }
                 }
@@ -908,7 +1070,14 @@ impl<'a> ClusterBuilder<'a> {
         self.gateway_operator_at(g, &hop.to, hop.to_revision.as_deref(), name, own_service)
     }
 
-    fn gateway_operator_at(&self, g: &GatewaySpec, version: &IstioVersion, revision: Option<&str>, name: &str, own_service: bool) -> Value {
+    fn gateway_operator_at(
+        &self,
+        g: &GatewaySpec,
+        version: &IstioVersion,
+        revision: Option<&str>,
+        name: &str,
+        own_service: bool,
+    ) -> Value {
         let mut component = Map::new();
         component.insert("name".into(), json!(name));
         component.insert("namespace".into(), json!(g.gateway.namespace));
@@ -917,7 +1086,14 @@ impl<'a> ClusterBuilder<'a> {
         let mut k8s = Map::new();
         if let Some(svc) = g.service() {
             let mut service = Map::new();
-            service.insert("type".into(), json!(if own_service { service_type(svc.kind) } else { "ClusterIP" }));
+            service.insert(
+                "type".into(),
+                json!(if own_service {
+                    service_type(svc.kind)
+                } else {
+                    "ClusterIP"
+                }),
+            );
             service.insert("ports".into(), chart_ports(svc));
             k8s.insert("service".into(), Value::Object(service));
             if own_service && !svc.annotations.is_empty() {
@@ -939,9 +1115,15 @@ impl<'a> ClusterBuilder<'a> {
         }
         spec.insert("hub".into(), json!(self.c.hub));
         spec.insert("tag".into(), json!(self.tag(version)));
-        spec.insert("components".into(), json!({ list: [Value::Object(component)] }));
+        spec.insert(
+            "components".into(),
+            json!({ list: [Value::Object(component)] }),
+        );
         if !g.gateway.values.is_empty() {
-            spec.insert("values".into(), json!({"gateways": {name: g.gateway.values}}));
+            spec.insert(
+                "values".into(),
+                json!({"gateways": {name: g.gateway.values}}),
+            );
         }
         json!({
             "apiVersion": "install.istio.io/v1alpha1",
@@ -981,7 +1163,11 @@ impl<'a> ClusterBuilder<'a> {
                 );
                 match self.c.install {
                     InstallMethod::Helm => {
-                        let path = format!("{dir}/{}-{}.1-keep.values.yaml", seq(gi + 1, self.c.gateways.len()), svc.name);
+                        let path = format!(
+                            "{dir}/{}-{}.1-keep.values.yaml",
+                            seq(gi + 1, self.c.gateways.len()),
+                            svc.name
+                        );
                         let cmd = self.helm(&format!(
                             "upgrade {} {} --version {} -n {ns} --reuse-values -f {path}",
                             old.release,
@@ -1011,7 +1197,8 @@ impl<'a> ClusterBuilder<'a> {
                             "the last command prints `keep`, and the external address of `{}` is unchanged",
                             svc.name
                         ));
-                        s.rollback.push(self.helm(&format!("rollback {} -n {ns}", old.release)));
+                        s.rollback
+                            .push(self.helm(&format!("rollback {} -n {ns}", old.release)));
                     }
                     InstallMethod::Istioctl | InstallMethod::Operator => {
                         s.apply.push(self.kubectl(&format!(
@@ -1028,10 +1215,24 @@ impl<'a> ClusterBuilder<'a> {
                 self.push_step(s);
             }
 
-            let switch = format!("{dir}/{}-{}.2-switch.patch.yaml", seq(gi + 1, self.c.gateways.len()), svc.name);
-            let back = format!("{dir}/{}-{}.2-switch.rollback.patch.yaml", seq(gi + 1, self.c.gateways.len()), svc.name);
-            let apply = self.kubectl(&format!("patch service {} -n {ns} --type merge --patch-file {switch}", svc.name));
-            let undo = self.kubectl(&format!("patch service {} -n {ns} --type merge --patch-file {back}", svc.name));
+            let switch = format!(
+                "{dir}/{}-{}.2-switch.patch.yaml",
+                seq(gi + 1, self.c.gateways.len()),
+                svc.name
+            );
+            let back = format!(
+                "{dir}/{}-{}.2-switch.rollback.patch.yaml",
+                seq(gi + 1, self.c.gateways.len()),
+                svc.name
+            );
+            let apply = self.kubectl(&format!(
+                "patch service {} -n {ns} --type merge --patch-file {switch}",
+                svc.name
+            ));
+            let undo = self.kubectl(&format!(
+                "patch service {} -n {ns} --type merge --patch-file {back}",
+                svc.name
+            ));
             self.push_artifact(Artifact {
                 path: switch.clone(),
                 template: "service-selector.patch.yaml.j2",
@@ -1062,7 +1263,8 @@ impl<'a> ClusterBuilder<'a> {
                 "wait --for=jsonpath={{.spec.selector.app}}={new_release} service/{} -n {ns} --timeout=1m",
                 svc.name
             )));
-            s.wait.push(self.kubectl(&format!("get endpoints {} -n {ns} -o wide", svc.name)));
+            s.wait
+                .push(self.kubectl(&format!("get endpoints {} -n {ns} -o wide", svc.name)));
             s.confirm.push(format!(
                 "the endpoints of `{}` are the `{new_release}` pods only, its external address is unchanged, and the load test shows no errors",
                 svc.name
@@ -1097,12 +1299,19 @@ impl<'a> ClusterBuilder<'a> {
                         labels.insert("istio-injection".into(), Value::Null);
                     }
                     let mut undo_labels = Map::new();
-                    undo_labels.insert("istio.io/rev".into(), old.rev.as_ref().map_or(Value::Null, |r| json!(r)));
+                    undo_labels.insert(
+                        "istio.io/rev".into(),
+                        old.rev.as_ref().map_or(Value::Null, |r| json!(r)),
+                    );
                     if old.injection {
                         undo_labels.insert("istio-injection".into(), json!("enabled"));
                     }
-                    let apply = self.kubectl(&format!("patch namespace {name} --type merge --patch-file {fwd}"));
-                    let undo = self.kubectl(&format!("patch namespace {name} --type merge --patch-file {back}"));
+                    let apply = self.kubectl(&format!(
+                        "patch namespace {name} --type merge --patch-file {fwd}"
+                    ));
+                    let undo = self.kubectl(&format!(
+                        "patch namespace {name} --type merge --patch-file {back}"
+                    ));
                     self.push_artifact(Artifact {
                         path: fwd.clone(),
                         template: "namespace.patch.yaml.j2",
@@ -1130,7 +1339,9 @@ impl<'a> ClusterBuilder<'a> {
                     );
                     s.files.push(fwd);
                     s.apply.push(apply);
-                    s.wait.push(self.kubectl(&format!("get namespace {name} -L istio.io/rev -L istio-injection")));
+                    s.wait.push(self.kubectl(&format!(
+                        "get namespace {name} -L istio.io/rev -L istio-injection"
+                    )));
                     s.rollback.push(undo);
                     s.rollback_files.push(back);
                     self.push_step(s);
@@ -1142,8 +1353,14 @@ impl<'a> ClusterBuilder<'a> {
                     let prefix = format!("{dir}/{}-{kind}-{}", seq(wi + 1, wcount), w.name);
                     let fwd = format!("{prefix}.restart.patch.yaml");
                     let back = format!("{prefix}.restart.rollback.patch.yaml");
-                    let apply = self.kubectl(&format!("patch {kind} {} -n {name} --type merge --patch-file {fwd}", w.name));
-                    let undo = self.kubectl(&format!("patch {kind} {} -n {name} --type merge --patch-file {back}", w.name));
+                    let apply = self.kubectl(&format!(
+                        "patch {kind} {} -n {name} --type merge --patch-file {fwd}",
+                        w.name
+                    ));
+                    let undo = self.kubectl(&format!(
+                        "patch {kind} {} -n {name} --type merge --patch-file {back}",
+                        w.name
+                    ));
                     let api = "apps/v1";
                     self.push_artifact(Artifact {
                         path: fwd.clone(),
@@ -1170,10 +1387,15 @@ impl<'a> ClusterBuilder<'a> {
                     );
                     s.files.push(fwd);
                     s.apply.push(apply);
-                    s.wait.push(self.kubectl(&format!("rollout status {kind}/{} -n {name} --timeout=10m", w.name)));
+                    s.wait.push(self.kubectl(&format!(
+                        "rollout status {kind}/{} -n {name} --timeout=10m",
+                        w.name
+                    )));
                     s.rollback.push(undo);
                     s.rollback_note = Some(if canary {
-                        format!("first undo the namespace label step of `{name}`, then this restart")
+                        format!(
+                            "first undo the namespace label step of `{name}`, then this restart"
+                        )
                     } else {
                         "first roll the control plane back (its step in 20-control-plane), then this restart".to_string()
                     });
@@ -1212,10 +1434,15 @@ impl<'a> ClusterBuilder<'a> {
                 format!("Remove the old gateway `{}`", old.release),
                 "traffic has moved to the new gateway; the old one only drains now".to_string(),
             );
-            let reinstall = format!("{dir}/{}-{}.reinstall.values.yaml", seq(gi + 1, self.c.gateways.len()), old.release);
+            let reinstall = format!(
+                "{dir}/{}-{}.reinstall.values.yaml",
+                seq(gi + 1, self.c.gateways.len()),
+                old.release
+            );
             match self.c.install {
                 InstallMethod::Helm => {
-                    s.apply.push(self.helm(&format!("uninstall {} -n {gns}", old.release)));
+                    s.apply
+                        .push(self.helm(&format!("uninstall {} -n {gns}", old.release)));
                     let rb = self.helm(&format!(
                         "upgrade --install {} {} --version {} -n {gns} --wait -f {reinstall}",
                         old.release,
@@ -1239,7 +1466,12 @@ impl<'a> ClusterBuilder<'a> {
                     self.push_artifact(Artifact {
                         path: reinstall.clone(),
                         template: "gateway.values.yaml.j2",
-                        targets: format!("chart {} {} (release {} in {gns}): rollback only", self.chart("gateway"), old.version, old.release),
+                        targets: format!(
+                            "chart {} {} (release {} in {gns}): rollback only",
+                            self.chart("gateway"),
+                            old.version,
+                            old.release
+                        ),
                         apply: rb.clone(),
                         data: json!({"values": values}),
                     });
@@ -1256,20 +1488,28 @@ impl<'a> ClusterBuilder<'a> {
                     if g.service().is_none_or(|svc| svc.name != *r) {
                         objects.push_str(&format!(" service/{r}"));
                     }
-                    s.apply.push(self.kubectl(&format!("delete {objects} -n {gns} --ignore-not-found")));
+                    s.apply.push(
+                        self.kubectl(&format!("delete {objects} -n {gns} --ignore-not-found")),
+                    );
                     s.rollback_note = Some(format!(
                         "reinstall the old gateway from the previous plan's gateway IstioOperator with istioctl {}",
                         old.version
                     ));
                 }
             }
-            s.wait.push(self.kubectl(&format!("get pods -n {gns} -l istio.io/rev={old_label}")));
-            s.confirm.push(format!("no `{}` pods are left in `{gns}`", old.release));
+            s.wait
+                .push(self.kubectl(&format!("get pods -n {gns} -l istio.io/rev={old_label}")));
+            s.confirm
+                .push(format!("no `{}` pods are left in `{gns}`", old.release));
             s.confirm.push("the rollback reinstalls the old gateway beside the new one; then undo the traffic switch".to_string());
             self.push_step(s);
 
             if let Some(svc) = g.service() {
-                let path = format!("{dir}/{}-{}.service.yaml", seq(gi + 1, self.c.gateways.len()), svc.name);
+                let path = format!(
+                    "{dir}/{}-{}.service.yaml",
+                    seq(gi + 1, self.c.gateways.len()),
+                    svc.name
+                );
                 let apply = self.kubectl(&format!("apply -f {path}"));
                 let selector = chart_selector(&new_release, &g.istio_label);
                 self.push_artifact(Artifact {
@@ -1291,8 +1531,12 @@ impl<'a> ClusterBuilder<'a> {
                 );
                 s.files.push(path);
                 s.apply.push(apply);
-                s.wait.push(self.kubectl(&format!("get endpoints {} -n {gns}", svc.name)));
-                s.rollback_note = Some("nothing to undo: the manifest matches the Service as it already runs".to_string());
+                s.wait
+                    .push(self.kubectl(&format!("get endpoints {} -n {gns}", svc.name)));
+                s.rollback_note = Some(
+                    "nothing to undo: the manifest matches the Service as it already runs"
+                        .to_string(),
+                );
                 self.push_step(s);
             }
             self.gateways[gi] = GatewayState {
@@ -1318,12 +1562,16 @@ impl<'a> ClusterBuilder<'a> {
                 }
             ),
         );
-        s.apply.push(self.kubectl(&format!("get pods -A -l istio.io/rev={old_label}")));
-        s.apply.push(self.kubectl(&format!("get namespaces -l istio.io/rev={old_label}")));
+        s.apply
+            .push(self.kubectl(&format!("get pods -A -l istio.io/rev={old_label}")));
+        s.apply
+            .push(self.kubectl(&format!("get namespaces -l istio.io/rev={old_label}")));
         if hop.from_revision.is_none() {
-            s.apply.push(self.kubectl("get namespaces -l istio-injection=enabled"));
+            s.apply
+                .push(self.kubectl("get namespaces -l istio-injection=enabled"));
         }
-        s.apply.push(self.istioctl(&format!("proxy-status --revision {old_label}")));
+        s.apply
+            .push(self.istioctl(&format!("proxy-status --revision {old_label}")));
         s.confirm.push(format!("every command lists nothing on `{old_label}`; otherwise restart what is left before going on"));
         s.rollback_note = Some("nothing to undo: read-only".to_string());
         self.push_step(s);
@@ -1348,7 +1596,13 @@ impl<'a> ClusterBuilder<'a> {
             self.push_artifact(Artifact {
                 path: path.clone(),
                 template: "base.values.yaml.j2",
-                targets: format!("chart {} {} (release {} in {ns}): defaultRevision {}", self.chart("base"), hop.to, self.c.base_release, hop.to_label()),
+                targets: format!(
+                    "chart {} {} (release {} in {ns}): defaultRevision {}",
+                    self.chart("base"),
+                    hop.to,
+                    self.c.base_release,
+                    hop.to_label()
+                ),
                 apply: cmd.clone(),
                 data: json!({"values": self.base_values(hop.to_label())}),
             });
@@ -1367,13 +1621,22 @@ impl<'a> ClusterBuilder<'a> {
         // revision; namespaces were relabelled to the revision itself, so this only matters to
         // whatever still uses the tags.
         for tag in &self.c.tags {
-            s.apply.push(self.istioctl(&format!("tag set {tag} --revision {} --overwrite", hop.to_label())));
-            s.rollback.push(self.istioctl(&format!("tag set {tag} --revision {old_label} --overwrite")));
+            s.apply.push(self.istioctl(&format!(
+                "tag set {tag} --revision {} --overwrite",
+                hop.to_label()
+            )));
+            s.rollback
+                .push(self.istioctl(&format!("tag set {tag} --revision {old_label} --overwrite")));
         }
         if s.apply.is_empty() {
-            s.confirm.push("nothing to change: the cluster has no default revision or tags to move".to_string());
+            s.confirm.push(
+                "nothing to change: the cluster has no default revision or tags to move"
+                    .to_string(),
+            );
         }
-        s.wait.push(self.kubectl("get validatingwebhookconfigurations,mutatingwebhookconfigurations"));
+        s.wait.push(
+            self.kubectl("get validatingwebhookconfigurations,mutatingwebhookconfigurations"),
+        );
         self.push_step(s);
 
         // 4. The old control plane.
@@ -1383,11 +1646,13 @@ impl<'a> ClusterBuilder<'a> {
             Phase::Cleanup,
             "remove-old-istiod",
             format!("Remove istiod revision `{old_label}`"),
-            "every proxy and gateway has moved; the old control plane only serves nothing now".to_string(),
+            "every proxy and gateway has moved; the old control plane only serves nothing now"
+                .to_string(),
         );
         match self.c.install {
             InstallMethod::Helm => {
-                s.apply.push(self.helm(&format!("uninstall {old_release} -n {ns}")));
+                s.apply
+                    .push(self.helm(&format!("uninstall {old_release} -n {ns}")));
                 let path = format!("{dir}/60-{old_release}.reinstall.values.yaml");
                 let rb = self.helm(&format!(
                     "upgrade --install {old_release} {} --version {} -n {ns} --wait -f {path}",
@@ -1405,20 +1670,30 @@ impl<'a> ClusterBuilder<'a> {
                 s.rollback_files.push(path);
             }
             InstallMethod::Istioctl => {
-                s.apply.push(self.istioctl(&format!("uninstall --revision {old_label} -y")));
-                s.rollback_note = Some(format!("reinstall revision `{old_label}` from the previous plan's IstioOperator with istioctl {}", hop.from));
+                s.apply
+                    .push(self.istioctl(&format!("uninstall --revision {old_label} -y")));
+                s.rollback_note = Some(format!(
+                    "reinstall revision `{old_label}` from the previous plan's IstioOperator with istioctl {}",
+                    hop.from
+                ));
             }
             InstallMethod::Operator => {
                 s.apply.push(self.kubectl(&format!(
                     "delete istiooperator {} -n {ns}",
                     iop_name("istiod", hop.from_revision.as_deref())
                 )));
-                s.apply.push(self.istioctl(&format!("operator remove --revision {old_label}")));
-                s.rollback_note = Some(format!("reinstall revision `{old_label}` from the previous plan's IstioOperator with istioctl {}", hop.from));
+                s.apply
+                    .push(self.istioctl(&format!("operator remove --revision {old_label}")));
+                s.rollback_note = Some(format!(
+                    "reinstall revision `{old_label}` from the previous plan's IstioOperator with istioctl {}",
+                    hop.from
+                ));
             }
         }
-        s.wait.push(self.kubectl(&format!("get pods -n {ns} -l app=istiod -L istio.io/rev")));
-        s.confirm.push(format!("only `{}` istiod pods are listed", hop.to_label()));
+        s.wait
+            .push(self.kubectl(&format!("get pods -n {ns} -l app=istiod -L istio.io/rev")));
+        s.confirm
+            .push(format!("only `{}` istiod pods are listed", hop.to_label()));
         self.push_step(s);
 
         // 5. Webhooks the old revision may leave behind.
@@ -1431,14 +1706,19 @@ impl<'a> ClusterBuilder<'a> {
             "uninstalling a revision can leave its injector and validator webhooks behind (istio/istio#35590, #36905); a webhook pointing at a deleted istiod breaks pod creation or config validation".to_string(),
         );
         for w in &webhooks {
-            s.apply.push(self.kubectl(&format!("delete {w} --ignore-not-found")));
+            s.apply
+                .push(self.kubectl(&format!("delete {w} --ignore-not-found")));
         }
-        s.wait.push(self.kubectl("get mutatingwebhookconfigurations,validatingwebhookconfigurations"));
+        s.wait.push(
+            self.kubectl("get mutatingwebhookconfigurations,validatingwebhookconfigurations"),
+        );
         s.confirm.push(format!(
             "only webhooks of revision `{}` (and the default validator and tags pointing at it) are left",
             hop.to_label()
         ));
-        s.rollback_note = Some("nothing to undo: reinstalling the old revision recreates its webhooks".to_string());
+        s.rollback_note = Some(
+            "nothing to undo: reinstalling the old revision recreates its webhooks".to_string(),
+        );
         self.webhooks.extend(webhooks);
         self.push_step(s);
 
@@ -1453,8 +1733,12 @@ impl<'a> ClusterBuilder<'a> {
                 format!("Point the `default` tag at revision `{}`", hop.to_label()),
                 "the removed unrevisioned control plane injected namespaces labelled istio-injection=enabled; the `default` tag gives that job to the new revision, so that namespaces created later with the legacy label are still injected".to_string(),
             );
-            s.apply.push(self.istioctl(&format!("tag set default --revision {} --overwrite", hop.to_label())));
-            s.wait.push(self.kubectl("get mutatingwebhookconfigurations -l istio.io/tag=default"));
+            s.apply.push(self.istioctl(&format!(
+                "tag set default --revision {} --overwrite",
+                hop.to_label()
+            )));
+            s.wait
+                .push(self.kubectl("get mutatingwebhookconfigurations -l istio.io/tag=default"));
             s.rollback.push(self.istioctl("tag remove default -y"));
             self.push_step(s);
         }
@@ -1552,7 +1836,10 @@ fn service_ports(svc: &crate::inventory::GatewayService) -> Value {
                     m.insert("nodePort".into(), json!(np));
                 }
                 m.insert("port".into(), json!(p.port));
-                m.insert("protocol".into(), json!(p.protocol.clone().unwrap_or_else(|| "TCP".into())));
+                m.insert(
+                    "protocol".into(),
+                    json!(p.protocol.clone().unwrap_or_else(|| "TCP".into())),
+                );
                 m.insert("targetPort".into(), json!(p.target_port.unwrap_or(p.port)));
                 Value::Object(m)
             })
@@ -1593,7 +1880,10 @@ mod tests {
 
     #[test]
     fn selector_patch_nulls_stale_keys() {
-        let from = BTreeMap::from([("istio".into(), "ingressgateway".into()), ("version".into(), "1-9-7".into())]);
+        let from = BTreeMap::from([
+            ("istio".into(), "ingressgateway".into()),
+            ("version".into(), "1-9-7".into()),
+        ]);
         let to = chart_selector("istio-ingressgateway-1-10", "ingressgateway");
         assert_eq!(
             selector_patch(&from, &to),

@@ -4,30 +4,70 @@
 use std::collections::BTreeMap;
 
 use minijinja::value::{Kwargs, Value as JValue};
-use minijinja::{AutoEscape, Environment, Error as JError, ErrorKind, Output, State, UndefinedBehavior};
+use minijinja::{
+    AutoEscape, Environment, Error as JError, ErrorKind, Output, State, UndefinedBehavior,
+};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::output::OutputTree;
-use crate::plan::{Phase, Plan};
+use crate::plan::{Artifact, ClusterPlan, Plan, Step};
+use crate::version::IstioVersion;
 use crate::yaml;
 
 /// Every built-in template, by name. A tidy test checks this list matches `templates/`.
 pub const TEMPLATES: &[(&str, &str)] = &[
-    ("_header.j2", include_str!("../templates/_header.j2")),
+    (
+        "PLAN-cluster.md.j2",
+        include_str!("../templates/PLAN-cluster.md.j2"),
+    ),
     ("PLAN.md.j2", include_str!("../templates/PLAN.md.j2")),
-    ("base.values.yaml.j2", include_str!("../templates/base.values.yaml.j2")),
-    ("gateway.iop.yaml.j2", include_str!("../templates/gateway.iop.yaml.j2")),
-    ("gateway.values.yaml.j2", include_str!("../templates/gateway.values.yaml.j2")),
-    ("istiod.iop.yaml.j2", include_str!("../templates/istiod.iop.yaml.j2")),
-    ("istiod.values.yaml.j2", include_str!("../templates/istiod.values.yaml.j2")),
-    ("keep-service.values.yaml.j2", include_str!("../templates/keep-service.values.yaml.j2")),
-    ("namespace.patch.yaml.j2", include_str!("../templates/namespace.patch.yaml.j2")),
+    ("_header.j2", include_str!("../templates/_header.j2")),
+    (
+        "base.values.yaml.j2",
+        include_str!("../templates/base.values.yaml.j2"),
+    ),
+    (
+        "gateway.iop.yaml.j2",
+        include_str!("../templates/gateway.iop.yaml.j2"),
+    ),
+    (
+        "gateway.values.yaml.j2",
+        include_str!("../templates/gateway.values.yaml.j2"),
+    ),
+    (
+        "istiod.iop.yaml.j2",
+        include_str!("../templates/istiod.iop.yaml.j2"),
+    ),
+    (
+        "istiod.values.yaml.j2",
+        include_str!("../templates/istiod.values.yaml.j2"),
+    ),
+    (
+        "keep-service.values.yaml.j2",
+        include_str!("../templates/keep-service.values.yaml.j2"),
+    ),
+    (
+        "namespace.patch.yaml.j2",
+        include_str!("../templates/namespace.patch.yaml.j2"),
+    ),
     ("plan.yaml.j2", include_str!("../templates/plan.yaml.j2")),
-    ("preflight.md.j2", include_str!("../templates/preflight.md.j2")),
-    ("service-selector.patch.yaml.j2", include_str!("../templates/service-selector.patch.yaml.j2")),
-    ("service.yaml.j2", include_str!("../templates/service.yaml.j2")),
-    ("workload-restart.patch.yaml.j2", include_str!("../templates/workload-restart.patch.yaml.j2")),
+    (
+        "preflight.md.j2",
+        include_str!("../templates/preflight.md.j2"),
+    ),
+    (
+        "service-selector.patch.yaml.j2",
+        include_str!("../templates/service-selector.patch.yaml.j2"),
+    ),
+    (
+        "service.yaml.j2",
+        include_str!("../templates/service.yaml.j2"),
+    ),
+    (
+        "workload-restart.patch.yaml.j2",
+        include_str!("../templates/workload-restart.patch.yaml.j2"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +80,9 @@ pub struct RenderError {
 
 /// The one place a template environment is built. `overrides` replaces built-in templates by
 /// name (from `--templates DIR`).
-pub fn environment(overrides: &BTreeMap<String, String>) -> Result<Environment<'static>, RenderError> {
+pub fn environment(
+    overrides: &BTreeMap<String, String>,
+) -> Result<Environment<'static>, RenderError> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     let syntax = minijinja::syntax::SyntaxConfig::builder()
@@ -64,12 +106,16 @@ pub fn environment(overrides: &BTreeMap<String, String>) -> Result<Environment<'
     env.set_formatter(yaml_formatter);
     env.add_filter("toyaml", toyaml);
     for (name, text) in TEMPLATES {
-        let text = overrides.get(*name).cloned().unwrap_or_else(|| (*text).to_string());
-        env.add_template_owned(*name, text).map_err(|e| RenderError {
-            template: (*name).to_string(),
-            file: String::new(),
-            message: describe(&e),
-        })?;
+        let text = overrides
+            .get(*name)
+            .cloned()
+            .unwrap_or_else(|| (*text).to_string());
+        env.add_template_owned(*name, text)
+            .map_err(|e| RenderError {
+                template: (*name).to_string(),
+                file: String::new(),
+                message: describe(&e),
+            })?;
     }
     Ok(env)
 }
@@ -81,7 +127,8 @@ fn yaml_formatter(out: &mut Output, state: &mut State, value: &JValue) -> Result
         if value.is_undefined() {
             return Err(JError::new(ErrorKind::UndefinedError, "undefined value"));
         }
-        let json = serde_json::to_value(value).map_err(|e| JError::new(ErrorKind::BadSerialization, e.to_string()))?;
+        let json = serde_json::to_value(value)
+            .map_err(|e| JError::new(ErrorKind::BadSerialization, e.to_string()))?;
         return out
             .write_str(&yaml::scalar(&json))
             .map_err(|e| JError::new(ErrorKind::WriteFailure, e.to_string()));
@@ -91,7 +138,8 @@ fn yaml_formatter(out: &mut Output, state: &mut State, value: &JValue) -> Result
 
 /// `value|toyaml` or `value|toyaml(4)`: block YAML, every line indented, no final newline.
 fn toyaml(value: &JValue, indent: Option<usize>, _kwargs: Kwargs) -> Result<JValue, JError> {
-    let json = serde_json::to_value(value).map_err(|e| JError::new(ErrorKind::BadSerialization, e.to_string()))?;
+    let json = serde_json::to_value(value)
+        .map_err(|e| JError::new(ErrorKind::BadSerialization, e.to_string()))?;
     let text = yaml::to_string(&json);
     let pad = " ".repeat(indent.unwrap_or(0));
     let body: Vec<String> = text.lines().map(|l| format!("{pad}{l}")).collect();
@@ -109,7 +157,7 @@ fn describe(e: &JError) -> String {
     msg
 }
 
-/// What `plan.yaml` holds: the plan as data for tools.
+/// What `plan.yaml` holds above its steps.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct PlanIndex<'a> {
@@ -119,75 +167,151 @@ struct PlanIndex<'a> {
     inventory: &'a str,
     target: String,
     how_to_apply: &'static str,
-    clusters: &'a [crate::plan::ClusterPlan],
-    steps: &'a [crate::plan::Step],
+    clusters: &'a [ClusterPlan],
 }
 
-/// Renders the whole plan. `warnings` are the findings PLAN.md lists (never date-dependent).
-pub fn render(plan: &Plan, warnings: &[String], env: &Environment<'_>) -> Result<OutputTree, RenderError> {
-    let mut tree = OutputTree::default();
-    for a in &plan.artifacts {
-        let file = json!({"targets": one_line(&a.targets), "apply": one_line(&a.apply), "path": a.path});
-        let ctx = json!({"inventory": plan.inventory, "file": file, "data": a.data});
-        let text = render_one(env, a.template, &a.path, &ctx)?;
-        tree.insert(&a.path, text).map_err(|message| RenderError {
-            template: a.template.to_string(),
-            file: a.path.clone(),
-            message,
-        })?;
-    }
-    let index = PlanIndex {
-        api_version: "meshplan.dev/v1alpha1",
-        kind: "UpgradePlan",
-        mesh: &plan.mesh,
-        inventory: &plan.inventory,
-        target: plan.target.to_string(),
-        how_to_apply: "run the steps in order from this directory: each step's apply commands, then its wait commands; do what its confirm items say before the next step. Each step's rollback commands undo it",
-        clusters: &plan.clusters,
-        steps: &plan.steps,
-    };
-    let index_json = serde_json::to_value(&index).map_err(|e| RenderError {
-        template: "plan.yaml.j2".into(),
-        file: "plan.yaml".into(),
-        message: e.to_string(),
-    })?;
-    let ctx = json!({
-        "inventory": plan.inventory,
-        "file": {"targets": "the whole plan, as data", "apply": "a shell loop over .steps (see PLAN.md)", "path": "plan.yaml"},
-        "plan": index_json,
-    });
-    let text = render_one(env, "plan.yaml.j2", "plan.yaml", &ctx)?;
-    tree.insert("plan.yaml", text).map_err(|message| RenderError {
-        template: "plan.yaml.j2".into(),
-        file: "plan.yaml".into(),
-        message,
-    })?;
+/// What the top of `plan.yaml` and `PLAN.md` need: the plan without its steps.
+pub struct PlanHead<'a> {
+    pub mesh: &'a str,
+    pub inventory: &'a str,
+    pub target: &'a IstioVersion,
+    pub clusters: &'a [ClusterPlan],
+    /// The findings PLAN.md lists (never date-dependent ones).
+    pub warnings: &'a [String],
+}
 
-    let ctx = json!({
-        "inventory": plan.inventory,
-        "file": {"targets": "reviewers and operators", "apply": "read it", "path": "PLAN.md"},
-        "plan": index_json,
-        "phases": Phase::ALL.iter().map(|p| json!({"id": p, "dir": p.dir(), "title": p.title()})).collect::<Vec<_>>(),
-        "diagram": diagram(plan),
-        "warnings": warnings,
-    });
-    let text = render_one(env, "PLAN.md.j2", "PLAN.md", &ctx)?;
-    tree.insert("PLAN.md", text).map_err(|message| RenderError {
-        template: "PLAN.md.j2".into(),
-        file: "PLAN.md".into(),
-        message,
-    })?;
+fn err(template: &str, file: &str, e: impl std::fmt::Display) -> RenderError {
+    RenderError {
+        template: template.to_string(),
+        file: file.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Renders the artifact files of one cluster (or of a whole plan).
+pub fn render_files(
+    artifacts: &[Artifact],
+    inventory: &str,
+    env: &Environment<'_>,
+) -> Result<OutputTree, RenderError> {
+    let mut tree = OutputTree::default();
+    for a in artifacts {
+        let file =
+            json!({"targets": one_line(&a.targets), "apply": one_line(&a.apply), "path": a.path});
+        let ctx = json!({"inventory": inventory, "file": file, "data": a.data});
+        let text = render_one(env, a.template, &a.path, &ctx)?;
+        tree.insert(&a.path, text)
+            .map_err(|m| err(a.template, &a.path, m))?;
+    }
     Ok(tree)
 }
 
-fn render_one(env: &Environment<'_>, template: &str, file: &str, ctx: &Value) -> Result<String, RenderError> {
+/// The top of `plan.yaml`, ending with the `steps:` key that [`plan_yaml_steps`] chunks follow.
+pub fn plan_yaml_head(head: &PlanHead<'_>, env: &Environment<'_>) -> Result<String, RenderError> {
+    let index = PlanIndex {
+        api_version: "meshplan.dev/v1alpha1",
+        kind: "UpgradePlan",
+        mesh: head.mesh,
+        inventory: head.inventory,
+        target: head.target.to_string(),
+        how_to_apply: "run the steps in order from this directory: each step's apply commands, then its wait commands; do what its confirm items say before the next step. Each step's rollback commands undo it",
+        clusters: head.clusters,
+    };
+    let ctx = json!({
+        "inventory": head.inventory,
+        "file": {"targets": "the whole plan, as data", "apply": "a shell loop over .steps (see PLAN.md)", "path": "plan.yaml"},
+        "plan": serde_json::to_value(&index).map_err(|e| err("plan.yaml.j2", "plan.yaml", e))?,
+        "hasSteps": head.clusters.iter().any(|c| c.steps > 0),
+    });
+    render_one(env, "plan.yaml.j2", "plan.yaml", &ctx)
+}
+
+/// One cluster's steps as items of the `steps:` list of `plan.yaml`.
+pub fn plan_yaml_steps(steps: &[Step]) -> Result<String, RenderError> {
+    let value = serde_json::to_value(steps).map_err(|e| err("plan.yaml.j2", "plan.yaml", e))?;
+    if steps.is_empty() {
+        return Ok(String::new());
+    }
+    let mut out = String::new();
+    for line in yaml::to_string(&value).lines() {
+        out.push_str("  ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// The top of `PLAN.md`: summary, diagram, warnings, how to apply.
+pub fn plan_md_head(head: &PlanHead<'_>, env: &Environment<'_>) -> Result<String, RenderError> {
+    let ctx = json!({
+        "inventory": head.inventory,
+        "file": {"targets": "reviewers and operators", "apply": "read it", "path": "PLAN.md"},
+        "plan": {"mesh": head.mesh, "inventory": head.inventory, "target": head.target.to_string(), "clusters": head.clusters},
+        "diagram": diagram(head.clusters),
+        "warnings": head.warnings,
+    });
+    render_one(env, "PLAN.md.j2", "PLAN.md", &ctx)
+}
+
+/// One cluster's section of `PLAN.md`.
+pub fn plan_md_cluster(
+    cluster: &ClusterPlan,
+    steps: &[Step],
+    env: &Environment<'_>,
+) -> Result<String, RenderError> {
+    let ctx = json!({"cluster": cluster, "steps": steps});
+    let text = render_one(env, "PLAN-cluster.md.j2", "PLAN.md", &ctx)?;
+    Ok(format!("\n{text}"))
+}
+
+/// Renders a whole plan held in memory (small plans and tests; `compile` streams instead).
+pub fn render(
+    plan: &Plan,
+    warnings: &[String],
+    env: &Environment<'_>,
+) -> Result<OutputTree, RenderError> {
+    let mut tree = render_files(&plan.artifacts, &plan.inventory, env)?;
+    let head = PlanHead {
+        mesh: &plan.mesh,
+        inventory: &plan.inventory,
+        target: &plan.target,
+        clusters: &plan.clusters,
+        warnings,
+    };
+    let mut yaml_text = plan_yaml_head(&head, env)?;
+    let mut md = plan_md_head(&head, env)?;
+    for c in &plan.clusters {
+        let steps: Vec<Step> = plan
+            .steps
+            .iter()
+            .filter(|s| s.cluster == c.name)
+            .cloned()
+            .collect();
+        yaml_text.push_str(&plan_yaml_steps(&steps)?);
+        md.push_str(&plan_md_cluster(c, &steps, env)?);
+    }
+    tree.insert("plan.yaml", yaml_text)
+        .map_err(|m| err("plan.yaml.j2", "plan.yaml", m))?;
+    tree.insert("PLAN.md", md)
+        .map_err(|m| err("PLAN.md.j2", "PLAN.md", m))?;
+    Ok(tree)
+}
+
+fn render_one(
+    env: &Environment<'_>,
+    template: &str,
+    file: &str,
+    ctx: &Value,
+) -> Result<String, RenderError> {
     let err = |e: JError| RenderError {
         template: template.to_string(),
         file: file.to_string(),
         message: describe(&e),
     };
     let t = env.get_template(template).map_err(err)?;
-    let text = t.render(JValue::from(minijinja::value::Serde(ctx))).map_err(err)?;
+    let text = t
+        .render(JValue::from(minijinja::value::Serde(ctx)))
+        .map_err(err)?;
     Ok(crate::output::normalize(&text))
 }
 
@@ -196,9 +320,8 @@ fn one_line(s: &str) -> String {
 }
 
 /// The phases each hop goes through, for the Mermaid diagram in PLAN.md.
-fn diagram(plan: &Plan) -> Value {
-    let clusters: Vec<Value> = plan
-        .clusters
+fn diagram(clusters: &[ClusterPlan]) -> Value {
+    let clusters: Vec<Value> = clusters
         .iter()
         .enumerate()
         .map(|(ci, c)| {
@@ -206,21 +329,17 @@ fn diagram(plan: &Plan) -> Value {
                 .hops
                 .iter()
                 .map(|h| {
-                    let mut phases: Vec<Value> = Vec::new();
-                    for p in Phase::ALL {
-                        let count = plan
-                            .steps
-                            .iter()
-                            .filter(|s| s.cluster == c.name && s.hop == h.number && s.phase == p)
-                            .count();
-                        if count > 0 {
-                            phases.push(json!({
-                                "id": format!("c{}h{}p{}", ci + 1, h.number, p.dir().split('-').next().unwrap_or("0")),
-                                "title": p.title(),
-                                "steps": count,
-                            }));
-                        }
-                    }
+                    let phases: Vec<Value> = h
+                        .phases
+                        .iter()
+                        .map(|p| {
+                            json!({
+                                "id": format!("c{}h{}p{}", ci + 1, h.number, p.phase.dir().split('-').next().unwrap_or("0")),
+                                "title": p.phase.title(),
+                                "steps": p.steps,
+                            })
+                        })
+                        .collect();
                     json!({"number": h.number, "from": h.from.to_string(), "to": h.to.to_string(),
                            "strategy": h.strategy.name(), "toRevision": h.to_revision, "phases": phases})
                 })

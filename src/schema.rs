@@ -43,14 +43,21 @@ impl Kind {
             Kind::Inventory => &INV,
             Kind::Catalog => &CAT,
         };
-        cell.get_or_init(|| jsonschema::validator_for(self.schema()).expect("embedded schema compiles"))
+        cell.get_or_init(|| {
+            jsonschema::validator_for(self.schema()).expect("embedded schema compiles")
+        })
     }
 }
 
 /// Parses YAML into a JSON value. A syntax error stops here, located by serde_yaml.
 pub fn parse_yaml(src: &Source) -> Result<Value, Diagnostics> {
     let mut diags = Diagnostics::default();
-    if src.text.trim().is_empty() || src.text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+    if src.text.trim().is_empty()
+        || src
+            .text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
         let mut d = Diagnostic::error(Code::YamlSyntax, "the file is empty").help(
             "an inventory starts with `apiVersion: meshplan.dev/v1alpha1` and `kind: MeshInventory`; see `meshplan schema`",
         );
@@ -133,7 +140,9 @@ pub fn validate(src: &Source, value: &Value, kind: Kind) -> Diagnostics {
                     format!("`{path}` must be {expected}, found {found}"),
                 )
                 .at(src, &path);
-                if expected.contains("string") && matches!(lookup_value(value, &path), Some(Value::Number(_))) {
+                if expected.contains("string")
+                    && matches!(lookup_value(value, &path), Some(Value::Number(_)))
+                {
                     let raw = src
                         .value_position(&path)
                         .and_then(|p| src.line_text(p.line).map(|l| (p, l)))
@@ -156,7 +165,11 @@ pub fn validate(src: &Source, value: &Value, kind: Kind) -> Diagnostics {
             K::Enum { options } => {
                 let opts: Vec<String> = options
                     .as_array()
-                    .map(|a| a.iter().map(|o| o.as_str().map_or_else(|| o.to_string(), str::to_string)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .map(|o| o.as_str().map_or_else(|| o.to_string(), str::to_string))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let mut d = Diagnostic::error(
                     Code::SchemaInvalidValue,
@@ -206,7 +219,15 @@ fn where_(path: &YamlPath) -> String {
 
 /// The validator's own message, without the instance it repeats at the front.
 fn short_reason(msg: &str) -> String {
-    for marker in [" is not ", " has ", " is longer", " is shorter", " does not ", " is less", " is greater"] {
+    for marker in [
+        " is not ",
+        " has ",
+        " is longer",
+        " is shorter",
+        " does not ",
+        " is less",
+        " is greater",
+    ] {
         if let Some(i) = msg.find(marker) {
             return msg[i + 1..].to_string();
         }

@@ -104,22 +104,22 @@ struct Place {
 }
 
 /// A document's text, the name it is shown under, and the position of every path in it.
+/// The position index is built on the first lookup only: a valid inventory with nothing to
+/// report never pays for it.
 #[derive(Debug)]
 pub struct Source {
     /// The name shown in diagnostics: the path as the user gave it, or `<stdin>`.
     pub name: String,
     pub text: String,
-    places: BTreeMap<YamlPath, Place>,
+    places: std::sync::OnceLock<BTreeMap<YamlPath, Place>>,
 }
 
 impl Source {
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
-        let text = text.into();
-        let places = index_positions(&text);
         Self {
             name: name.into(),
-            text,
-            places,
+            text: text.into(),
+            places: std::sync::OnceLock::new(),
         }
     }
 
@@ -133,10 +133,15 @@ impl Source {
         self.lookup(path, |p| p.key.or(p.value))
     }
 
-    fn lookup(&self, path: &YamlPath, pick: impl Fn(&Place) -> Option<Position>) -> Option<Position> {
+    fn lookup(
+        &self,
+        path: &YamlPath,
+        pick: impl Fn(&Place) -> Option<Position>,
+    ) -> Option<Position> {
         let mut cur = Some(path.clone());
+        let places = self.places.get_or_init(|| index_positions(&self.text));
         while let Some(p) = cur {
-            if let Some(pos) = self.places.get(&p).and_then(&pick) {
+            if let Some(pos) = places.get(&p).and_then(&pick) {
                 return Some(pos);
             }
             cur = p.parent();
@@ -151,8 +156,14 @@ impl Source {
 }
 
 enum Frame {
-    Map { path: YamlPath, pending_key: Option<(String, Position)> },
-    Seq { path: YamlPath, next: usize },
+    Map {
+        path: YamlPath,
+        pending_key: Option<(String, Position)>,
+    },
+    Seq {
+        path: YamlPath,
+        next: usize,
+    },
 }
 
 /// Walks the positioned event stream once and records where each path's key and value start.
@@ -198,7 +209,11 @@ fn index_positions(text: &str) -> BTreeMap<YamlPath, Place> {
             Event::MappingStart(..) | Event::SequenceStart(..) => {
                 let is_map = matches!(event, Event::MappingStart(..));
                 let path = child_path(&mut stack).unwrap_or_default();
-                places.entry(path.clone()).or_default().value.get_or_insert(pos);
+                places
+                    .entry(path.clone())
+                    .or_default()
+                    .value
+                    .get_or_insert(pos);
                 stack.push(if is_map {
                     Frame::Map {
                         path,
@@ -252,7 +267,9 @@ mod tests {
         assert_eq!(pos(&src, &root.key("a")), (1, 4));
         assert_eq!(pos(&src, &root.key("list").index(0).key("port")), (4, 11));
         assert_eq!(pos(&src, &root.key("list").index(1).key("port")), (5, 23));
-        let k = src.key_position(&root.key("list").index(1).key("name")).unwrap();
+        let k = src
+            .key_position(&root.key("list").index(1).key("name"))
+            .unwrap();
         assert_eq!((k.line, k.col), (5, 6));
         // Unknown paths fall back to their nearest ancestor.
         assert_eq!(pos(&src, &root.key("list").index(1).key("nope")), (5, 5));
@@ -260,7 +277,11 @@ mod tests {
 
     #[test]
     fn displays_paths() {
-        let p = YamlPath::root().key("clusters").index(1).key("istio").key("version");
+        let p = YamlPath::root()
+            .key("clusters")
+            .index(1)
+            .key("istio")
+            .key("version");
         assert_eq!(p.to_string(), "clusters[1].istio.version");
         assert_eq!(YamlPath::root().key("a b").to_string(), "\"a b\"");
     }

@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use crate::diagnostic::{Code, Diagnostic, Diagnostics, suggest};
 use crate::inventory::{
-    ControlPlaneUpgrade, Gateway, GatewayService, InstallMethod, Inventory, Namespace, Settings, UpgradePolicy,
-    Workload,
+    ControlPlaneUpgrade, Gateway, GatewayService, InstallMethod, Inventory, Namespace, Settings,
+    UpgradePolicy, Workload,
 };
 use crate::source::{Source, YamlPath};
 use crate::version::{IstioVersion, MAX_REVISION_LEN, Minor, RevisionFormat, is_dns_label};
@@ -94,9 +94,14 @@ pub fn validate(inv: &Inventory, src: &Source, diags: &mut Diagnostics) -> Optio
         check_label(src, diags, &at.key("name"), "cluster name", &c.name);
         if let Some(first) = seen_clusters.insert(&c.name, ci) {
             diags.push(
-                Diagnostic::error(Code::DuplicateName, format!("cluster `{}` is defined twice", c.name))
-                    .at(src, &at.key("name"))
-                    .help(format!("the first definition is clusters[{first}]; cluster names must be unique")),
+                Diagnostic::error(
+                    Code::DuplicateName,
+                    format!("cluster `{}` is defined twice", c.name),
+                )
+                .at(src, &at.key("name"))
+                .help(format!(
+                    "the first definition is clusters[{first}]; cluster names must be unique"
+                )),
             );
         }
         if let Some(spec) = validate_cluster(inv, ci, src, diags) {
@@ -109,19 +114,33 @@ pub fn validate(inv: &Inventory, src: &Source, diags: &mut Diagnostics) -> Optio
     })
 }
 
-fn validate_cluster(inv: &Inventory, ci: usize, src: &Source, diags: &mut Diagnostics) -> Option<ClusterSpec> {
+fn validate_cluster(
+    inv: &Inventory,
+    ci: usize,
+    src: &Source,
+    diags: &mut Diagnostics,
+) -> Option<ClusterSpec> {
     let c = &inv.clusters[ci];
     let at = YamlPath::root().key("clusters").index(ci);
     let settings: Settings = c.settings.or(&inv.defaults);
-    let errors_before = diags.0.iter().filter(|d| d.severity == crate::diagnostic::Severity::Error).count();
+    let errors_before = diags
+        .0
+        .iter()
+        .filter(|d| d.severity == crate::diagnostic::Severity::Error)
+        .count();
 
     let kubernetes = match c.kubernetes_version.parse::<Minor>() {
         Ok(m) => Some(m),
         Err(e) => {
             diags.push(
-                Diagnostic::error(Code::InvalidVersion, format!("cluster `{}`: Kubernetes version {e}", c.name))
-                    .at(src, &at.key("kubernetesVersion"))
-                    .help("give the Kubernetes minor in quotes, for example kubernetesVersion: \"1.28\""),
+                Diagnostic::error(
+                    Code::InvalidVersion,
+                    format!("cluster `{}`: Kubernetes version {e}", c.name),
+                )
+                .at(src, &at.key("kubernetesVersion"))
+                .help(
+                    "give the Kubernetes minor in quotes, for example kubernetesVersion: \"1.28\"",
+                ),
             );
             None
         }
@@ -130,9 +149,12 @@ fn validate_cluster(inv: &Inventory, ci: usize, src: &Source, diags: &mut Diagno
         Ok(v) => Some(v),
         Err(e) => {
             diags.push(
-                Diagnostic::error(Code::InvalidVersion, format!("cluster `{}`: Istio version {e}", c.name))
-                    .at(src, &at.key("istio").key("version"))
-                    .help("give the full running version, for example version: 1.19.6"),
+                Diagnostic::error(
+                    Code::InvalidVersion,
+                    format!("cluster `{}`: Istio version {e}", c.name),
+                )
+                .at(src, &at.key("istio").key("version"))
+                .help("give the full running version, for example version: 1.19.6"),
             );
             None
         }
@@ -140,7 +162,13 @@ fn validate_cluster(inv: &Inventory, ci: usize, src: &Source, diags: &mut Diagno
     if let Some(rev) = &c.istio.revision {
         check_revision(src, diags, &at.key("istio").key("revision"), rev);
     }
-    check_label(src, diags, &at.key("istio").key("namespace"), "control-plane namespace", &c.istio.namespace);
+    check_label(
+        src,
+        diags,
+        &at.key("istio").key("namespace"),
+        "control-plane namespace",
+        &c.istio.namespace,
+    );
     for (ti, tag) in c.istio.tags.iter().enumerate() {
         let p = at.key("istio").key("tags").index(ti);
         check_revision(src, diags, &p, tag);
@@ -156,8 +184,11 @@ fn validate_cluster(inv: &Inventory, ci: usize, src: &Source, diags: &mut Diagno
         && ctx.chars().any(char::is_whitespace)
     {
         diags.push(
-            Diagnostic::error(Code::InvalidName, format!("context `{ctx}` contains white space"))
-                .at(src, &at.key("context")),
+            Diagnostic::error(
+                Code::InvalidName,
+                format!("context `{ctx}` contains white space"),
+            )
+            .at(src, &at.key("context")),
         );
     }
 
@@ -176,18 +207,35 @@ fn validate_cluster(inv: &Inventory, ci: usize, src: &Source, diags: &mut Diagno
     for (gi, g) in c.gateways.iter().enumerate() {
         let gp = at.key("gateways").index(gi);
         check_label(src, diags, &gp.key("name"), "gateway name", &g.name);
-        check_label(src, diags, &gp.key("namespace"), "gateway namespace", &g.namespace);
+        check_label(
+            src,
+            diags,
+            &gp.key("namespace"),
+            "gateway namespace",
+            &g.namespace,
+        );
         if let Some(first) = seen_gw.insert((&g.namespace, &g.name), gi) {
             diags.push(
                 Diagnostic::error(
                     Code::DuplicateName,
-                    format!("gateway `{}` in namespace `{}` is defined twice", g.name, g.namespace),
+                    format!(
+                        "gateway `{}` in namespace `{}` is defined twice",
+                        g.name, g.namespace
+                    ),
                 )
                 .at(src, &gp.key("name"))
                 .help(format!("the first definition is gateways[{first}]")),
             );
         }
-        check_reference(src, diags, &gp.key("revision"), &format!("gateway `{}`", g.name), g.revision.as_deref(), &known, &c.name);
+        check_reference(
+            src,
+            diags,
+            &gp.key("revision"),
+            &format!("gateway `{}`", g.name),
+            g.revision.as_deref(),
+            &known,
+            &c.name,
+        );
         if ns_names.contains(g.namespace.as_str()) {
             diags.push(
                 Diagnostic::error(
@@ -215,14 +263,20 @@ fn validate_cluster(inv: &Inventory, ci: usize, src: &Source, diags: &mut Diagno
                 let pp = sp.key("ports").index(pi);
                 if !names.insert(port.name.as_str()) {
                     diags.push(
-                        Diagnostic::error(Code::DuplicateName, format!("port name `{}` is used twice", port.name))
-                            .at(src, &pp.key("name")),
+                        Diagnostic::error(
+                            Code::DuplicateName,
+                            format!("port name `{}` is used twice", port.name),
+                        )
+                        .at(src, &pp.key("name")),
                     );
                 }
                 if !ports.insert((port.port, port.protocol.clone())) {
                     diags.push(
-                        Diagnostic::error(Code::DuplicateName, format!("port {} is listed twice", port.port))
-                            .at(src, &pp.key("port")),
+                        Diagnostic::error(
+                            Code::DuplicateName,
+                            format!("port {} is listed twice", port.port),
+                        )
+                        .at(src, &pp.key("port")),
                     );
                 }
             }
@@ -283,7 +337,15 @@ fn validate_cluster(inv: &Inventory, ci: usize, src: &Source, diags: &mut Diagno
             _ => {}
         }
         if let Some(r) = &n.revision {
-            check_reference(src, diags, &np.key("revision"), &format!("namespace `{}`", n.name), Some(r), &known, &c.name);
+            check_reference(
+                src,
+                diags,
+                &np.key("revision"),
+                &format!("namespace `{}`", n.name),
+                Some(r),
+                &known,
+                &c.name,
+            );
         }
         if n.istio_injection.is_some() && !serves_default {
             diags.push(
@@ -308,7 +370,10 @@ fn validate_cluster(inv: &Inventory, ci: usize, src: &Source, diags: &mut Diagno
                 diags.push(
                     Diagnostic::error(
                         Code::DuplicateName,
-                        format!("{:?} `{}` is listed twice in namespace `{}`", w.kind, w.name, n.name),
+                        format!(
+                            "{:?} `{}` is listed twice in namespace `{}`",
+                            w.kind, w.name, n.name
+                        ),
                     )
                     .at(src, &wp.key("name")),
                 );
@@ -320,28 +385,42 @@ fn validate_cluster(inv: &Inventory, ci: usize, src: &Source, diags: &mut Diagno
         });
     }
 
-    let errors_after = diags.0.iter().filter(|d| d.severity == crate::diagnostic::Severity::Error).count();
+    let errors_after = diags
+        .0
+        .iter()
+        .filter(|d| d.severity == crate::diagnostic::Severity::Error)
+        .count();
     if errors_after > errors_before {
         return None;
     }
     let version = version?;
-    let release = c.istio.release.clone().unwrap_or_else(|| match &c.istio.revision {
-        Some(r) if r != DEFAULT_REVISION => format!("istiod-{r}"),
-        _ => "istiod".to_string(),
-    });
+    let release = c
+        .istio
+        .release
+        .clone()
+        .unwrap_or_else(|| match &c.istio.revision {
+            Some(r) if r != DEFAULT_REVISION => format!("istiod-{r}"),
+            _ => "istiod".to_string(),
+        });
     Some(ClusterSpec {
         name: c.name.clone(),
         at,
         context: c.context.clone(),
         kubernetes: kubernetes?,
         install: settings.install_method.unwrap_or(InstallMethod::Helm),
-        hub: settings.hub.unwrap_or_else(|| "docker.io/istio".to_string()),
+        hub: settings
+            .hub
+            .unwrap_or_else(|| "docker.io/istio".to_string()),
         tag_suffix: settings.tag_suffix.unwrap_or_default(),
         variant: settings.variant,
         revision_format: settings.revision_format.unwrap_or(RevisionFormat::Minor),
-        control_plane_upgrade: settings.control_plane_upgrade.unwrap_or(ControlPlaneUpgrade::Canary),
+        control_plane_upgrade: settings
+            .control_plane_upgrade
+            .unwrap_or(ControlPlaneUpgrade::Canary),
         policy: settings.upgrade_policy.unwrap_or(UpgradePolicy::Istio),
-        chart_repository: settings.chart_repository.unwrap_or_else(|| "istio".to_string()),
+        chart_repository: settings
+            .chart_repository
+            .unwrap_or_else(|| "istio".to_string()),
         version,
         revision: c.istio.revision.clone().filter(|r| r != DEFAULT_REVISION),
         namespace: c.istio.namespace.clone(),
@@ -358,7 +437,14 @@ fn check_label(src: &Source, diags: &mut Diagnostics, at: &YamlPath, what: &str,
     check_label_len(src, diags, at, what, value, 63);
 }
 
-fn check_label_len(src: &Source, diags: &mut Diagnostics, at: &YamlPath, what: &str, value: &str, max: usize) {
+fn check_label_len(
+    src: &Source,
+    diags: &mut Diagnostics,
+    at: &YamlPath,
+    what: &str,
+    value: &str,
+    max: usize,
+) {
     if is_dns_label(value, max) {
         return;
     }

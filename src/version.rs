@@ -64,9 +64,14 @@ impl Minor {
     /// had major 1, so different majors are treated as far apart.
     pub fn distance_from(self, other: Minor) -> i64 {
         if self.major != other.major {
-            return if self.major > other.major { 1000 } else { -1000 };
+            return if self.major > other.major {
+                1000
+            } else {
+                -1000
+            };
         }
-        i64::try_from(self.minor).unwrap_or(i64::MAX) - i64::try_from(other.minor).unwrap_or(i64::MAX)
+        i64::try_from(self.minor).unwrap_or(i64::MAX)
+            - i64::try_from(other.minor).unwrap_or(i64::MAX)
     }
 }
 
@@ -78,11 +83,18 @@ impl FromStr for Minor {
         let t = t.strip_prefix('v').unwrap_or(t);
         let mut parts = t.split('.');
         let (Some(a), Some(b), None) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(format!("`{s}` is not of the form MAJOR.MINOR (for example \"1.28\")"));
+            return Err(format!(
+                "`{s}` is not of the form MAJOR.MINOR (for example \"1.28\")"
+            ));
         };
         let num = |p: &str| {
-            if p.is_empty() || !p.chars().all(|c| c.is_ascii_digit()) || (p.len() > 1 && p.starts_with('0')) {
-                Err(format!("`{s}` is not of the form MAJOR.MINOR (for example \"1.28\")"))
+            if p.is_empty()
+                || !p.chars().all(|c| c.is_ascii_digit())
+                || (p.len() > 1 && p.starts_with('0'))
+            {
+                Err(format!(
+                    "`{s}` is not of the form MAJOR.MINOR (for example \"1.28\")"
+                ))
             } else {
                 p.parse::<u64>().map_err(|e| e.to_string())
             }
@@ -115,7 +127,8 @@ pub enum RevisionFormat {
 pub fn is_dns_label(s: &str, max: usize) -> bool {
     !s.is_empty()
         && s.len() <= max
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -166,7 +179,13 @@ mod tests {
         for (s, ok) in cases {
             assert_eq!(s.parse::<IstioVersion>().is_ok(), *ok, "{s}");
         }
-        for (s, ok) in [("1.28", true), ("1.3", true), ("1.28.1", false), ("1.", false), ("1.05", false)] {
+        for (s, ok) in [
+            ("1.28", true),
+            ("1.3", true),
+            ("1.28.1", false),
+            ("1.", false),
+            ("1.05", false),
+        ] {
             assert_eq!(s.parse::<Minor>().is_ok(), ok, "{s}");
         }
         assert!(minor("1.30") > minor("1.3"));
@@ -181,7 +200,15 @@ mod tests {
 
     #[test]
     fn checks_dns_labels() {
-        for (s, ok) in [("1-20", true), ("east", true), ("East", false), ("1.20", false), ("-a", false), ("a-", false), ("", false)] {
+        for (s, ok) in [
+            ("1-20", true),
+            ("east", true),
+            ("East", false),
+            ("1.20", false),
+            ("-a", false),
+            ("a-", false),
+            ("", false),
+        ] {
             assert_eq!(is_dns_label(s, 63), ok, "{s}");
         }
         assert!(!is_dns_label(&"a".repeat(64), 63));
@@ -189,7 +216,10 @@ mod tests {
 
     #[test]
     fn formats_ranges() {
-        let ms: Vec<Minor> = ["1.23", "1.24", "1.25", "1.27"].iter().map(|s| minor(s)).collect();
+        let ms: Vec<Minor> = ["1.23", "1.24", "1.25", "1.27"]
+            .iter()
+            .map(|s| minor(s))
+            .collect();
         assert_eq!(format_ranges(&ms), "1.23-1.25, 1.27");
     }
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::output::{OutputTree, check_rel_path};
 
 pub const MANIFEST: &str = ".meshplan/manifest.json";
+const JOURNAL: &str = ".meshplan/pending";
 const TMP_PREFIX: &str = ".meshplan-";
 const TMP_SUFFIX: &str = ".tmp";
 
@@ -95,112 +96,359 @@ pub struct WriteOptions {
     pub force: bool,
 }
 
+/// Files larger than this are compared in full but not diffed line by line in check mode.
+const MAX_DIFF_BYTES: u64 = 4 << 20;
+
 /// Brings `out` to exactly `tree` (plus whatever files meshplan does not own), or, with
 /// `check`, reports how far it is from it.
-pub fn write_tree(out: &Path, tree: &OutputTree, opts: WriteOptions) -> Result<WriteReport, WriteError> {
-    for path in tree.0.keys() {
-        check_rel_path(path).map_err(WriteError::Refused)?;
-    }
-    let manifest_path = out.join(MANIFEST);
-    let exists = match fs::symlink_metadata(out) {
-        Ok(m) if m.is_dir() || (m.file_type().is_symlink() && out.is_dir()) => true,
-        Ok(_) => {
+pub fn write_tree(
+    out: &Path,
+    tree: &OutputTree,
+    opts: WriteOptions,
+) -> Result<WriteReport, WriteError> {
+    let mut w = Writer::begin(out, opts)?;
+    w.put(tree)?;
+    w.finish()
+}
+
+/// A write in progress. Files arrive in chunks ([`Writer::put`]) so that a large plan never
+/// has to be in memory at once; before a chunk's files are written, their paths are appended to
+/// a journal (`.meshplan/pending`), so that a run killed at any moment leaves every file it may
+/// have written owned, and the next run converges. The manifest is written last and the journal
+/// then removed.
+pub struct Writer {
+    out: PathBuf,
+    opts: WriteOptions,
+    /// Files owned before this run: the manifest plus any journal a killed run left.
+    owned: BTreeSet<String>,
+    old_manifest: Option<Manifest>,
+    /// Every file this run generates.
+    seen: BTreeSet<String>,
+    journal: Option<fs::File>,
+    report: WriteReport,
+    cleaned: BTreeSet<PathBuf>,
+}
+
+impl Writer {
+    pub fn begin(out: &Path, opts: WriteOptions) -> Result<Self, WriteError> {
+        let exists = match fs::symlink_metadata(out) {
+            Ok(m) if m.is_dir() || (m.file_type().is_symlink() && out.is_dir()) => true,
+            Ok(_) => {
+                return Err(WriteError::Refused(format!(
+                    "`{}` exists and is not a directory; choose another --out",
+                    out.display()
+                )));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(io_err(out)(e)),
+        };
+        let old = if exists {
+            read_manifest(out, &out.join(MANIFEST))?
+        } else {
+            None
+        };
+        let pending = if exists { read_journal(out)? } else { None };
+        if exists
+            && old.is_none()
+            && pending.is_none()
+            && !opts.force
+            && !opts.check
+            && !is_empty_dir(out)?
+        {
             return Err(WriteError::Refused(format!(
-                "`{}` exists and is not a directory; choose another --out",
+                "refusing to write into `{}`: it is not empty and meshplan did not create it (no {MANIFEST}); choose an empty or new directory, or pass --force to write there anyway (meshplan then owns only the files it writes)",
                 out.display()
             )));
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-        Err(e) => return Err(io_err(out)(e)),
-    };
-    let old = if exists { read_manifest(out, &manifest_path)? } else { None };
-    if exists && old.is_none() && !opts.force && !opts.check && !is_empty_dir(out)? {
-        return Err(WriteError::Refused(format!(
-            "refusing to write into `{}`: it is not empty and meshplan did not create it (no {MANIFEST}); choose an empty or new directory, or pass --force to write there anyway (meshplan then owns only the files it writes)",
-            out.display()
-        )));
-    }
-    let owned: BTreeSet<String> = old.as_ref().map(|m| m.files.clone()).unwrap_or_default();
-
-    // Work out what changes.
-    let mut report = WriteReport::default();
-    let mut changes: Vec<(String, Change)> = Vec::new();
-    for (path, text) in &tree.0 {
-        let full = safe_join(out, path)?;
-        match read_if_file(&full)? {
-            Some(current) if current == *text => report.unchanged += 1,
-            Some(current) => {
-                if !owned.contains(path) && !opts.force {
-                    return Err(WriteError::Refused(format!(
-                        "refusing to overwrite `{}`: meshplan did not write it; move it away, or pass --force",
-                        full.display()
-                    )));
-                }
-                if opts.check {
-                    report.diff.push_str(&unified(path, &current, text));
-                }
-                report.updated.push(path.clone());
-                changes.push((path.clone(), Change::Update));
-            }
-            None => {
-                if opts.check {
-                    report.diff.push_str(&unified(path, "", text));
-                }
-                report.created.push(path.clone());
-                changes.push((path.clone(), Change::Create));
-            }
-        }
-    }
-    for path in &owned {
-        if tree.0.contains_key(path) || check_rel_path(path).is_err() {
-            continue;
-        }
-        let full = safe_join(out, path)?;
-        if let Some(current) = read_if_file(&full)? {
-            if opts.check {
-                report.diff.push_str(&unified(path, &current, ""));
-            }
-            report.removed.push(path.clone());
-            changes.push((path.clone(), Change::Remove));
-        }
-    }
-    let new_manifest = Manifest::new(tree.0.keys().cloned().collect());
-    let manifest_current = old.as_ref() == Some(&new_manifest);
-    if opts.check {
-        return Ok(report);
-    }
-    if changes.is_empty() && manifest_current {
-        return Ok(report);
+        let mut owned: BTreeSet<String> = old.as_ref().map(|m| m.files.clone()).unwrap_or_default();
+        owned.extend(pending.unwrap_or_default());
+        Ok(Self {
+            out: out.to_path_buf(),
+            opts,
+            owned,
+            old_manifest: old,
+            seen: BTreeSet::new(),
+            journal: None,
+            report: WriteReport::default(),
+            cleaned: BTreeSet::new(),
+        })
     }
 
-    // Claim every file this run may write before writing any, so that a run killed halfway
-    // leaves a manifest that owns all of them and the next run converges.
-    fs::create_dir_all(out.join(".meshplan")).map_err(io_err(out))?;
-    let mut pending: BTreeSet<String> = owned.clone();
-    pending.extend(tree.0.keys().cloned());
-    if !owned.is_superset(&pending) {
-        write_atomic(&manifest_path, Manifest::new(pending).to_text().as_bytes())?;
+    /// Records that this run owns `paths`, before any of them is written.
+    fn claim<'a>(&mut self, paths: impl Iterator<Item = &'a String>) -> Result<(), WriteError> {
+        if self.opts.check {
+            return Ok(());
+        }
+        let new: Vec<&String> = paths.filter(|p| !self.owned.contains(*p)).collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        if self.journal.is_none() {
+            let dir = self.out.join(".meshplan");
+            create_dirs(&self.out, &dir)?;
+            let path = self.out.join(JOURNAL);
+            let _ = safe_join(&self.out, JOURNAL)?;
+            let f = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
+            self.journal = Some(f);
+        }
+        let mut text = String::new();
+        for p in new {
+            text.push_str(p);
+            text.push('\n');
+        }
+        let path = self.out.join(JOURNAL);
+        if let Some(j) = self.journal.as_mut() {
+            j.write_all(text.as_bytes()).map_err(io_err(&path))?;
+        }
+        Ok(())
     }
-    clean_stray_temp_files(out, tree)?;
-    for (path, change) in &changes {
-        let full = safe_join(out, path)?;
-        match change {
-            Change::Create | Change::Update => {
-                if let Some(parent) = full.parent() {
-                    create_dirs(out, parent)?;
-                }
-                write_atomic(&full, tree.0[path].as_bytes())?;
-            }
-            Change::Remove => {
-                fs::remove_file(&full).map_err(io_err(&full))?;
-                remove_empty_parents(out, &full);
+
+    /// Writes (or, in check mode, compares) one chunk of files.
+    pub fn put(&mut self, tree: &OutputTree) -> Result<(), WriteError> {
+        for path in tree.0.keys() {
+            check_rel_path(path).map_err(WriteError::Refused)?;
+            if !self.seen.insert(path.clone()) {
+                return Err(WriteError::Refused(format!("`{path}` was generated twice")));
             }
         }
+        // Refuse before writing anything of the chunk.
+        let mut actions = Vec::new();
+        for (path, text) in &tree.0 {
+            let full = safe_join(&self.out, path)?;
+            let change = match read_if_file(&full)? {
+                Some(current) if current == *text => {
+                    self.report.unchanged += 1;
+                    continue;
+                }
+                Some(current) => {
+                    if !self.owned.contains(path) && !self.opts.force {
+                        return Err(WriteError::Refused(format!(
+                            "refusing to overwrite `{}`: meshplan did not write it; move it away, or pass --force",
+                            full.display()
+                        )));
+                    }
+                    if self.opts.check {
+                        self.report.diff.push_str(&unified(path, &current, text));
+                    }
+                    self.report.updated.push(path.clone());
+                    Change::Update
+                }
+                None => {
+                    if self.opts.check {
+                        self.report.diff.push_str(&unified(path, "", text));
+                    }
+                    self.report.created.push(path.clone());
+                    Change::Create
+                }
+            };
+            actions.push((path, full, change));
+        }
+        if self.opts.check || actions.is_empty() {
+            return Ok(());
+        }
+        self.claim(actions.iter().map(|(p, _, _)| *p))?;
+        for (path, full, _) in actions {
+            if let Some(parent) = full.parent() {
+                create_dirs(&self.out, parent)?;
+                self.clean_stray_temp_files(parent)?;
+            }
+            write_atomic(&full, tree.0[path].as_bytes())?;
+        }
+        Ok(())
     }
-    if !manifest_current {
-        write_atomic(&manifest_path, new_manifest.to_text().as_bytes())?;
+
+    /// Writes (or compares) one large file produced in pieces by `produce`, without holding it
+    /// in memory: it goes to a temporary file that replaces the old one only if they differ.
+    pub fn put_streamed(
+        &mut self,
+        path: &str,
+        produce: &mut dyn FnMut(&mut dyn io::Write) -> io::Result<()>,
+    ) -> Result<(), WriteError> {
+        check_rel_path(path).map_err(WriteError::Refused)?;
+        if !self.seen.insert(path.to_string()) {
+            return Err(WriteError::Refused(format!("`{path}` was generated twice")));
+        }
+        let full = safe_join(&self.out, path)?;
+        let existing = match fs::symlink_metadata(&full) {
+            Ok(m) if m.is_file() => Some(m.len()),
+            Ok(_) => {
+                return Err(WriteError::Refused(format!(
+                    "`{}` is in the way: it is not a regular file",
+                    full.display()
+                )));
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.kind() == io::ErrorKind::NotADirectory =>
+            {
+                None
+            }
+            Err(e) => return Err(io_err(&full)(e)),
+        };
+        if existing.is_some() && !self.owned.contains(path) && !self.opts.force && !self.opts.check
+        {
+            return Err(WriteError::Refused(format!(
+                "refusing to overwrite `{}`: meshplan did not write it; move it away, or pass --force",
+                full.display()
+            )));
+        }
+        // Produce into a temporary file: in the output directory when writing, elsewhere when
+        // only checking (check mode writes nothing into the output directory).
+        let parent = full.parent().unwrap_or(&self.out).to_path_buf();
+        let tmp_dir = if self.opts.check || !parent.exists() {
+            std::env::temp_dir()
+        } else {
+            parent.clone()
+        };
+        if !self.opts.check {
+            self.claim(std::iter::once(&path.to_string()))?;
+            create_dirs(&self.out, &parent)?;
+        }
+        let mut tmp = temp_in(if self.opts.check { &tmp_dir } else { &parent })?;
+        {
+            let mut buf = io::BufWriter::new(tmp.as_file_mut());
+            produce(&mut buf).map_err(io_err(&full))?;
+            buf.flush().map_err(io_err(&full))?;
+        }
+        let same = match existing {
+            Some(len) => {
+                let new_len = tmp.as_file().metadata().map_err(io_err(&full))?.len();
+                len == new_len && files_equal(&full, tmp.path()).map_err(io_err(&full))?
+            }
+            None => false,
+        };
+        if same {
+            self.report.unchanged += 1;
+            return Ok(());
+        }
+        if existing.is_some() {
+            self.report.updated.push(path.to_string());
+        } else {
+            self.report.created.push(path.to_string());
+        }
+        if self.opts.check {
+            let old = existing.map(|_| fs::read_to_string(&full).unwrap_or_default());
+            let new_len = tmp.as_file().metadata().map_err(io_err(&full))?.len();
+            if existing.unwrap_or(0) <= MAX_DIFF_BYTES && new_len <= MAX_DIFF_BYTES {
+                let new = fs::read_to_string(tmp.path()).map_err(io_err(&full))?;
+                self.report
+                    .diff
+                    .push_str(&unified(path, old.as_deref().unwrap_or(""), &new));
+            } else {
+                self.report.diff.push_str(&format!(
+                    "--- a/{path}\n+++ b/{path}\n@@ large file differs: {} bytes now, {new_len} bytes generated @@\n",
+                    existing.unwrap_or(0)
+                ));
+            }
+            return Ok(());
+        }
+        tmp.persist(&full).map_err(|e| io_err(&full)(e.error))?;
+        Ok(())
     }
-    Ok(report)
+
+    /// Removes what this run no longer generates, then writes the manifest.
+    pub fn finish(mut self) -> Result<WriteReport, WriteError> {
+        let stale: Vec<String> = self.owned.difference(&self.seen).cloned().collect();
+        for path in stale {
+            if check_rel_path(&path).is_err() {
+                continue;
+            }
+            let full = safe_join(&self.out, &path)?;
+            if let Some(current) = read_if_file(&full)? {
+                if self.opts.check {
+                    self.report.diff.push_str(&unified(&path, &current, ""));
+                } else {
+                    fs::remove_file(&full).map_err(io_err(&full))?;
+                    remove_empty_parents(&self.out, &full);
+                }
+                self.report.removed.push(path.clone());
+            }
+        }
+        if self.opts.check {
+            return Ok(self.report);
+        }
+        let manifest = Manifest::new(std::mem::take(&mut self.seen));
+        if self.old_manifest.as_ref() != Some(&manifest) {
+            create_dirs(&self.out, &self.out.join(".meshplan"))?;
+            write_atomic(&self.out.join(MANIFEST), manifest.to_text().as_bytes())?;
+        }
+        drop(self.journal.take());
+        let journal = self.out.join(JOURNAL);
+        if journal.exists() {
+            fs::remove_file(&journal).map_err(io_err(&journal))?;
+        }
+        Ok(self.report)
+    }
+
+    /// Removes temporary files a killed run left in a directory this run writes to.
+    fn clean_stray_temp_files(&mut self, dir: &Path) -> Result<(), WriteError> {
+        if !self.cleaned.insert(dir.to_path_buf()) {
+            return Ok(());
+        }
+        let Ok(entries) = fs::read_dir(dir) else {
+            return Ok(());
+        };
+        let mut names: Vec<_> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect();
+        names.sort();
+        for name in names {
+            let name = name.to_string_lossy();
+            if name.starts_with(TMP_PREFIX) && name.ends_with(TMP_SUFFIX) {
+                let p = dir.join(name.as_ref());
+                if fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()) {
+                    fs::remove_file(&p).map_err(io_err(&p))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_journal(out: &Path) -> Result<Option<BTreeSet<String>>, WriteError> {
+    let path = out.join(JOURNAL);
+    match fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(
+            text.lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect(),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(&path)(e)),
+    }
+}
+
+fn files_equal(a: &Path, b: &Path) -> io::Result<bool> {
+    let mut fa = io::BufReader::new(fs::File::open(a)?);
+    let mut fb = io::BufReader::new(fs::File::open(b)?);
+    let mut ba = vec![0u8; 1 << 16];
+    let mut bb = vec![0u8; 1 << 16];
+    loop {
+        let na = read_full(&mut fa, &mut ba)?;
+        let nb = read_full(&mut fb, &mut bb)?;
+        if na != nb || ba[..na] != bb[..nb] {
+            return Ok(false);
+        }
+        if na == 0 {
+            return Ok(true);
+        }
+    }
+    fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> io::Result<usize> {
+        let mut n = 0;
+        while n < buf.len() {
+            match r.read(&mut buf[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        Ok(n)
+    }
 }
 
 fn read_manifest(out: &Path, path: &Path) -> Result<Option<Manifest>, WriteError> {
@@ -252,12 +500,19 @@ fn read_if_file(path: &Path) -> Result<Option<String>, WriteError> {
             "`{}` is in the way: it is not a regular file",
             path.display()
         ))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory => Ok(None),
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory =>
+        {
+            Ok(None)
+        }
         Err(e) => Err(io_err(path)(e)),
     }
 }
 
 fn create_dirs(out: &Path, dir: &Path) -> Result<(), WriteError> {
+    if fs::symlink_metadata(out).is_err() {
+        fs::create_dir_all(out).map_err(io_err(out))?;
+    }
     let rel = dir.strip_prefix(out).unwrap_or(dir);
     let mut cur = out.to_path_buf();
     for part in rel.components() {
@@ -270,49 +525,33 @@ fn create_dirs(out: &Path, dir: &Path) -> Result<(), WriteError> {
                     cur.display()
                 )));
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir(&cur).map_err(io_err(&cur))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir(&cur).map_err(io_err(&cur))?
+            }
             Err(e) => return Err(io_err(&cur)(e)),
         }
     }
     Ok(())
 }
 
+/// A temporary file in `dir`, named so that a later run recognises it as its own leftover.
+fn temp_in(dir: &Path) -> Result<tempfile::NamedTempFile, WriteError> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(TMP_PREFIX).suffix(TMP_SUFFIX);
+    // Generated files are ordinary repository files (0644 less the umask), not private ones.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    builder.tempfile_in(dir).map_err(io_err(dir))
+}
+
 /// Writes through a temporary file in the same directory, flushed, then renamed into place.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(TMP_PREFIX)
-        .suffix(TMP_SUFFIX)
-        .tempfile_in(dir)
-        .map_err(io_err(dir))?;
+    let mut tmp = temp_in(dir)?;
     tmp.write_all(bytes).map_err(io_err(path))?;
-    tmp.as_file().sync_data().map_err(io_err(path))?;
+    // No fsync: the rename makes each file appear whole or not at all to any later run, which
+    // is what a killed run needs; surviving power loss is the file system's journal's job.
     tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
-    Ok(())
-}
-
-/// Removes temporary files a killed run left in directories meshplan writes to.
-fn clean_stray_temp_files(out: &Path, tree: &OutputTree) -> Result<(), WriteError> {
-    let mut dirs: BTreeSet<PathBuf> = BTreeSet::from([out.to_path_buf(), out.join(".meshplan")]);
-    for path in tree.0.keys() {
-        if let Some(parent) = out.join(path).parent() {
-            dirs.insert(parent.to_path_buf());
-        }
-    }
-    for dir in dirs {
-        let Ok(entries) = fs::read_dir(&dir) else { continue };
-        let mut names: Vec<_> = entries.filter_map(Result::ok).map(|e| e.file_name()).collect();
-        names.sort();
-        for name in names {
-            let name = name.to_string_lossy();
-            if name.starts_with(TMP_PREFIX) && name.ends_with(TMP_SUFFIX) {
-                let p = dir.join(name.as_ref());
-                if fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()) {
-                    fs::remove_file(&p).map_err(io_err(&p))?;
-                }
-            }
-        }
-    }
     Ok(())
 }
 
@@ -343,6 +582,11 @@ fn unified(path: &str, old: &str, new: &str) -> String {
         .to_string()
 }
 
+/// An anonymous scratch file outside the output directory, for assembling a large file in parts.
+pub fn scratch() -> io::Result<fs::File> {
+    tempfile::tempfile()
+}
+
 /// The files of a directory tree relative to it, for tests and the benchmark.
 pub fn list_files(dir: &Path) -> io::Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
@@ -355,7 +599,11 @@ pub fn list_files(dir: &Path) -> io::Result<BTreeMap<String, String>> {
             if t.is_dir() {
                 stack.push(p);
             } else if t.is_file() {
-                let rel = p.strip_prefix(dir).unwrap_or(&p).to_string_lossy().replace('\\', "/");
+                let rel = p
+                    .strip_prefix(dir)
+                    .unwrap_or(&p)
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 out.insert(rel, fs::read_to_string(&p)?);
             }
         }
@@ -375,8 +623,14 @@ mod tests {
         t
     }
 
-    const W: WriteOptions = WriteOptions { check: false, force: false };
-    const C: WriteOptions = WriteOptions { check: true, force: false };
+    const W: WriteOptions = WriteOptions {
+        check: false,
+        force: false,
+    };
+    const C: WriteOptions = WriteOptions {
+        check: true,
+        force: false,
+    };
 
     #[test]
     fn writes_rewrites_and_prunes_only_its_own_files() {
@@ -393,13 +647,19 @@ mod tests {
         let r = write_tree(&out, &tree(&[("a/x.yaml", "3\n")]), W).unwrap();
         assert_eq!((r.updated.len(), r.removed.len()), (1, 1));
         assert!(!out.join("b").exists());
-        assert_eq!(fs::read_to_string(out.join("a/mine.txt")).unwrap(), "hand-written\n");
+        assert_eq!(
+            fs::read_to_string(out.join("a/mine.txt")).unwrap(),
+            "hand-written\n"
+        );
         // Check mode: edits and deletions are drift, hand-written files are not.
         fs::write(out.join("a/x.yaml"), "edited\n").unwrap();
         let r = write_tree(&out, &tree(&[("a/x.yaml", "3\n")]), C).unwrap();
         assert_eq!(r.updated, vec!["a/x.yaml".to_string()]);
         assert!(r.diff.contains("-edited\n+3\n"), "{}", r.diff);
-        assert_eq!(fs::read_to_string(out.join("a/x.yaml")).unwrap(), "edited\n");
+        assert_eq!(
+            fs::read_to_string(out.join("a/x.yaml")).unwrap(),
+            "edited\n"
+        );
     }
 
     #[test]
@@ -410,8 +670,19 @@ mod tests {
         assert!(matches!(err, WriteError::Refused(_)));
         assert!(!dir.path().join("a.yaml").exists());
         assert!(!dir.path().join(".meshplan").exists());
-        write_tree(dir.path(), &tree(&[("a.yaml", "1\n")]), WriteOptions { check: false, force: true }).unwrap();
-        assert_eq!(fs::read_to_string(dir.path().join("notes.txt")).unwrap(), "mine\n");
+        write_tree(
+            dir.path(),
+            &tree(&[("a.yaml", "1\n")]),
+            WriteOptions {
+                check: false,
+                force: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.path().join("notes.txt")).unwrap(),
+            "mine\n"
+        );
     }
 
     #[test]
@@ -439,12 +710,19 @@ mod tests {
         // Simulate a run killed after claiming its files and writing one of them, plus a
         // temporary file left behind.
         fs::create_dir_all(out.join(".meshplan")).unwrap();
-        fs::write(out.join(MANIFEST), Manifest::new(t.0.keys().cloned().collect()).to_text()).unwrap();
+        fs::write(
+            out.join(MANIFEST),
+            Manifest::new(t.0.keys().cloned().collect()).to_text(),
+        )
+        .unwrap();
         fs::write(out.join("a.yaml"), "half").unwrap();
         fs::write(out.join(".meshplan-abc.tmp"), "junk").unwrap();
         write_tree(&out, &t, W).unwrap();
         let files = list_files(&out).unwrap();
-        assert_eq!(files.keys().cloned().collect::<Vec<_>>(), vec![".meshplan/manifest.json", "a.yaml", "b.yaml"]);
+        assert_eq!(
+            files.keys().cloned().collect::<Vec<_>>(),
+            vec![".meshplan/manifest.json", "a.yaml", "b.yaml"]
+        );
         assert_eq!(files["a.yaml"], "1\n");
     }
 }

@@ -9,8 +9,9 @@ use serde_json::Value;
 
 /// Words that some YAML version reads as something other than a string.
 const RESERVED: &[&str] = &[
-    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false", "False", "FALSE",
-    "on", "On", "ON", "off", "Off", "OFF", "null", "Null", "NULL", "~", ".inf", ".Inf", ".INF", ".nan", ".NaN", ".NAN",
+    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false",
+    "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF", "null", "Null", "NULL", "~", ".inf",
+    ".Inf", ".INF", ".nan", ".NaN", ".NAN",
 ];
 
 /// Whether `s` can be written as a plain scalar and read back as the same string.

@@ -24,7 +24,8 @@ fn check_json(inventory: &str, extra: &[&str]) -> (i32, Value, String) {
     let mut args = vec!["check", "-", "--output", "json"];
     args.extend_from_slice(extra);
     let out = run_in(dir.path(), &args, Some(inventory));
-    let json: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+    let json: Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
     (out.status, json, out.stderr)
 }
 
@@ -62,16 +63,37 @@ fn contract_inventory_paths() {
 
     let (status, json, _) = check_json(&inv, &["--to", "1.22.8"]);
     assert_eq!(status, 0);
-    assert_eq!(hops(&json, 1), vec![hop("1.19.6", "1.21.6", "canary"), hop("1.21.6", "1.22.8", "canary")]);
-    assert!(json["clusters"][0]["reason"].as_str().unwrap().contains("at most two minors"));
+    assert_eq!(
+        hops(&json, 1),
+        vec![
+            hop("1.19.6", "1.21.6", "canary"),
+            hop("1.21.6", "1.22.8", "canary")
+        ]
+    );
+    assert!(
+        json["clusters"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("at most two minors")
+    );
 
     let (status, json, _) = check_json(&inv, &["--to", "1.18.0"]);
     assert_eq!(status, 1);
     assert_eq!(json["ok"], false);
-    assert!(json["diagnostics"].as_array().unwrap().iter().any(|d| d["code"] == "downgrade"));
+    assert!(
+        json["diagnostics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["code"] == "downgrade")
+    );
 
     // Kubernetes 1.22 is not supported by Istio 1.20: refused, naming the cluster.
-    let old_k8s = inv.replacen("kubernetesVersion: \"1.28\"", "kubernetesVersion: \"1.22\"", 1);
+    let old_k8s = inv.replacen(
+        "kubernetesVersion: \"1.28\"",
+        "kubernetesVersion: \"1.22\"",
+        1,
+    );
     let (status, json, _) = check_json(&old_k8s, &["--to", "1.20.2"]);
     assert_eq!(status, 1);
     let d = json["diagnostics"]
@@ -89,15 +111,39 @@ fn contract_inventory_paths() {
 fn policies_and_forced_intermediates() {
     let inv = contract();
     let (_, json, _) = check_json(&inv, &["--to", "1.21.0", "--one-minor-at-a-time"]);
-    assert_eq!(hops(&json, 0), vec![hop("1.19.6", "1.20.8", "canary"), hop("1.20.8", "1.21.0", "canary")]);
-    let strict = inv.replace("  revisionFormat: minor", "  revisionFormat: minor\n  upgradePolicy: oneMinorAtATime");
+    assert_eq!(
+        hops(&json, 0),
+        vec![
+            hop("1.19.6", "1.20.8", "canary"),
+            hop("1.20.8", "1.21.0", "canary")
+        ]
+    );
+    let strict = inv.replace(
+        "  revisionFormat: minor",
+        "  revisionFormat: minor\n  upgradePolicy: oneMinorAtATime",
+    );
     let (_, json, _) = check_json(&strict, &["--to", "1.21.0"]);
     assert_eq!(hops(&json, 1).len(), 2);
-    let in_place = inv.replace("  revisionFormat: minor", "  revisionFormat: minor\n  controlPlaneUpgrade: inPlace");
+    let in_place = inv.replace(
+        "  revisionFormat: minor",
+        "  revisionFormat: minor\n  controlPlaneUpgrade: inPlace",
+    );
     let (_, json, _) = check_json(&in_place, &["--to", "1.21.0"]);
-    assert_eq!(hops(&json, 0), vec![hop("1.19.6", "1.20.8", "inPlace"), hop("1.20.8", "1.21.0", "inPlace")]);
+    assert_eq!(
+        hops(&json, 0),
+        vec![
+            hop("1.19.6", "1.20.8", "inPlace"),
+            hop("1.20.8", "1.21.0", "inPlace")
+        ]
+    );
     let (_, json, _) = check_json(&inv, &["--to", "1.22.8", "--via", "1.20.5"]);
-    assert_eq!(hops(&json, 0), vec![hop("1.19.6", "1.20.5", "canary"), hop("1.20.5", "1.22.8", "canary")]);
+    assert_eq!(
+        hops(&json, 0),
+        vec![
+            hop("1.19.6", "1.20.5", "canary"),
+            hop("1.20.5", "1.22.8", "canary")
+        ]
+    );
     // A minor alone means its newest known patch.
     let (_, json, _) = check_json(&inv, &["--to", "1.20"]);
     assert_eq!(json["target"], "1.20.8");
@@ -111,7 +157,11 @@ fn dated_warnings_stay_out_of_stdout_and_files() {
     assert!(!json.to_string().contains("end of life"));
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("inv.yaml"), contract()).unwrap();
-    let out = run_in(dir.path(), &["compile", "inv.yaml", "--to", "1.20.2", "--out", "plan"], None);
+    let out = run_in(
+        dir.path(),
+        &["compile", "inv.yaml", "--to", "1.20.2", "--out", "plan"],
+        None,
+    );
     assert_eq!(out.status, 0, "{}", out.stderr);
     assert!(out.stderr.contains("end-of-life"));
     for (path, text) in list_tree(&dir.path().join("plan")) {
@@ -125,7 +175,10 @@ fn help_usage_and_version() {
     let dir = tempfile::tempdir().unwrap();
     let out = run_in(dir.path(), &["--help"], None);
     assert_eq!(out.status, 0);
-    assert!(out.stdout.contains("meshplan compile examples/prod-mesh.yaml --to 1.20.2 --out plan/"));
+    assert!(
+        out.stdout
+            .contains("meshplan compile examples/prod-mesh.yaml --to 1.20.2 --out plan/")
+    );
     assert!(out.stdout.contains("Exit codes"));
     let out = run_in(dir.path(), &["check", "inv.yaml"], None);
     assert_eq!(out.status, 2, "missing --to is a usage error");
@@ -133,7 +186,11 @@ fn help_usage_and_version() {
     let out = run_in(dir.path(), &["--version"], None);
     assert_eq!(out.status, 0);
     assert!(out.stdout.starts_with("meshplan "));
-    let out = run_in(dir.path(), &["check", "missing.yaml", "--to", "1.20.2"], None);
+    let out = run_in(
+        dir.path(),
+        &["check", "missing.yaml", "--to", "1.20.2"],
+        None,
+    );
     assert_eq!(out.status, 4);
     assert!(out.stderr.contains("missing.yaml"));
 }
@@ -143,7 +200,10 @@ fn schema_and_versions_commands() {
     let dir = tempfile::tempdir().unwrap();
     let out = run_in(dir.path(), &["schema"], None);
     assert_eq!(out.status, 0);
-    assert_eq!(out.stdout, fs::read_to_string(repo().join("schemas/inventory.schema.json")).unwrap());
+    assert_eq!(
+        out.stdout,
+        fs::read_to_string(repo().join("schemas/inventory.schema.json")).unwrap()
+    );
     let out = run_in(dir.path(), &["versions"], None);
     assert_eq!(out.status, 0);
     let lines: Vec<&str> = out.stdout.lines().collect();
@@ -164,14 +224,33 @@ fn a_newer_catalog_without_a_new_release() {
         "{builtin}  - minor: \"1.32\"\n    ga: \"2026-11-20\"\n    latestPatch: 1.32.0\n    kubernetes: {{supported: [\"1.33\", \"1.34\"]}}\n    inClusterOperator: false\n    helm: beta\n    gatewayChart: true\n    crdTemplates: true\n    upgradeFrom: {{inPlace: [\"1.31\"], canary: [\"1.30\", \"1.31\"]}}\n"
     );
     fs::write(dir.path().join("catalog.yaml"), newer).unwrap();
-    let inv = contract().replace("1.19.6", "1.31.1").replace("1-19", "1-31").replace("\"1.28\"", "\"1.33\"").replace("\"1.29\"", "\"1.34\"");
+    let inv = contract()
+        .replace("1.19.6", "1.31.1")
+        .replace("1-19", "1-31")
+        .replace("\"1.28\"", "\"1.33\"")
+        .replace("\"1.29\"", "\"1.34\"");
     fs::write(dir.path().join("inv.yaml"), inv).unwrap();
     let out = run_in(dir.path(), &["check", "inv.yaml", "--to", "1.32.0"], None);
     assert_eq!(out.status, 1, "the built-in catalog does not know 1.32");
     assert!(out.stderr.contains("unknown-target"));
-    let out = run_in(dir.path(), &["check", "inv.yaml", "--to", "1.32.0", "--catalog", "catalog.yaml"], None);
+    let out = run_in(
+        dir.path(),
+        &[
+            "check",
+            "inv.yaml",
+            "--to",
+            "1.32.0",
+            "--catalog",
+            "catalog.yaml",
+        ],
+        None,
+    );
     assert_eq!(out.status, 0, "{}", out.stderr);
-    fs::write(dir.path().join("bad.yaml"), "schemaVersion: 1\nreleases:\n  - minor: 1.32\n").unwrap();
+    fs::write(
+        dir.path().join("bad.yaml"),
+        "schemaVersion: 1\nreleases:\n  - minor: 1.32\n",
+    )
+    .unwrap();
     let out = run_in(dir.path(), &["versions", "--catalog", "bad.yaml"], None);
     assert_eq!(out.status, 1);
     assert!(out.stderr.contains("bad.yaml:3:"), "{}", out.stderr);
@@ -180,10 +259,21 @@ fn a_newer_catalog_without_a_new_release() {
 #[test]
 fn stdin_inventory() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run_in(dir.path(), &["check", "-", "--to", "1.21.0"], Some(&contract()));
+    let out = run_in(
+        dir.path(),
+        &["check", "-", "--to", "1.21.0"],
+        Some(&contract()),
+    );
     assert_eq!(out.status, 0, "{}", out.stderr);
-    assert!(out.stdout.contains("hop 1: 1.19.6 -> 1.21.0  canary (revision 1-19 -> 1-21)"));
-    let out = run_in(dir.path(), &["check", "-", "--to", "1.21.0"], Some("kind: [\n"));
+    assert!(
+        out.stdout
+            .contains("hop 1: 1.19.6 -> 1.21.0  canary (revision 1-19 -> 1-21)")
+    );
+    let out = run_in(
+        dir.path(),
+        &["check", "-", "--to", "1.21.0"],
+        Some("kind: [\n"),
+    );
     assert_eq!(out.status, 1);
     assert!(out.stderr.contains("<stdin>:"), "{}", out.stderr);
 }
@@ -192,7 +282,11 @@ fn stdin_inventory() {
 fn rejected_input_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("inv.yaml"), contract()).unwrap();
-    let out = run_in(dir.path(), &["compile", "inv.yaml", "--to", "1.18.0", "--out", "plan"], None);
+    let out = run_in(
+        dir.path(),
+        &["compile", "inv.yaml", "--to", "1.18.0", "--out", "plan"],
+        None,
+    );
     assert_eq!(out.status, 1);
     assert!(out.stderr.contains("nothing written"));
     assert!(!dir.path().join("plan").exists());
@@ -216,28 +310,62 @@ fn check_reports_drift_and_a_rerun_restores_it() {
     let plan = dir.path().join("plan");
     let edited = "01-east/hop-01-1.20.2/20-control-plane/istiod-1-20.values.yaml";
     let deleted = "02-west/hop-01-1.20.2/10-crds/base.values.yaml";
-    fs::write(plan.join(edited), fs::read_to_string(plan.join(edited)).unwrap().replace("autoscaleMin: 2", "autoscaleMin: 9")).unwrap();
+    fs::write(
+        plan.join(edited),
+        fs::read_to_string(plan.join(edited))
+            .unwrap()
+            .replace("autoscaleMin: 2", "autoscaleMin: 9"),
+    )
+    .unwrap();
     fs::remove_file(plan.join(deleted)).unwrap();
     fs::write(plan.join("01-east/NOTES.md"), "hand-written\n").unwrap();
 
     let out = compile(dir.path(), &["--check"]);
     assert_eq!(out.status, 3);
     assert!(out.stdout.contains(&format!("--- a/{edited}")));
-    assert!(out.stdout.contains("-    autoscaleMin: 9\n+    autoscaleMin: 2") || out.stdout.contains("-  autoscaleMin: 9\n+  autoscaleMin: 2"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("-    autoscaleMin: 9\n+    autoscaleMin: 2")
+            || out
+                .stdout
+                .contains("-  autoscaleMin: 9\n+  autoscaleMin: 2"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains(&format!("+++ b/{deleted}")));
     assert!(!out.stdout.contains("NOTES.md"));
-    assert!(out.stderr.contains("to create 1, to update 1"), "{}", out.stderr);
-    assert_eq!(fs::read_to_string(plan.join("01-east/NOTES.md")).unwrap(), "hand-written\n");
+    assert!(
+        out.stderr.contains("to create 1, to update 1"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        fs::read_to_string(plan.join("01-east/NOTES.md")).unwrap(),
+        "hand-written\n"
+    );
 
     let out = compile(dir.path(), &[]);
     assert_eq!(out.status, 0);
-    assert!(out.stdout.contains("created 1, updated 1, removed 0"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("created 1, updated 1, removed 0"),
+        "{}",
+        out.stdout
+    );
     let mut now = list_tree(&plan);
-    assert_eq!(now.remove("01-east/NOTES.md").as_deref(), Some("hand-written\n"));
+    assert_eq!(
+        now.remove("01-east/NOTES.md").as_deref(),
+        Some("hand-written\n")
+    );
     assert_eq!(now, clean);
 
     // A different target removes what it no longer generates, and nothing else.
-    let out = run_in(dir.path(), &["compile", "inv.yaml", "--to", "1.21.0", "--out", "plan", "--quiet"], None);
+    let out = run_in(
+        dir.path(),
+        &[
+            "compile", "inv.yaml", "--to", "1.21.0", "--out", "plan", "--quiet",
+        ],
+        None,
+    );
     assert_eq!((out.status, out.stdout.as_str()), (0, ""));
     assert!(!plan.join("01-east/hop-01-1.20.2").exists());
     assert!(plan.join("01-east/hop-01-1.21.0").exists());
@@ -257,7 +385,10 @@ fn refuses_directories_it_did_not_create() {
     assert_eq!(list_tree(&plan).len(), 1);
     let out = compile(dir.path(), &["--force"]);
     assert_eq!(out.status, 0, "{}", out.stderr);
-    assert_eq!(fs::read_to_string(plan.join("README.md")).unwrap(), "my repo\n");
+    assert_eq!(
+        fs::read_to_string(plan.join("README.md")).unwrap(),
+        "my repo\n"
+    );
 }
 
 #[test]
@@ -272,14 +403,28 @@ fn template_overrides() {
     .unwrap();
     let out = compile(dir.path(), &["--templates", "tpl"]);
     assert_eq!(out.status, 0, "{}", out.stderr);
-    let text = fs::read_to_string(dir.path().join("plan/01-east/hop-01-1.20.2/50-data-plane/wave-01/01-bookinfo/00-namespace.patch.yaml")).unwrap();
-    assert_eq!(text, "# custom\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: bookinfo\n  labels:\n    istio.io/rev: \"1-20\"\n");
+    let text = fs::read_to_string(dir.path().join(
+        "plan/01-east/hop-01-1.20.2/50-data-plane/wave-01/01-bookinfo/00-namespace.patch.yaml",
+    ))
+    .unwrap();
+    assert_eq!(
+        text,
+        "# custom\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: bookinfo\n  labels:\n    istio.io/rev: \"1-20\"\n"
+    );
     // An undefined variable is an error, and nothing is written.
-    fs::write(dir.path().join("tpl/namespace.patch.yaml.j2"), "{{ data.nope }}\n").unwrap();
+    fs::write(
+        dir.path().join("tpl/namespace.patch.yaml.j2"),
+        "{{ data.nope }}\n",
+    )
+    .unwrap();
     fs::remove_dir_all(dir.path().join("plan")).unwrap();
     let out = compile(dir.path(), &["--templates", "tpl"]);
     assert_eq!(out.status, 70);
-    assert!(out.stderr.contains("namespace.patch.yaml.j2"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("namespace.patch.yaml.j2"),
+        "{}",
+        out.stderr
+    );
     assert!(!dir.path().join("plan").exists());
     fs::write(dir.path().join("tpl/nope.j2"), "x").unwrap();
     assert_eq!(compile(dir.path(), &["--templates", "tpl"]).status, 4);
@@ -290,9 +435,17 @@ fn template_overrides() {
 #[test]
 fn killed_runs_converge() {
     let dir = tempfile::tempdir().unwrap();
-    fs::write(dir.path().join("inv.yaml"), meshplan::synthetic::inventory(2, 150, 3)).unwrap();
+    fs::write(
+        dir.path().join("inv.yaml"),
+        meshplan::synthetic::inventory(2, 150, 3),
+    )
+    .unwrap();
     let clean_dir = tempfile::tempdir().unwrap();
-    fs::write(clean_dir.path().join("inv.yaml"), meshplan::synthetic::inventory(2, 150, 3)).unwrap();
+    fs::write(
+        clean_dir.path().join("inv.yaml"),
+        meshplan::synthetic::inventory(2, 150, 3),
+    )
+    .unwrap();
     assert_eq!(compile(clean_dir.path(), &[]).status, 0);
     let clean = list_tree(&clean_dir.path().join("plan"));
     assert!(clean.len() > 2000);
@@ -302,13 +455,21 @@ fn killed_runs_converge() {
     for (i, delay_ms) in [5u64, 20, 40, 80, 120, 200].iter().enumerate() {
         if i == 3 {
             // Part-way, switch targets so that removals are interrupted too.
-            let out = run_in(dir.path(), &["compile", "inv.yaml", "--to", "1.21.0", "--out", "plan", "--force"], None);
+            let out = run_in(
+                dir.path(),
+                &[
+                    "compile", "inv.yaml", "--to", "1.21.0", "--out", "plan", "--force",
+                ],
+                None,
+            );
             assert_eq!(out.status, 0, "{}", out.stderr);
             fs::write(dir.path().join("plan/mine.txt"), "hand-written\n").unwrap();
         }
         let mut child = Command::new(bin())
             .current_dir(dir.path())
-            .args(["compile", "inv.yaml", "--to", "1.20.2", "--out", "plan", "--force"])
+            .args([
+                "compile", "inv.yaml", "--to", "1.20.2", "--out", "plan", "--force",
+            ])
             .env("MESHPLAN_TODAY", TODAY)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -321,25 +482,38 @@ fn killed_runs_converge() {
         let _ = child.kill();
         let _ = child.wait();
     }
-    assert!(killed > 0, "no run was killed while writing; the plan is too small to test this");
+    assert!(
+        killed > 0,
+        "no run was killed while writing; the plan is too small to test this"
+    );
     let out = compile(dir.path(), &["--force"]);
     assert_eq!(out.status, 0, "{}", out.stderr);
     let mut now = list_tree(&dir.path().join("plan"));
     assert_eq!(now.remove("mine.txt").as_deref(), Some("hand-written\n"));
     let extra: Vec<_> = now.keys().filter(|k| !clean.contains_key(*k)).collect();
     let missing: Vec<_> = clean.keys().filter(|k| !now.contains_key(*k)).collect();
-    assert!(extra.is_empty() && missing.is_empty(), "extra {extra:?}, missing {missing:?}");
+    assert!(
+        extra.is_empty() && missing.is_empty(),
+        "extra {extra:?}, missing {missing:?}"
+    );
     assert!(now == clean, "contents differ after convergence");
     assert_eq!(compile(dir.path(), &["--check"]).status, 0);
 }
 
 #[test]
 fn examples_pass_check() {
-    for e in fs::read_dir(repo().join("examples")).unwrap().filter_map(Result::ok) {
+    for e in fs::read_dir(repo().join("examples"))
+        .unwrap()
+        .filter_map(Result::ok)
+    {
         let p = e.path();
         if p.extension().is_some_and(|x| x == "yaml") {
             let dir = tempfile::tempdir().unwrap();
-            let out = run_in(dir.path(), &["check", p.to_str().unwrap(), "--to", "1.20.2"], None);
+            let out = run_in(
+                dir.path(),
+                &["check", p.to_str().unwrap(), "--to", "1.20.2"],
+                None,
+            );
             assert_eq!(out.status, 0, "{}: {}", p.display(), out.stderr);
         }
     }

@@ -49,7 +49,10 @@ fn stage(case: &Path) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for e in fs::read_dir(case).unwrap().filter_map(Result::ok) {
         let name = e.file_name().to_string_lossy().into_owned();
-        if matches!(name.as_str(), "case.yaml" | "expected" | "stdout" | "stderr") {
+        if matches!(
+            name.as_str(),
+            "case.yaml" | "expected" | "stdout" | "stderr"
+        ) {
             continue;
         }
         if e.path().is_file() {
@@ -64,15 +67,24 @@ fn golden() {
     let bless = blessing();
     let mut failures = Vec::new();
     let all = cases();
-    assert!(all.len() >= 10, "expected the golden cases, found {}", all.len());
+    assert!(
+        all.len() >= 10,
+        "expected the golden cases, found {}",
+        all.len()
+    );
     for case_dir in all {
         let name = case_dir.file_name().unwrap().to_string_lossy().into_owned();
-        let case: Case = serde_yaml::from_str(&fs::read_to_string(case_dir.join("case.yaml")).unwrap())
-            .unwrap_or_else(|e| panic!("{name}/case.yaml: {e}"));
+        let case: Case =
+            serde_yaml::from_str(&fs::read_to_string(case_dir.join("case.yaml")).unwrap())
+                .unwrap_or_else(|e| panic!("{name}/case.yaml: {e}"));
         let work = stage(&case_dir);
         let out = run_in(work.path(), &case.args, None);
         let tree_dir = work.path().join("out");
-        let actual_tree = if tree_dir.exists() { list_tree(&tree_dir) } else { BTreeMap::new() };
+        let actual_tree = if tree_dir.exists() {
+            list_tree(&tree_dir)
+        } else {
+            BTreeMap::new()
+        };
 
         if bless {
             write_expect(&case_dir.join("stdout"), &out.stdout);
@@ -91,7 +103,10 @@ fn golden() {
 
         let mut problems = Vec::new();
         if out.status != case.status {
-            problems.push(format!("exit status {} (expected {})\nstderr:\n{}", out.status, case.status, out.stderr));
+            problems.push(format!(
+                "exit status {} (expected {})\nstderr:\n{}",
+                out.status, case.status, out.stderr
+            ));
         }
         let ok_case = name.starts_with("ok-");
         if ok_case != (case.status == 0) {
@@ -120,7 +135,10 @@ fn golden() {
             check_args.push("--check".into());
             let check = run_in(work.path(), &check_args, None);
             if check.status != 0 || !check.stdout.is_empty() {
-                problems.push(format!("--check after compile: exit {}\n{}", check.status, check.stdout));
+                problems.push(format!(
+                    "--check after compile: exit {}\n{}",
+                    check.status, check.stdout
+                ));
             }
             let fresh = stage(&case_dir);
             run_in(fresh.path(), &case.args, None);
@@ -147,7 +165,10 @@ fn write_expect(path: &Path, text: &str) {
     }
 }
 
-fn compare_trees(expected: &BTreeMap<String, String>, actual: &BTreeMap<String, String>) -> Vec<String> {
+fn compare_trees(
+    expected: &BTreeMap<String, String>,
+    actual: &BTreeMap<String, String>,
+) -> Vec<String> {
     let mut problems = Vec::new();
     for (p, e) in expected {
         match actual.get(p) {

@@ -32,7 +32,10 @@ fn built_in_template_list_matches_the_templates_directory() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     on_disk.sort();
-    let listed: Vec<String> = meshplan::render::TEMPLATES.iter().map(|(n, _)| (*n).to_string()).collect();
+    let listed: Vec<String> = meshplan::render::TEMPLATES
+        .iter()
+        .map(|(n, _)| (*n).to_string())
+        .collect();
     assert_eq!(listed, on_disk);
 }
 
@@ -43,7 +46,10 @@ fn text_files_are_canonical() {
             let text = fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             let name = p.display();
             assert!(!text.contains('\r'), "{name}: CR line ending");
-            assert!(text.is_empty() || text.ends_with('\n'), "{name}: no final newline");
+            assert!(
+                text.is_empty() || text.ends_with('\n'),
+                "{name}: no final newline"
+            );
             assert!(!text.ends_with("\n\n"), "{name}: blank lines at the end");
             let yaml = p.extension().is_some_and(|e| e == "yaml" || e == "j2");
             assert!(!(yaml && text.contains('\t')), "{name}: tab in YAML");
@@ -55,7 +61,11 @@ fn text_files_are_canonical() {
 fn every_diagnostic_code_is_documented() {
     let readme = fs::read_to_string(repo().join("README.md")).unwrap();
     for code in meshplan::diagnostic::Code::ALL {
-        assert!(readme.contains(&format!("`{}`", code.name())), "README does not list `{}`", code.name());
+        assert!(
+            readme.contains(&format!("`{}`", code.name())),
+            "README does not list `{}`",
+            code.name()
+        );
     }
 }
 
@@ -63,7 +73,10 @@ fn every_diagnostic_code_is_documented() {
 fn readme_test_command_is_what_ci_runs() {
     let readme = fs::read_to_string(repo().join("README.md")).unwrap();
     let ci = fs::read_to_string(repo().join(".ci/run")).unwrap();
-    assert!(readme.contains("bash .ci/run"), "README names the test command");
+    assert!(
+        readme.contains("bash .ci/run"),
+        "README names the test command"
+    );
     assert!(ci.contains("cargo test"), ".ci/run runs the tests");
 }
 
