@@ -199,6 +199,13 @@ impl Catalog {
 
     /// Parses and checks a catalog, reporting every problem with its location.
     pub fn from_source(src: &Source) -> Result<Catalog, Diagnostics> {
+        Self::from_source_unlocated(src).map_err(|mut d| {
+            d.locate(src);
+            d
+        })
+    }
+
+    fn from_source_unlocated(src: &Source) -> Result<Catalog, Diagnostics> {
         let value = schema::parse_yaml(src)?;
         let mut diags = schema::validate(src, &value, schema::Kind::Catalog);
         if diags.has_errors() {

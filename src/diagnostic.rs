@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::source::{Position, Source, YamlPath};
+use crate::source::{Anchor, Position, Source, YamlPath};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -93,6 +93,9 @@ pub struct Diagnostic {
     /// The file the diagnostic is about (`<command line>` for flags).
     pub file: String,
     pub path: Option<YamlPath>,
+    /// Whether the position is the path's key or its value.
+    pub anchor: Anchor,
+    /// Filled in by [`Diagnostics::locate`].
     pub position: Option<Position>,
     pub help: Vec<String>,
 }
@@ -105,6 +108,7 @@ impl Diagnostic {
             message: message.into(),
             file: String::new(),
             path: None,
+            anchor: Anchor::Value,
             position: None,
             help: Vec::new(),
         }
@@ -127,19 +131,20 @@ impl Diagnostic {
         self
     }
 
-    /// Places the diagnostic at the value of `path` in `src`.
+    /// Places the diagnostic at the value of `path` in `src` (its line and column are found
+    /// later, for all diagnostics at once, by [`Diagnostics::locate`]).
     pub fn at(mut self, src: &Source, path: &YamlPath) -> Self {
         self.file.clone_from(&src.name);
-        self.position = src.value_position(path);
         self.path = Some(path.clone());
+        self.anchor = Anchor::Value;
         self
     }
 
     /// Places the diagnostic at the key of `path` (for fields that should not be there).
     pub fn at_key(mut self, src: &Source, path: &YamlPath) -> Self {
         self.file.clone_from(&src.name);
-        self.position = src.key_position(path);
         self.path = Some(path.clone());
+        self.anchor = Anchor::Key;
         self
     }
 
@@ -172,6 +177,28 @@ impl Diagnostics {
 
     pub fn extend(&mut self, other: Diagnostics) {
         self.0.extend(other.0);
+    }
+
+    /// Finds the line and column of every diagnostic about `src` that has a path, in one walk.
+    pub fn locate(&mut self, src: &Source) {
+        let wanted: Vec<(YamlPath, Anchor)> = self
+            .0
+            .iter()
+            .filter(|d| d.position.is_none() && d.file == src.name)
+            .filter_map(|d| d.path.clone().map(|p| (p, d.anchor)))
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let found = src.locate(&wanted);
+        for d in &mut self.0 {
+            if d.position.is_none()
+                && d.file == src.name
+                && let Some(p) = &d.path
+            {
+                d.position = found.get(&(p.clone(), d.anchor)).copied();
+            }
+        }
     }
 
     pub fn has_errors(&self) -> bool {
@@ -385,6 +412,7 @@ mod tests {
                 .at(&src, &path)
                 .help("use x.y.z"),
         );
+        diags.locate(&src);
         let text = render(&diags.sorted(), Some(&src));
         assert_eq!(
             text,

@@ -23,6 +23,17 @@ pub struct Inventory {
     pub clusters: Vec<Cluster>,
 }
 
+/// The inventory without its clusters, which are read one at a time.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InventoryHead {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    #[serde(default)]
+    pub defaults: Settings,
+}
+
 /// Settings that `defaults` gives every cluster and a cluster may override.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]

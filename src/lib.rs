@@ -27,6 +27,7 @@ pub mod plan;
 pub mod render;
 pub mod schema;
 pub mod source;
+pub mod stream;
 #[doc(hidden)]
 pub mod synthetic;
 pub mod validate;
@@ -155,6 +156,7 @@ pub fn check(
         }
         _ => None,
     };
+    diags.locate(&source);
     Ok(Checked {
         source: Some(source),
         catalog,
@@ -394,13 +396,13 @@ fn cmd_compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
                 &env,
                 &args.out,
                 opts,
+                &mut *io.stdout,
             )
         });
     match result {
         Ok(report) => {
             if args.check {
                 if report.changed() {
-                    let _ = io.stdout.write_all(report.diff.as_bytes());
                     let _ = writeln!(
                         io.stderr,
                         "`{}` is out of date ({}); run the same command without --check to update it",
@@ -466,6 +468,7 @@ fn emit(
     env: &minijinja::Environment<'_>,
     out: &std::path::Path,
     opts: write::WriteOptions,
+    diff: &mut dyn Write,
 ) -> Result<write::WriteReport, CompileError> {
     use std::io::{Seek, SeekFrom};
     let mut steps_body = std::io::BufWriter::new(write::scratch().map_err(scratch_io)?);
@@ -482,7 +485,7 @@ fn emit(
             .write_all(render::plan_md_cluster(&part.summary, &part.steps, env)?.as_bytes())
             .map_err(scratch_io)?;
         if writer.is_none() {
-            writer = Some(write::Writer::begin(out, opts)?);
+            writer = Some(write::Writer::begin(out, opts, &mut *diff)?);
         }
         if let Some(w) = writer.as_mut() {
             w.put(&tree)?;
@@ -500,7 +503,7 @@ fn emit(
     let md_head = render::plan_md_head(&head, env)?;
     let mut w = match writer {
         Some(w) => w,
-        None => write::Writer::begin(out, opts)?,
+        None => write::Writer::begin(out, opts, diff)?,
     };
     let mut steps_body = steps_body
         .into_inner()

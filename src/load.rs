@@ -6,10 +6,13 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::diagnostic::{Code, Diagnostic, Diagnostics};
-use crate::inventory::Inventory;
+use serde_json::Value;
+
+use crate::inventory::{Cluster, Inventory, InventoryHead};
 use crate::render::TEMPLATES;
-use crate::schema::{self, Kind};
+use crate::schema;
 use crate::source::{Source, YamlPath};
+use crate::stream;
 
 /// Reads a file, or standard input for `-`.
 pub fn read(path: &str, stdin: &mut dyn Read) -> Result<Source, String> {
@@ -31,14 +34,59 @@ pub fn read(path: &str, stdin: &mut dyn Read) -> Result<Source, String> {
     }
 }
 
-/// Parses and schema-checks an inventory. Every schema violation is reported.
+/// Parses and schema-checks an inventory, a cluster at a time (see [`crate::stream`]): each
+/// cluster is checked against the schema and converted as soon as it is read, so that memory
+/// holds the typed inventory and one cluster's JSON value, never the whole document's. Every
+/// schema violation is reported.
 pub fn inventory(src: &Source) -> Result<Inventory, Diagnostics> {
-    let value = schema::parse_yaml(src)?;
-    let diags = schema::validate(src, &value, Kind::Inventory);
+    let mut diags = Diagnostics::default();
+    if let Some(empty) = schema::empty_document(src) {
+        return Err(empty);
+    }
+    let mut clusters: Vec<Option<Cluster>> = Vec::new();
+    let mut cluster_diags = Diagnostics::default();
+    let streamed = stream::load(&src.text, |i, value| {
+        let d = schema::validate_inventory_cluster(src, i, &value);
+        let typed = if d.has_errors() {
+            None
+        } else {
+            match serde_json::from_value::<Cluster>(value) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    cluster_diags.push(
+                        Diagnostic::error(
+                            Code::SchemaType,
+                            format!("cluster does not match the format: {e}"),
+                        )
+                        .at(src, &YamlPath::root().key("clusters").index(i)),
+                    );
+                    None
+                }
+            }
+        };
+        cluster_diags.extend(d);
+        clusters.push(typed);
+    });
+    let top = match streamed {
+        Ok(v) => v,
+        Err(e) => {
+            let mut d = Diagnostic::error(Code::YamlSyntax, format!("invalid YAML: {}", e.message));
+            d.file.clone_from(&src.name);
+            d.position = e.position;
+            diags.push(d);
+            return Err(diags);
+        }
+    };
+    diags.extend(schema::validate_inventory_top(src, &top));
+    diags.extend(cluster_diags);
     if diags.has_errors() {
         return Err(diags);
     }
-    serde_json::from_value::<Inventory>(value).map_err(|e| {
+    let mut head = top;
+    if let Value::Object(m) = &mut head {
+        m.remove("clusters");
+    }
+    let head: InventoryHead = serde_json::from_value(head).map_err(|e| {
         let mut d = Diagnostics::default();
         d.push(
             Diagnostic::error(
@@ -48,6 +96,13 @@ pub fn inventory(src: &Source) -> Result<Inventory, Diagnostics> {
             .at(src, &YamlPath::root()),
         );
         d
+    })?;
+    Ok(Inventory {
+        api_version: head.api_version,
+        kind: head.kind,
+        name: head.name,
+        defaults: head.defaults,
+        clusters: clusters.into_iter().flatten().collect(),
     })
 }
 

@@ -619,9 +619,7 @@ fn check_hops(
 ) {
     let name = &c.name;
     let at_k8s = c.at.key("kubernetesVersion");
-    let at_install = if src.value_position(&c.at.key("installMethod")).is_some()
-        && has_key(src, &c.at.key("installMethod"))
-    {
+    let at_install = if c.install_set_here {
         c.at.key("installMethod")
     } else {
         YamlPath::root().key("defaults").key("installMethod")
@@ -757,14 +755,6 @@ fn check_hops(
     }
 }
 
-/// Whether the text has `path` itself (not just an ancestor) at a position.
-fn has_key(src: &Source, path: &YamlPath) -> bool {
-    let Some(parent) = path.parent() else {
-        return true;
-    };
-    src.key_position(path) != src.key_position(&parent)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -790,6 +780,7 @@ mod tests {
             control_plane_upgrade: upgrade,
             policy: UpgradePolicy::Istio,
             chart_repository: "istio".into(),
+            install_set_here: false,
             version: version.parse().unwrap(),
             revision: Some(
                 version

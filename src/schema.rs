@@ -52,18 +52,8 @@ impl Kind {
 /// Parses YAML into a JSON value. A syntax error stops here, located by serde_yaml.
 pub fn parse_yaml(src: &Source) -> Result<Value, Diagnostics> {
     let mut diags = Diagnostics::default();
-    if src.text.trim().is_empty()
-        || src
-            .text
-            .lines()
-            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-    {
-        let mut d = Diagnostic::error(Code::YamlSyntax, "the file is empty").help(
-            "an inventory starts with `apiVersion: meshplan.dev/v1alpha1` and `kind: MeshInventory`; see `meshplan schema`",
-        );
-        d.file.clone_from(&src.name);
-        diags.push(d);
-        return Err(diags);
+    if let Some(empty) = empty_document(src) {
+        return Err(empty);
     }
     match serde_yaml::from_str::<Value>(&src.text) {
         Ok(v) => Ok(v),
@@ -85,6 +75,24 @@ pub fn parse_yaml(src: &Source) -> Result<Value, Diagnostics> {
     }
 }
 
+/// The diagnostic for a file with nothing but blank lines and comments, if it is one.
+pub fn empty_document(src: &Source) -> Option<Diagnostics> {
+    if !src
+        .text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return None;
+    }
+    let mut d = Diagnostic::error(Code::YamlSyntax, "the file is empty").help(
+        "an inventory starts with `apiVersion: meshplan.dev/v1alpha1` and `kind: MeshInventory`; see `meshplan schema`",
+    );
+    d.file.clone_from(&src.name);
+    let mut diags = Diagnostics::default();
+    diags.push(d);
+    Some(diags)
+}
+
 /// The schema text, as `meshplan schema` prints it.
 pub fn text(kind: Kind) -> &'static str {
     kind.text()
@@ -93,12 +101,84 @@ pub fn text(kind: Kind) -> &'static str {
 /// Validates `value` against the schema of `kind`; every violation becomes a diagnostic.
 pub fn validate(src: &Source, value: &Value, kind: Kind) -> Diagnostics {
     let schema = kind.schema();
+    validate_with(
+        src,
+        value,
+        kind.validator(),
+        schema,
+        schema,
+        &YamlPath::root(),
+    )
+}
+
+/// The inventory schema split in two: the document with `clusters` checked only as a list,
+/// and one cluster (`$defs/cluster`). Large inventories are checked a cluster at a time.
+fn inventory_parts() -> &'static (jsonschema::Validator, jsonschema::Validator) {
+    static PARTS: OnceLock<(jsonschema::Validator, jsonschema::Validator)> = OnceLock::new();
+    PARTS.get_or_init(|| {
+        let root = Kind::Inventory.schema();
+        let mut top = root.clone();
+        top["properties"]["clusters"] = serde_json::json!({"type": "array", "minItems": 1,
+            "description": root["properties"]["clusters"]["description"]});
+        let mut cluster = root.clone();
+        if let Value::Object(m) = &mut cluster {
+            for k in [
+                "properties",
+                "required",
+                "additionalProperties",
+                "type",
+                "title",
+                "description",
+            ] {
+                m.remove(k);
+            }
+            m.insert("$ref".into(), Value::String("#/$defs/cluster".into()));
+        }
+        (
+            jsonschema::validator_for(&top).expect("embedded schema compiles"),
+            jsonschema::validator_for(&cluster).expect("embedded schema compiles"),
+        )
+    })
+}
+
+/// Validates an inventory document whose clusters have been taken out (null placeholders).
+pub fn validate_inventory_top(src: &Source, top: &Value) -> Diagnostics {
+    let schema = Kind::Inventory.schema();
+    validate_with(
+        src,
+        top,
+        &inventory_parts().0,
+        schema,
+        schema,
+        &YamlPath::root(),
+    )
+}
+
+/// Validates the `index`-th cluster of an inventory.
+pub fn validate_inventory_cluster(src: &Source, index: usize, cluster: &Value) -> Diagnostics {
+    let schema = Kind::Inventory.schema();
+    let start = resolve(schema, &schema["$defs"]["cluster"]).unwrap_or(schema);
+    let prefix = YamlPath::root().key("clusters").index(index);
+    validate_with(src, cluster, &inventory_parts().1, schema, start, &prefix)
+}
+
+fn validate_with(
+    src: &Source,
+    value: &Value,
+    validator: &jsonschema::Validator,
+    schema: &Value,
+    start: &Value,
+    prefix: &YamlPath,
+) -> Diagnostics {
     let mut diags = Diagnostics::default();
-    for err in kind.validator().iter_errors(value) {
+    for err in validator.iter_errors(value) {
         let is_seq = |p: &YamlPath| matches!(lookup_value(value, p), Some(Value::Array(_)));
-        let path = YamlPath::from_pointer(&err.instance_path().to_string(), is_seq);
-        let node = subschema(schema, &path);
-        let found = describe(lookup_value(value, &path));
+        let rel = YamlPath::from_pointer(&err.instance_path().to_string(), is_seq);
+        let node = subschema(schema, start, &rel);
+        let mut path = prefix.clone();
+        path.0.extend(rel.0.iter().cloned());
+        let value_here = lookup_value(value, &rel);
+        let found = describe(value_here);
         use jsonschema::error::ValidationErrorKind as K;
         match err.kind() {
             K::AdditionalProperties { unexpected } => {
@@ -140,9 +220,7 @@ pub fn validate(src: &Source, value: &Value, kind: Kind) -> Diagnostics {
                     format!("`{path}` must be {expected}, found {found}"),
                 )
                 .at(src, &path);
-                if expected.contains("string")
-                    && matches!(lookup_value(value, &path), Some(Value::Number(_)))
-                {
+                if expected.contains("string") && matches!(value_here, Some(Value::Number(_))) {
                     let raw = src
                         .value_position(&path)
                         .and_then(|p| src.line_text(p.line).map(|l| (p, l)))
@@ -176,7 +254,7 @@ pub fn validate(src: &Source, value: &Value, kind: Kind) -> Diagnostics {
                     format!("`{path}` is {found}, expected one of: {}", opts.join(", ")),
                 )
                 .at(src, &path);
-                if let Some(s) = lookup_value(value, &path)
+                if let Some(s) = value_here
                     .and_then(Value::as_str)
                     .and_then(|w| suggest(w, opts.iter().map(String::as_str)))
                 {
@@ -265,8 +343,8 @@ pub fn lookup_value<'a>(mut v: &'a Value, path: &YamlPath) -> Option<&'a Value> 
 
 /// Follows `path` through the schema (properties, items, additionalProperties, local `$ref`s)
 /// to the subschema that describes it.
-fn subschema<'a>(root: &'a Value, path: &YamlPath) -> Option<&'a Value> {
-    let mut node = resolve(root, root)?;
+fn subschema<'a>(root: &'a Value, start: &'a Value, path: &YamlPath) -> Option<&'a Value> {
+    let mut node = resolve(root, start)?;
     for seg in &path.0 {
         let next = match seg {
             Seg::Key(k) => node

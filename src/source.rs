@@ -104,14 +104,21 @@ struct Place {
 }
 
 /// A document's text, the name it is shown under, and the position of every path in it.
-/// The position index is built on the first lookup only: a valid inventory with nothing to
-/// report never pays for it.
+/// A document's text and the name it is shown under. Positions are found by walking the
+/// document's events, for a batch of paths at a time ([`Source::locate`]): a large valid
+/// inventory never pays for an index of every path.
 #[derive(Debug)]
 pub struct Source {
     /// The name shown in diagnostics: the path as the user gave it, or `<stdin>`.
     pub name: String,
     pub text: String,
-    places: std::sync::OnceLock<BTreeMap<YamlPath, Place>>,
+}
+
+/// The position of a path, for a value or for its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Anchor {
+    Value,
+    Key,
 }
 
 impl Source {
@@ -119,34 +126,54 @@ impl Source {
         Self {
             name: name.into(),
             text: text.into(),
-            places: std::sync::OnceLock::new(),
         }
     }
 
-    /// The position of a path's value, or of the nearest ancestor that has one.
-    pub fn value_position(&self, path: &YamlPath) -> Option<Position> {
-        self.lookup(path, |p| p.value.or(p.key))
-    }
-
-    /// The position of a path's key (for an unknown field, the key is what is wrong).
-    pub fn key_position(&self, path: &YamlPath) -> Option<Position> {
-        self.lookup(path, |p| p.key.or(p.value))
-    }
-
-    fn lookup(
-        &self,
-        path: &YamlPath,
-        pick: impl Fn(&Place) -> Option<Position>,
-    ) -> Option<Position> {
-        let mut cur = Some(path.clone());
-        let places = self.places.get_or_init(|| index_positions(&self.text));
-        while let Some(p) = cur {
-            if let Some(pos) = places.get(&p).and_then(&pick) {
-                return Some(pos);
+    /// The positions of `wanted` paths in one walk; a path that is not in the document gets its
+    /// nearest present ancestor's position.
+    pub fn locate(&self, wanted: &[(YamlPath, Anchor)]) -> BTreeMap<(YamlPath, Anchor), Position> {
+        let mut interesting: std::collections::BTreeSet<YamlPath> =
+            std::collections::BTreeSet::new();
+        for (p, _) in wanted {
+            let mut cur = Some(p.clone());
+            while let Some(c) = cur {
+                if !interesting.insert(c.clone()) {
+                    break;
+                }
+                cur = c.parent();
             }
-            cur = p.parent();
         }
-        None
+        let places = index_positions(&self.text, &interesting);
+        let mut out = BTreeMap::new();
+        for (p, anchor) in wanted {
+            let pick = |pl: &Place| match anchor {
+                Anchor::Value => pl.value.or(pl.key),
+                Anchor::Key => pl.key.or(pl.value),
+            };
+            let mut cur = Some(p.clone());
+            while let Some(c) = cur {
+                if let Some(pos) = places.get(&c).and_then(pick) {
+                    out.insert((p.clone(), *anchor), pos);
+                    break;
+                }
+                cur = c.parent();
+            }
+        }
+        out
+    }
+
+    /// The position of one path's value (or of its nearest ancestor).
+    pub fn value_position(&self, path: &YamlPath) -> Option<Position> {
+        self.locate(&[(path.clone(), Anchor::Value)])
+            .into_values()
+            .next()
+    }
+
+    /// The position of one path's key (for an unknown field, the key is what is wrong).
+    pub fn key_position(&self, path: &YamlPath) -> Option<Position> {
+        self.locate(&[(path.clone(), Anchor::Key)])
+            .into_values()
+            .next()
     }
 
     /// The text of a 1-based line, without its line ending.
@@ -166,10 +193,14 @@ enum Frame {
     },
 }
 
-/// Walks the positioned event stream once and records where each path's key and value start.
-/// Only the first document is indexed. A document the positioned parser cannot read yields a
-/// partial index: locations then fall back to the nearest indexed ancestor.
-fn index_positions(text: &str) -> BTreeMap<YamlPath, Place> {
+/// Walks the positioned event stream once and records where the key and value of each
+/// `interesting` path start. Only the first document is indexed. A document the positioned
+/// parser cannot read yields a partial index: locations then fall back to the nearest indexed
+/// ancestor.
+fn index_positions(
+    text: &str,
+    interesting: &std::collections::BTreeSet<YamlPath>,
+) -> BTreeMap<YamlPath, Place> {
     let mut places: BTreeMap<YamlPath, Place> = BTreeMap::new();
     let mut stack: Vec<Frame> = Vec::new();
     let mut docs = 0;
@@ -191,18 +222,21 @@ fn index_positions(text: &str) -> BTreeMap<YamlPath, Place> {
                     && pending_key.is_none()
                 {
                     let key_path = path.key(&value);
-                    places.entry(key_path).or_default().key = Some(pos);
+                    if interesting.contains(&key_path) {
+                        places.entry(key_path).or_default().key = Some(pos);
+                    }
                     *pending_key = Some((value.into_owned(), pos));
                     continue;
                 }
-                if let Some(child) = child_path(&mut stack) {
+                let child = child_path(&mut stack).unwrap_or_default();
+                if interesting.contains(&child) {
                     places.entry(child).or_default().value = Some(pos);
-                } else {
-                    places.entry(YamlPath::root()).or_default().value = Some(pos);
                 }
             }
             Event::Alias(_) => {
-                if let Some(child) = child_path(&mut stack) {
+                if let Some(child) = child_path(&mut stack)
+                    && interesting.contains(&child)
+                {
                     places.entry(child).or_default().value = Some(pos);
                 }
             }

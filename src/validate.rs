@@ -38,6 +38,8 @@ pub struct ClusterSpec {
     pub control_plane_upgrade: ControlPlaneUpgrade,
     pub policy: UpgradePolicy,
     pub chart_repository: String,
+    /// Whether the cluster sets `installMethod` itself (rather than through `defaults`).
+    pub install_set_here: bool,
     pub version: IstioVersion,
     /// The running revision; `None` for a default (unrevisioned) install.
     pub revision: Option<String>,
@@ -421,6 +423,7 @@ fn validate_cluster(
         chart_repository: settings
             .chart_repository
             .unwrap_or_else(|| "istio".to_string()),
+        install_set_here: c.settings.install_method.is_some(),
         version,
         revision: c.istio.revision.clone().filter(|r| r != DEFAULT_REVISION),
         namespace: c.istio.namespace.clone(),

@@ -69,7 +69,7 @@ pub struct WriteReport {
     pub updated: Vec<String>,
     pub removed: Vec<String>,
     pub unchanged: usize,
-    /// Unified diffs of every change, in path order (filled in check mode).
+    /// Unified diffs of every change (check mode, [`write_tree`] only; [`Writer`] prints them).
     pub diff: String,
 }
 
@@ -106,9 +106,14 @@ pub fn write_tree(
     tree: &OutputTree,
     opts: WriteOptions,
 ) -> Result<WriteReport, WriteError> {
-    let mut w = Writer::begin(out, opts)?;
-    w.put(tree)?;
-    w.finish()
+    let mut diff = Vec::new();
+    let mut report = {
+        let mut w = Writer::begin(out, opts, &mut diff)?;
+        w.put(tree)?;
+        w.finish()?
+    };
+    report.diff = String::from_utf8_lossy(&diff).into_owned();
+    Ok(report)
 }
 
 /// A write in progress. Files arrive in chunks ([`Writer::put`]) so that a large plan never
@@ -116,8 +121,10 @@ pub fn write_tree(
 /// a journal (`.meshplan/pending`), so that a run killed at any moment leaves every file it may
 /// have written owned, and the next run converges. The manifest is written last and the journal
 /// then removed.
-pub struct Writer {
+pub struct Writer<'a> {
     out: PathBuf,
+    /// Where check mode prints its unified diffs, as it finds them.
+    diff: &'a mut dyn io::Write,
     opts: WriteOptions,
     /// Files owned before this run: the manifest plus any journal a killed run left.
     owned: BTreeSet<String>,
@@ -127,10 +134,21 @@ pub struct Writer {
     journal: Option<fs::File>,
     report: WriteReport,
     cleaned: BTreeSet<PathBuf>,
+    /// Directories below `out` already known to be real directories (not symlinks).
+    dirs_ok: BTreeSet<PathBuf>,
+    /// Directories below `out` known not to exist yet.
+    dirs_missing: BTreeSet<PathBuf>,
 }
 
-impl Writer {
-    pub fn begin(out: &Path, opts: WriteOptions) -> Result<Self, WriteError> {
+impl<'a> Writer<'a> {
+    pub fn begin(
+        out: &Path,
+        opts: WriteOptions,
+        diff: &'a mut dyn io::Write,
+    ) -> Result<Self, WriteError> {
+        // Absolute once, so that temporary files need no working-directory lookups.
+        let abs = std::path::absolute(out).map_err(io_err(out))?;
+        let out = abs.as_path();
         let exists = match fs::symlink_metadata(out) {
             Ok(m) if m.is_dir() || (m.file_type().is_symlink() && out.is_dir()) => true,
             Ok(_) => {
@@ -164,6 +182,7 @@ impl Writer {
         owned.extend(pending.unwrap_or_default());
         Ok(Self {
             out: out.to_path_buf(),
+            diff,
             opts,
             owned,
             old_manifest: old,
@@ -171,11 +190,88 @@ impl Writer {
             journal: None,
             report: WriteReport::default(),
             cleaned: BTreeSet::new(),
+            dirs_ok: BTreeSet::new(),
+            dirs_missing: BTreeSet::new(),
         })
     }
 
+    /// `out/rel` for a file, checking (once per directory) that no directory on the way is a
+    /// symlink, and whether its directory exists at all (if not, neither does the file).
+    fn joined(&mut self, rel: &str) -> Result<(PathBuf, bool), WriteError> {
+        let full = self.out.join(rel);
+        let parent = full
+            .parent()
+            .map_or_else(|| self.out.clone(), Path::to_path_buf);
+        if self.dirs_ok.contains(&parent) {
+            safe_last(&full)?;
+            return Ok((full, true));
+        }
+        if self.dirs_missing.contains(&parent) {
+            return Ok((full, false));
+        }
+        let mut cur = self.out.clone();
+        let rel_parent = parent
+            .strip_prefix(&self.out)
+            .unwrap_or(Path::new(""))
+            .to_path_buf();
+        let mut missing = false;
+        for part in rel_parent.components() {
+            cur.push(part);
+            if missing {
+                self.dirs_missing.insert(cur.clone());
+                continue;
+            }
+            if self.dirs_ok.contains(&cur) {
+                continue;
+            }
+            match fs::symlink_metadata(&cur) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(WriteError::Refused(format!(
+                        "refusing to follow the symlink `{}` inside the output directory",
+                        cur.display()
+                    )));
+                }
+                Ok(m) if m.is_dir() => {
+                    self.dirs_ok.insert(cur.clone());
+                }
+                Ok(_) => {
+                    return Err(WriteError::Refused(format!(
+                        "`{}` is in the way: meshplan needs a directory there",
+                        cur.display()
+                    )));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    missing = true;
+                    self.dirs_missing.insert(cur.clone());
+                }
+                Err(e) => return Err(io_err(&cur)(e)),
+            }
+        }
+        if missing {
+            return Ok((full, false));
+        }
+        safe_last(&full)?;
+        Ok((full, true))
+    }
+
+    fn ensure_dir(&mut self, dir: &Path) -> Result<(), WriteError> {
+        if self.dirs_ok.contains(dir) {
+            return Ok(());
+        }
+        create_dirs(&self.out, dir)?;
+        let mut d = dir.to_path_buf();
+        while d.starts_with(&self.out) && d != self.out {
+            self.dirs_missing.remove(&d);
+            self.dirs_ok.insert(d.clone());
+            if !d.pop() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Records that this run owns `paths`, before any of them is written.
-    fn claim<'a>(&mut self, paths: impl Iterator<Item = &'a String>) -> Result<(), WriteError> {
+    fn claim<'p>(&mut self, paths: impl Iterator<Item = &'p String>) -> Result<(), WriteError> {
         if self.opts.check {
             return Ok(());
         }
@@ -218,8 +314,13 @@ impl Writer {
         // Refuse before writing anything of the chunk.
         let mut actions = Vec::new();
         for (path, text) in &tree.0 {
-            let full = safe_join(&self.out, path)?;
-            let change = match read_if_file(&full)? {
+            let (full, dir_exists) = self.joined(path)?;
+            let current = if dir_exists {
+                read_if_file(&full)?
+            } else {
+                None
+            };
+            let change = match current {
                 Some(current) if current == *text => {
                     self.report.unchanged += 1;
                     continue;
@@ -232,14 +333,14 @@ impl Writer {
                         )));
                     }
                     if self.opts.check {
-                        self.report.diff.push_str(&unified(path, &current, text));
+                        self.emit_diff(&unified(path, &current, text))?;
                     }
                     self.report.updated.push(path.clone());
                     Change::Update
                 }
                 None => {
                     if self.opts.check {
-                        self.report.diff.push_str(&unified(path, "", text));
+                        self.emit_diff(&unified(path, "", text))?;
                     }
                     self.report.created.push(path.clone());
                     Change::Create
@@ -253,7 +354,7 @@ impl Writer {
         self.claim(actions.iter().map(|(p, _, _)| *p))?;
         for (path, full, _) in actions {
             if let Some(parent) = full.parent() {
-                create_dirs(&self.out, parent)?;
+                self.ensure_dir(parent)?;
                 self.clean_stray_temp_files(parent)?;
             }
             write_atomic(&full, tree.0[path].as_bytes())?;
@@ -339,10 +440,10 @@ impl Writer {
                     .diff
                     .push_str(&unified(path, old.as_deref().unwrap_or(""), &new));
             } else {
-                self.report.diff.push_str(&format!(
+                self.emit_diff(&format!(
                     "--- a/{path}\n+++ b/{path}\n@@ large file differs: {} bytes now, {new_len} bytes generated @@\n",
                     existing.unwrap_or(0)
-                ));
+                ))?;
             }
             return Ok(());
         }
@@ -360,7 +461,7 @@ impl Writer {
             let full = safe_join(&self.out, &path)?;
             if let Some(current) = read_if_file(&full)? {
                 if self.opts.check {
-                    self.report.diff.push_str(&unified(&path, &current, ""));
+                    self.emit_diff(&unified(&path, &current, ""))?;
                 } else {
                     fs::remove_file(&full).map_err(io_err(&full))?;
                     remove_empty_parents(&self.out, &full);
@@ -382,6 +483,15 @@ impl Writer {
             fs::remove_file(&journal).map_err(io_err(&journal))?;
         }
         Ok(self.report)
+    }
+
+    fn emit_diff(&mut self, text: &str) -> Result<(), WriteError> {
+        self.diff
+            .write_all(text.as_bytes())
+            .map_err(|source| WriteError::Io {
+                path: PathBuf::from("<stdout>"),
+                source,
+            })
     }
 
     /// Removes temporary files a killed run left in a directory this run writes to.
@@ -467,6 +577,17 @@ fn read_manifest(out: &Path, path: &Path) -> Result<Option<Manifest>, WriteError
 
 fn is_empty_dir(dir: &Path) -> Result<bool, WriteError> {
     Ok(fs::read_dir(dir).map_err(io_err(dir))?.next().is_none())
+}
+
+/// Refuses a path whose last component is a symlink.
+fn safe_last(full: &Path) -> Result<(), WriteError> {
+    match fs::symlink_metadata(full) {
+        Ok(m) if m.file_type().is_symlink() => Err(WriteError::Refused(format!(
+            "refusing to follow the symlink `{}` inside the output directory",
+            full.display()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// `out/rel`, refusing any path whose components below `out` are symlinks, so that no write or
