@@ -439,6 +439,14 @@ fn cmd_compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
     }
 }
 
+/// One cluster, planned and rendered.
+struct Rendered {
+    tree: output::OutputTree,
+    steps_yaml: String,
+    md: String,
+    summary: plan::ClusterPlan,
+}
+
 #[derive(Debug, thiserror::Error)]
 enum CompileError {
     #[error(transparent)]
@@ -456,8 +464,6 @@ fn scratch_io(e: std::io::Error) -> CompileError {
 
 /// Plans, renders and writes one cluster at a time, so that memory stays bounded by the largest
 /// cluster; `plan.yaml` and `PLAN.md` are assembled from per-cluster parts kept in scratch files.
-/// The first cluster is rendered before anything is written, so that a broken template is found
-/// before the output directory is touched.
 #[allow(clippy::too_many_arguments)]
 fn emit(
     mesh: &Mesh,
@@ -474,24 +480,59 @@ fn emit(
     let mut steps_body = std::io::BufWriter::new(write::scratch().map_err(scratch_io)?);
     let mut md_body = std::io::BufWriter::new(write::scratch().map_err(scratch_io)?);
     let mut summaries = Vec::new();
-    let mut writer: Option<write::Writer> = None;
-    for (i, (c, p)) in mesh.clusters.iter().zip(&paths.clusters).enumerate() {
-        let part = plan::build_cluster(i, c, p, catalog);
-        let tree = render::render_files(&part.artifacts, inventory_name, env)?;
-        steps_body
-            .write_all(render::plan_yaml_steps(&part.steps)?.as_bytes())
-            .map_err(scratch_io)?;
-        md_body
-            .write_all(render::plan_md_cluster(&part.summary, &part.steps, env)?.as_bytes())
-            .map_err(scratch_io)?;
-        if writer.is_none() {
-            writer = Some(write::Writer::begin(out, opts, &mut *diff)?);
+    // Nothing is written until the first cluster is rendered: a broken template or a refused
+    // directory stops the run before the output directory is touched.
+    let mut w = write::Writer::begin(out, opts, diff)?;
+    // Two worker threads plan and render clusters (round-robin) while this one writes them;
+    // clusters are taken back in inventory order, so the output does not depend on timing.
+    const WORKERS: usize = 2;
+    let result: Result<(), CompileError> = std::thread::scope(|scope| {
+        let mut queues = Vec::new();
+        for k in 0..WORKERS {
+            let (tx, rx) =
+                std::sync::mpsc::sync_channel::<Result<Rendered, render::RenderError>>(1);
+            queues.push(rx);
+            scope.spawn(move || {
+                let mine = mesh
+                    .clusters
+                    .iter()
+                    .zip(&paths.clusters)
+                    .enumerate()
+                    .skip(k)
+                    .step_by(WORKERS);
+                for (i, (c, p)) in mine {
+                    let part = plan::build_cluster(i, c, p, catalog);
+                    let rendered = render::render_files(&part.artifacts, inventory_name, env)
+                        .and_then(|tree| {
+                            Ok(Rendered {
+                                tree,
+                                steps_yaml: render::plan_yaml_steps(&part.steps)?,
+                                md: render::plan_md_cluster(&part.summary, &part.steps, env)?,
+                                summary: part.summary,
+                            })
+                        });
+                    let failed = rendered.is_err();
+                    if tx.send(rendered).is_err() || failed {
+                        break;
+                    }
+                }
+            });
         }
-        if let Some(w) = writer.as_mut() {
-            w.put(&tree)?;
+        for i in 0..mesh.clusters.len() {
+            let Ok(rendered) = queues[i % WORKERS].recv() else {
+                break;
+            };
+            let r = rendered?;
+            steps_body
+                .write_all(r.steps_yaml.as_bytes())
+                .map_err(scratch_io)?;
+            md_body.write_all(r.md.as_bytes()).map_err(scratch_io)?;
+            w.put(&r.tree)?;
+            summaries.push(r.summary);
         }
-        summaries.push(part.summary);
-    }
+        Ok(())
+    });
+    result?;
     let head = render::PlanHead {
         mesh: &mesh.name,
         inventory: inventory_name,
@@ -501,10 +542,6 @@ fn emit(
     };
     let yaml_head = render::plan_yaml_head(&head, env)?;
     let md_head = render::plan_md_head(&head, env)?;
-    let mut w = match writer {
-        Some(w) => w,
-        None => write::Writer::begin(out, opts, diff)?,
-    };
     let mut steps_body = steps_body
         .into_inner()
         .map_err(|e| scratch_io(e.into_error()))?;

@@ -3,7 +3,7 @@
 //! nothing that did not change, never follows a symlink, and writes the manifest last. In check
 //! mode it writes nothing and reports the difference instead.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -133,11 +133,12 @@ pub struct Writer<'a> {
     seen: BTreeSet<String>,
     journal: Option<fs::File>,
     report: WriteReport,
-    cleaned: BTreeSet<PathBuf>,
-    /// Directories below `out` already known to be real directories (not symlinks).
-    dirs_ok: BTreeSet<PathBuf>,
+    cleaned: HashSet<PathBuf>,
+    /// Directories below `out` already known to be real directories (not symlinks). Hash sets:
+    /// internal state only, never iterated on the way to output.
+    dirs_ok: HashSet<PathBuf>,
     /// Directories below `out` known not to exist yet.
-    dirs_missing: BTreeSet<PathBuf>,
+    dirs_missing: HashSet<PathBuf>,
 }
 
 impl<'a> Writer<'a> {
@@ -189,9 +190,9 @@ impl<'a> Writer<'a> {
             seen: BTreeSet::new(),
             journal: None,
             report: WriteReport::default(),
-            cleaned: BTreeSet::new(),
-            dirs_ok: BTreeSet::new(),
-            dirs_missing: BTreeSet::new(),
+            cleaned: HashSet::new(),
+            dirs_ok: HashSet::new(),
+            dirs_missing: HashSet::new(),
         })
     }
 
