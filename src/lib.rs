@@ -310,10 +310,11 @@ fn check_report(paths: &MeshPath, catalog: &Catalog) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "upgrade to {}: every cluster has a supported path\n",
+        "upgrade to {}: every cluster has a supported path",
         paths.target
     );
     for c in &paths.clusters {
+        out.push('\n');
         let _ = writeln!(out, "cluster {}: {} -> {}", c.cluster, c.from, c.to);
         if c.hops.is_empty() {
             let _ = writeln!(out, "  already at {}; nothing to do", c.to);
@@ -340,7 +341,6 @@ fn check_report(paths: &MeshPath, catalog: &Catalog) -> String {
                 let _ = writeln!(out, "    - {n}");
             }
         }
-        out.push('\n');
     }
     out
 }
