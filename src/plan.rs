@@ -1083,7 +1083,10 @@ impl<'a> ClusterBuilder<'a> {
         component.insert("namespace".into(), json!(g.gateway.namespace));
         component.insert("enabled".into(), json!(true));
         component.insert("label".into(), json!({"app": name, "istio": g.istio_label}));
-        let mut k8s = Map::new();
+        // For istioctl installs the gateway's carried values are the component's Kubernetes
+        // settings (IstioOperator `k8s`: resources, hpaSpec, replicaCount, ...); the Service
+        // settings meshplan manages take precedence.
+        let mut k8s: Map<String, Value> = g.gateway.values.clone().into_iter().collect();
         if let Some(svc) = g.service() {
             let mut service = Map::new();
             service.insert(
@@ -1119,12 +1122,6 @@ impl<'a> ClusterBuilder<'a> {
             "components".into(),
             json!({ list: [Value::Object(component)] }),
         );
-        if !g.gateway.values.is_empty() {
-            spec.insert(
-                "values".into(),
-                json!({"gateways": {name: g.gateway.values}}),
-            );
-        }
         json!({
             "apiVersion": "install.istio.io/v1alpha1",
             "kind": "IstioOperator",
