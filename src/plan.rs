@@ -1614,10 +1614,19 @@ impl<'a> ClusterBuilder<'a> {
                 Phase::Crds.dir()
             )));
         }
-        // Revision tags (`default` included, when the cluster has it as a tag) move to the new
-        // revision; namespaces were relabelled to the revision itself, so this only matters to
-        // whatever still uses the tags.
-        for tag in &self.c.tags {
+        // With istioctl, the `default` tag is what points validation (and the legacy injection
+        // selectors) at a revision: Istio's canary procedure moves it to the new revision. An
+        // unrevisioned install gets it only at the end, once its own webhooks are gone.
+        let mut tags: Vec<String> = self.c.tags.clone();
+        if self.c.install != InstallMethod::Helm
+            && hop.from_revision.is_some()
+            && !tags.iter().any(|t| t == DEFAULT_REVISION)
+        {
+            tags.insert(0, DEFAULT_REVISION.to_string());
+        }
+        // Revision tags move to the new revision; namespaces were relabelled to the revision
+        // itself, so this only matters to whatever still uses the tags.
+        for tag in &tags {
             s.apply.push(self.istioctl(&format!(
                 "tag set {tag} --revision {} --overwrite",
                 hop.to_label()
@@ -1625,16 +1634,12 @@ impl<'a> ClusterBuilder<'a> {
             s.rollback
                 .push(self.istioctl(&format!("tag set {tag} --revision {old_label} --overwrite")));
         }
-        if s.apply.is_empty() {
-            s.confirm.push(
-                "nothing to change: the cluster has no default revision or tags to move"
-                    .to_string(),
-            );
-        }
         s.wait.push(
             self.kubectl("get validatingwebhookconfigurations,mutatingwebhookconfigurations"),
         );
-        self.push_step(s);
+        if !s.apply.is_empty() {
+            self.push_step(s);
+        }
 
         // 4. The old control plane.
         let old_release = self.release_of(hop.from_revision.as_deref());
@@ -1897,5 +1902,136 @@ mod tests {
                 "validatingwebhookconfiguration/istio-validator-1-19-istio-system"
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod invariants {
+    //! Properties every plan must have, checked on plans built in memory from real inventories.
+
+    use super::*;
+    use crate::diagnostic::Diagnostics;
+    use crate::path::{Target, plan_paths};
+    use crate::source::Source;
+
+    fn plan_for(text: &str, to: &str) -> Plan {
+        let src = Source::new("inventory.yaml", text);
+        let inv = crate::load::inventory(&src).expect("valid inventory");
+        let mut diags = Diagnostics::default();
+        let mesh = crate::validate::validate(&inv, &src, &mut diags).expect("valid mesh");
+        let catalog = Catalog::embedded();
+        let target = Target {
+            version: to.parse().unwrap(),
+            via: vec![],
+            one_minor: false,
+            today: None,
+        };
+        let paths = plan_paths(&mesh, &target, &catalog, &src, &mut diags).expect("a path");
+        build(&mesh, &paths, &catalog, "inventory.yaml")
+    }
+
+    fn plans() -> Vec<(&'static str, Plan)> {
+        let contract = include_str!("../examples/prod-mesh.yaml");
+        let solo = include_str!("../golden/ok-solo-istioctl-bluegreen/inventory.yaml");
+        let legacy = include_str!("../golden/ok-legacy-injection-to-1-24/inventory.yaml");
+        let operator = include_str!("../golden/ok-operator-in-place-multi-hop/inventory.yaml");
+        vec![
+            ("contract 1.20.2", plan_for(contract, "1.20.2")),
+            ("contract 1.21.0", plan_for(contract, "1.21.0")),
+            ("contract 1.22.8", plan_for(contract, "1.22.8")),
+            ("solo", plan_for(solo, "1.11.8")),
+            ("legacy", plan_for(legacy, "1.24.6")),
+            ("operator", plan_for(operator, "1.23.6")),
+        ]
+    }
+
+    #[test]
+    fn steps_are_in_cluster_hop_phase_order() {
+        for (name, plan) in plans() {
+            let cluster_index = |c: &str| plan.clusters.iter().position(|x| x.name == c).unwrap();
+            let keys: Vec<_> = plan
+                .steps
+                .iter()
+                .map(|s| (cluster_index(&s.cluster), s.hop, s.phase))
+                .collect();
+            let mut sorted = keys.clone();
+            sorted.sort();
+            assert_eq!(keys, sorted, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_old_revision_goes_only_after_everything_moved() {
+        for (name, plan) in plans() {
+            for (i, s) in plan.steps.iter().enumerate() {
+                if s.id.ends_with("remove-old-istiod") {
+                    let later_moves = plan.steps[i..]
+                        .iter()
+                        .filter(|t| t.cluster == s.cluster && t.hop == s.hop)
+                        .any(|t| {
+                            matches!(t.phase, Phase::DataPlane | Phase::Traffic | Phase::Gateways)
+                        });
+                    assert!(
+                        !later_moves,
+                        "{name}: {} comes before its hop's moves end",
+                        s.id
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_change_can_be_undone() {
+        for (name, plan) in plans() {
+            for s in &plan.steps {
+                assert!(
+                    !s.apply.is_empty() || !s.confirm.is_empty(),
+                    "{name}: {} does nothing",
+                    s.id
+                );
+                assert!(
+                    !s.rollback.is_empty() || s.rollback_note.is_some(),
+                    "{name}: {} has no rollback",
+                    s.id
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn steps_and_files_match() {
+        for (name, plan) in plans() {
+            let files: std::collections::BTreeSet<&str> =
+                plan.artifacts.iter().map(|a| a.path.as_str()).collect();
+            assert_eq!(
+                files.len(),
+                plan.artifacts.len(),
+                "{name}: a path is generated twice"
+            );
+            let mut used = std::collections::BTreeSet::new();
+            for s in &plan.steps {
+                for f in s.files.iter().chain(&s.rollback_files) {
+                    assert!(
+                        files.contains(f.as_str()),
+                        "{name}: {} names missing {f}",
+                        s.id
+                    );
+                    used.insert(f.as_str());
+                    // Every file a step applies appears in one of its commands.
+                    assert!(
+                        s.apply
+                            .iter()
+                            .chain(&s.rollback)
+                            .any(|c| c.contains(f.as_str()))
+                            || f.ends_with("README.md"),
+                        "{name}: {} never uses {f}",
+                        s.id
+                    );
+                }
+            }
+            let unused: Vec<_> = files.difference(&used).collect();
+            assert!(unused.is_empty(), "{name}: no step uses {unused:?}");
+        }
     }
 }
