@@ -490,7 +490,7 @@ fn emit(
         let mut queues = Vec::new();
         for k in 0..WORKERS {
             let (tx, rx) =
-                std::sync::mpsc::sync_channel::<Result<Rendered, render::RenderError>>(1);
+                std::sync::mpsc::sync_channel::<Result<Rendered, render::RenderError>>(0);
             queues.push(rx);
             scope.spawn(move || {
                 let mine = mesh

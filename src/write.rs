@@ -8,7 +8,8 @@ use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use serde_json::Value;
 
 use crate::output::{OutputTree, check_rel_path};
 
@@ -32,42 +33,49 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
     }
 }
 
-#[derive(Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Manifest {
+    #[allow(dead_code)]
     generated_by: String,
-    /// Every file meshplan wrote, relative to the output directory.
-    files: BTreeSet<String>,
+    /// Every file meshplan wrote, relative to the output directory, sorted.
+    files: Vec<String>,
 }
 
-impl Manifest {
-    fn new(files: BTreeSet<String>) -> Self {
-        Self {
-            generated_by: "meshplan".to_string(),
-            files,
+/// Writes the manifest of `files` (sorted) as pretty JSON, streamed: a large plan's file list is
+/// never held twice.
+fn write_manifest(path: &Path, files: &[String]) -> Result<(), WriteError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = temp_in(dir)?;
+    {
+        let mut w = io::BufWriter::new(tmp.as_file_mut());
+        let mut text = String::from("{\n  \"generatedBy\": \"meshplan\",\n  \"files\": [");
+        for (i, f) in files.iter().enumerate() {
+            text.push_str(if i == 0 { "\n    " } else { ",\n    " });
+            text.push_str(&Value::String(f.clone()).to_string());
+            if text.len() > 1 << 16 {
+                w.write_all(text.as_bytes()).map_err(io_err(path))?;
+                text.clear();
+            }
         }
+        text.push_str(if files.is_empty() {
+            "]\n}\n"
+        } else {
+            "\n  ]\n}\n"
+        });
+        w.write_all(text.as_bytes()).map_err(io_err(path))?;
+        w.flush().map_err(io_err(path))?;
     }
-
-    fn to_text(&self) -> String {
-        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
-        s.push('\n');
-        s
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Change {
-    Create,
-    Update,
-    Remove,
+    tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
+    Ok(())
 }
 
 /// What a run did (or, in check mode, would do).
 #[derive(Debug, Default)]
 pub struct WriteReport {
-    pub created: Vec<String>,
-    pub updated: Vec<String>,
-    pub removed: Vec<String>,
+    pub created: usize,
+    pub updated: usize,
+    pub removed: usize,
     pub unchanged: usize,
     /// Unified diffs of every change (check mode, [`write_tree`] only; [`Writer`] prints them).
     pub diff: String,
@@ -75,16 +83,13 @@ pub struct WriteReport {
 
 impl WriteReport {
     pub fn changed(&self) -> bool {
-        !(self.created.is_empty() && self.updated.is_empty() && self.removed.is_empty())
+        self.created + self.updated + self.removed > 0
     }
 
     pub fn summary(&self) -> String {
         format!(
             "created {}, updated {}, removed {}, unchanged {}",
-            self.created.len(),
-            self.updated.len(),
-            self.removed.len(),
-            self.unchanged
+            self.created, self.updated, self.removed, self.unchanged
         )
     }
 }
@@ -126,11 +131,15 @@ pub struct Writer<'a> {
     /// Where check mode prints its unified diffs, as it finds them.
     diff: &'a mut dyn io::Write,
     opts: WriteOptions,
-    /// Files owned before this run: the manifest plus any journal a killed run left.
-    owned: BTreeSet<String>,
-    old_manifest: Option<Manifest>,
-    /// Every file this run generates.
-    seen: BTreeSet<String>,
+    /// Files owned before this run, sorted: the manifest plus any journal a killed run left.
+    owned: Vec<String>,
+    /// Whether `owned` is exactly the manifest (no journal of a killed run).
+    owned_is_manifest: bool,
+    /// Which of `owned` this run generates again (one flag per owned path, so that a re-run
+    /// does not hold every path twice).
+    seen_owned: Vec<bool>,
+    /// Files this run generates that were not owned before.
+    seen_new: Vec<String>,
     journal: Option<fs::File>,
     report: WriteReport,
     cleaned: HashSet<PathBuf>,
@@ -179,15 +188,19 @@ impl<'a> Writer<'a> {
                 out.display()
             )));
         }
-        let mut owned: BTreeSet<String> = old.as_ref().map(|m| m.files.clone()).unwrap_or_default();
+        let owned_is_manifest = old.is_some() && pending.is_none();
+        let mut owned: Vec<String> = old.map(|m| m.files).unwrap_or_default();
         owned.extend(pending.unwrap_or_default());
+        owned.sort_unstable();
+        owned.dedup();
         Ok(Self {
             out: out.to_path_buf(),
             diff,
             opts,
+            seen_owned: vec![false; owned.len()],
             owned,
-            old_manifest: old,
-            seen: BTreeSet::new(),
+            owned_is_manifest,
+            seen_new: Vec::new(),
             journal: None,
             report: WriteReport::default(),
             cleaned: HashSet::new(),
@@ -276,7 +289,7 @@ impl<'a> Writer<'a> {
         if self.opts.check {
             return Ok(());
         }
-        let new: Vec<&String> = paths.filter(|p| !self.owned.contains(*p)).collect();
+        let new: Vec<&String> = paths.filter(|p| !self.owns(p)).collect();
         if new.is_empty() {
             return Ok(());
         }
@@ -308,9 +321,7 @@ impl<'a> Writer<'a> {
     pub fn put(&mut self, tree: &OutputTree) -> Result<(), WriteError> {
         for path in tree.0.keys() {
             check_rel_path(path).map_err(WriteError::Refused)?;
-            if !self.seen.insert(path.clone()) {
-                return Err(WriteError::Refused(format!("`{path}` was generated twice")));
-            }
+            self.mark_seen(path)?;
         }
         // Refuse before writing anything of the chunk.
         let mut actions = Vec::new();
@@ -321,13 +332,13 @@ impl<'a> Writer<'a> {
             } else {
                 None
             };
-            let change = match current {
+            match current {
                 Some(current) if current == *text => {
                     self.report.unchanged += 1;
                     continue;
                 }
                 Some(current) => {
-                    if !self.owned.contains(path) && !self.opts.force {
+                    if !self.owns(path) && !self.opts.force {
                         return Err(WriteError::Refused(format!(
                             "refusing to overwrite `{}`: meshplan did not write it; move it away, or pass --force",
                             full.display()
@@ -336,24 +347,22 @@ impl<'a> Writer<'a> {
                     if self.opts.check {
                         self.emit_diff(&unified(path, &current, text))?;
                     }
-                    self.report.updated.push(path.clone());
-                    Change::Update
+                    self.report.updated += 1;
                 }
                 None => {
                     if self.opts.check {
                         self.emit_diff(&unified(path, "", text))?;
                     }
-                    self.report.created.push(path.clone());
-                    Change::Create
+                    self.report.created += 1;
                 }
-            };
-            actions.push((path, full, change));
+            }
+            actions.push((path, full));
         }
         if self.opts.check || actions.is_empty() {
             return Ok(());
         }
-        self.claim(actions.iter().map(|(p, _, _)| *p))?;
-        for (path, full, _) in actions {
+        self.claim(actions.iter().map(|(p, _)| *p))?;
+        for (path, full) in actions {
             if let Some(parent) = full.parent() {
                 self.ensure_dir(parent)?;
                 self.clean_stray_temp_files(parent)?;
@@ -371,9 +380,7 @@ impl<'a> Writer<'a> {
         produce: &mut dyn FnMut(&mut dyn io::Write) -> io::Result<()>,
     ) -> Result<(), WriteError> {
         check_rel_path(path).map_err(WriteError::Refused)?;
-        if !self.seen.insert(path.to_string()) {
-            return Err(WriteError::Refused(format!("`{path}` was generated twice")));
-        }
+        self.mark_seen(path)?;
         let full = safe_join(&self.out, path)?;
         let existing = match fs::symlink_metadata(&full) {
             Ok(m) if m.is_file() => Some(m.len()),
@@ -391,8 +398,7 @@ impl<'a> Writer<'a> {
             }
             Err(e) => return Err(io_err(&full)(e)),
         };
-        if existing.is_some() && !self.owned.contains(path) && !self.opts.force && !self.opts.check
-        {
+        if existing.is_some() && !self.owns(path) && !self.opts.force && !self.opts.check {
             return Err(WriteError::Refused(format!(
                 "refusing to overwrite `{}`: meshplan did not write it; move it away, or pass --force",
                 full.display()
@@ -428,9 +434,9 @@ impl<'a> Writer<'a> {
             return Ok(());
         }
         if existing.is_some() {
-            self.report.updated.push(path.to_string());
+            self.report.updated += 1;
         } else {
-            self.report.created.push(path.to_string());
+            self.report.created += 1;
         }
         if self.opts.check {
             let old = existing.map(|_| fs::read_to_string(&full).unwrap_or_default());
@@ -452,31 +458,77 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
+    fn owns(&self, path: &str) -> bool {
+        self.owned
+            .binary_search_by(|p| p.as_str().cmp(path))
+            .is_ok()
+    }
+
+    fn mark_seen(&mut self, path: &str) -> Result<(), WriteError> {
+        match self.owned.binary_search_by(|p| p.as_str().cmp(path)) {
+            Ok(i) if self.seen_owned[i] => {
+                Err(WriteError::Refused(format!("`{path}` was generated twice")))
+            }
+            Ok(i) => {
+                self.seen_owned[i] = true;
+                Ok(())
+            }
+            Err(_) => {
+                self.seen_new.push(path.to_string());
+                Ok(())
+            }
+        }
+    }
+
     /// Removes what this run no longer generates, then writes the manifest.
     pub fn finish(mut self) -> Result<WriteReport, WriteError> {
-        let stale: Vec<String> = self.owned.difference(&self.seen).cloned().collect();
-        for path in stale {
-            if check_rel_path(&path).is_err() {
+        let mut new = std::mem::take(&mut self.seen_new);
+        new.sort_unstable();
+        if let Some(w) = new.windows(2).find(|w| w[0] == w[1]) {
+            return Err(WriteError::Refused(format!(
+                "`{}` was generated twice",
+                w[0]
+            )));
+        }
+        let owned = std::mem::take(&mut self.owned);
+        let seen_owned = std::mem::take(&mut self.seen_owned);
+        for (path, _) in owned.iter().zip(&seen_owned).filter(|(_, seen)| !**seen) {
+            if check_rel_path(path).is_err() {
                 continue;
             }
-            let full = safe_join(&self.out, &path)?;
+            let full = safe_join(&self.out, path)?;
             if let Some(current) = read_if_file(&full)? {
                 if self.opts.check {
-                    self.emit_diff(&unified(&path, &current, ""))?;
+                    self.emit_diff(&unified(path, &current, ""))?;
                 } else {
                     fs::remove_file(&full).map_err(io_err(&full))?;
                     remove_empty_parents(&self.out, &full);
                 }
-                self.report.removed.push(path.clone());
+                self.report.removed += 1;
             }
         }
         if self.opts.check {
             return Ok(self.report);
         }
-        let manifest = Manifest::new(std::mem::take(&mut self.seen));
-        if self.old_manifest.as_ref() != Some(&manifest) {
+        let unchanged = self.owned_is_manifest && new.is_empty() && seen_owned.iter().all(|s| *s);
+        if !unchanged {
+            // The new manifest: the owned files seen again, merged with the new ones, sorted.
+            let kept = owned
+                .into_iter()
+                .zip(seen_owned)
+                .filter(|(_, seen)| *seen)
+                .map(|(p, _)| p);
+            let mut files: Vec<String> = Vec::with_capacity(new.len());
+            let mut new_iter = new.into_iter().peekable();
+            for p in kept {
+                while let Some(n) = new_iter.next_if(|n| *n < p) {
+                    files.push(n);
+                }
+                files.push(p);
+            }
+            files.extend(new_iter);
             create_dirs(&self.out, &self.out.join(".meshplan"))?;
-            write_atomic(&self.out.join(MANIFEST), manifest.to_text().as_bytes())?;
+            write_manifest(&self.out.join(MANIFEST), &files)?;
         }
         drop(self.journal.take());
         let journal = self.out.join(JOURNAL);
@@ -759,7 +811,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("plan");
         let r = write_tree(&out, &tree(&[("a/x.yaml", "1\n"), ("b/y.yaml", "2\n")]), W).unwrap();
-        assert_eq!((r.created.len(), r.unchanged), (2, 0));
+        assert_eq!((r.created, r.unchanged), (2, 0));
         fs::write(out.join("a/mine.txt"), "hand-written\n").unwrap();
         // Re-run unchanged: nothing written.
         let r = write_tree(&out, &tree(&[("a/x.yaml", "1\n"), ("b/y.yaml", "2\n")]), W).unwrap();
@@ -767,7 +819,7 @@ mod tests {
         assert_eq!(r.unchanged, 2);
         // A file dropped from the tree is removed with its now-empty directory; others stay.
         let r = write_tree(&out, &tree(&[("a/x.yaml", "3\n")]), W).unwrap();
-        assert_eq!((r.updated.len(), r.removed.len()), (1, 1));
+        assert_eq!((r.updated, r.removed), (1, 1));
         assert!(!out.join("b").exists());
         assert_eq!(
             fs::read_to_string(out.join("a/mine.txt")).unwrap(),
@@ -776,7 +828,7 @@ mod tests {
         // Check mode: edits and deletions are drift, hand-written files are not.
         fs::write(out.join("a/x.yaml"), "edited\n").unwrap();
         let r = write_tree(&out, &tree(&[("a/x.yaml", "3\n")]), C).unwrap();
-        assert_eq!(r.updated, vec!["a/x.yaml".to_string()]);
+        assert_eq!(r.updated, 1);
         assert!(r.diff.contains("-edited\n+3\n"), "{}", r.diff);
         assert_eq!(
             fs::read_to_string(out.join("a/x.yaml")).unwrap(),
@@ -825,6 +877,24 @@ mod tests {
     }
 
     #[test]
+    fn a_journal_left_by_a_killed_first_run_counts_as_owned() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("plan");
+        // A first run killed after claiming and writing one file: no manifest yet.
+        fs::create_dir_all(out.join(".meshplan")).unwrap();
+        fs::write(out.join(JOURNAL), "a.yaml\nold.yaml\n").unwrap();
+        fs::write(out.join("a.yaml"), "stale\n").unwrap();
+        fs::write(out.join("old.yaml"), "gone\n").unwrap();
+        let r = write_tree(&out, &tree(&[("a.yaml", "1\n")]), W).unwrap();
+        assert_eq!((r.updated, r.removed), (1, 1));
+        let files = list_files(&out).unwrap();
+        assert_eq!(
+            files.keys().cloned().collect::<Vec<_>>(),
+            vec![".meshplan/manifest.json", "a.yaml"]
+        );
+    }
+
+    #[test]
     fn converges_after_a_crash_between_files() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("plan");
@@ -832,9 +902,9 @@ mod tests {
         // Simulate a run killed after claiming its files and writing one of them, plus a
         // temporary file left behind.
         fs::create_dir_all(out.join(".meshplan")).unwrap();
-        fs::write(
-            out.join(MANIFEST),
-            Manifest::new(t.0.keys().cloned().collect()).to_text(),
+        write_manifest(
+            &out.join(MANIFEST),
+            &t.0.keys().cloned().collect::<Vec<_>>(),
         )
         .unwrap();
         fs::write(out.join("a.yaml"), "half").unwrap();
