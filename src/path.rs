@@ -798,6 +798,32 @@ mod tests {
         }
     }
 
+    fn target(version: &str, via: &[&str], today: Option<Date>) -> Target {
+        Target {
+            version: version.parse().unwrap(),
+            via: via.iter().map(|v| v.parse().unwrap()).collect(),
+            one_minor: false,
+            today,
+        }
+    }
+
+    /// Plans the path of one cluster.
+    fn plan_one(c: ClusterSpec, target: &Target) -> (Option<MeshPath>, Diagnostics) {
+        let mesh = Mesh {
+            name: "m".into(),
+            clusters: vec![c],
+        };
+        let mut diags = Diagnostics::default();
+        let p = plan_paths(
+            &mesh,
+            target,
+            &Catalog::embedded(),
+            &Source::new("i", ""),
+            &mut diags,
+        );
+        (p, diags)
+    }
+
     struct Case {
         from: &'static str,
         k8s: &'static str,
@@ -823,22 +849,11 @@ mod tests {
     /// Runs one case; returns the hop versions (`"1.19.6>1.21.0:canary"`, ...) or the error codes.
     #[track_caller]
     fn run(case: Case) -> Result<Vec<String>, Vec<&'static str>> {
-        let catalog = Catalog::embedded();
-        let mut c = cluster(case.from, case.k8s, case.upgrade, case.install);
-        c.policy = UpgradePolicy::Istio;
-        let mesh = Mesh {
-            name: "m".into(),
-            clusters: vec![c],
-        };
-        let target = Target {
-            version: case.to.parse().unwrap(),
-            via: vec![],
-            one_minor: case.one_minor,
-            today: None,
-        };
-        let src = Source::new("inv.yaml", "");
-        let mut diags = Diagnostics::default();
-        match plan_paths(&mesh, &target, &catalog, &src, &mut diags) {
+        let c = cluster(case.from, case.k8s, case.upgrade, case.install);
+        let mut t = target(case.to, &[], None);
+        t.one_minor = case.one_minor;
+        let (p, diags) = plan_one(c, &t);
+        match p {
             Some(p) => Ok(p.clusters[0]
                 .hops
                 .iter()
@@ -994,7 +1009,6 @@ mod tests {
 
     #[test]
     fn revisions_follow_the_format() {
-        let catalog = Catalog::embedded();
         let mut c = cluster(
             "1.20.1",
             "1.28",
@@ -1003,81 +1017,43 @@ mod tests {
         );
         c.revision_format = RevisionFormat::Patch;
         c.revision = Some("1-20-1".into());
-        let mesh = Mesh {
-            name: "m".into(),
-            clusters: vec![c],
-        };
-        let target = Target {
-            version: "1.20.2".parse().unwrap(),
-            via: vec![],
-            one_minor: false,
-            today: None,
-        };
-        let mut diags = Diagnostics::default();
-        let p = plan_paths(&mesh, &target, &catalog, &Source::new("i", ""), &mut diags).unwrap();
-        let h = &p.clusters[0].hops[0];
+        let (p, _) = plan_one(c, &target("1.20.2", &[], None));
+        let h = &p.unwrap().clusters[0].hops[0];
         assert_eq!((h.strategy, h.to_label()), (Strategy::Canary, "1-20-2"));
     }
 
     #[test]
     fn via_forces_intermediates() {
-        let catalog = Catalog::embedded();
         let c = cluster(
             "1.18.2",
             "1.27",
             ControlPlaneUpgrade::Canary,
             InstallMethod::Helm,
         );
-        let mesh = Mesh {
-            name: "m".into(),
-            clusters: vec![c],
-        };
-        let mut target = Target {
-            version: "1.22.8".parse().unwrap(),
-            via: vec!["1.19.10".parse().unwrap(), "1.21.2".parse().unwrap()],
-            one_minor: false,
-            today: None,
-        };
-        let mut diags = Diagnostics::default();
-        let p = plan_paths(&mesh, &target, &catalog, &Source::new("i", ""), &mut diags).unwrap();
-        let tos: Vec<String> = p.clusters[0]
+        let (p, _) = plan_one(c.clone(), &target("1.22.8", &["1.19.10", "1.21.2"], None));
+        let tos: Vec<String> = p.unwrap().clusters[0]
             .hops
             .iter()
             .map(|h| h.to.to_string())
             .collect();
         assert_eq!(tos, ["1.19.10", "1.21.2", "1.22.8"]);
         // A forced hop that skips too far is refused.
-        target.via = vec!["1.21.2".parse().unwrap()];
-        let mut diags = Diagnostics::default();
-        assert!(plan_paths(&mesh, &target, &catalog, &Source::new("i", ""), &mut diags).is_none());
+        let (p, diags) = plan_one(c, &target("1.22.8", &["1.21.2"], None));
+        assert!(p.is_none());
         assert!(diags.iter().any(|d| d.code == Code::InvalidVia));
     }
 
     #[test]
     fn warns_on_end_of_life_only_with_a_date() {
-        let catalog = Catalog::embedded();
         let c = cluster(
             "1.19.6",
             "1.28",
             ControlPlaneUpgrade::Canary,
             InstallMethod::Helm,
         );
-        let mesh = Mesh {
-            name: "m".into(),
-            clusters: vec![c],
-        };
-        let mut target = Target {
-            version: "1.20.2".parse().unwrap(),
-            via: vec![],
-            one_minor: false,
-            today: Date::parse("2026-11-24"),
-        };
-        let mut diags = Diagnostics::default();
-        plan_paths(&mesh, &target, &catalog, &Source::new("i", ""), &mut diags).unwrap();
+        let (_, diags) = plan_one(c.clone(), &target("1.20.2", &[], Date::parse("2026-11-24")));
         assert!(diags.iter().any(|d| d.code == Code::EndOfLife));
-        target.today = Date::parse("2024-01-01");
-        let mut diags = Diagnostics::default();
-        plan_paths(&mesh, &target, &catalog, &Source::new("i", ""), &mut diags).unwrap();
+        let (_, diags) = plan_one(c, &target("1.20.2", &[], Date::parse("2024-01-01")));
         assert!(!diags.iter().any(|d| d.code == Code::EndOfLife));
     }
 }
