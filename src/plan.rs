@@ -473,6 +473,22 @@ impl<'a> ClusterBuilder<'a> {
                 ),
             );
         }
+        let mut gateway_namespaces: Vec<&str> = self
+            .c
+            .gateways
+            .iter()
+            .map(|g| g.gateway.namespace.as_str())
+            .collect();
+        gateway_namespaces.sort_unstable();
+        gateway_namespaces.dedup();
+        for ns in gateway_namespaces {
+            checks.push((
+                self.kubectl(&format!("get namespace {ns} -L istio.io/rev -L istio-injection")),
+                format!(
+                    "`{ns}` carries neither label: a namespace label, not the gateway's revision, decides which istiod injects gateway pods, so a labelled namespace would give the new gateway the old proxy"
+                ),
+            ));
+        }
         for g in &self.c.gateways {
             if let Some(s) = g.service() {
                 checks.push((
