@@ -113,6 +113,9 @@ pub enum UpgradePolicy {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Cluster {
+    /// The cluster's position in the inventory (set by the loader; not part of the format).
+    #[serde(skip)]
+    pub index: usize,
     pub name: String,
     pub kubernetes_version: String,
     /// The kubeconfig context, passed to every command of this cluster.

@@ -142,13 +142,8 @@ pub fn check(
     };
     let source = load::read(&args.inventory, stdin).map_err(|e| (e, exit::IO))?;
     let target = parse_target(args, catalog.as_ref(), &mut diags, today);
-    let inventory = match load::inventory(&source) {
-        Ok(inv) => Some(inv),
-        Err(d) => {
-            diags.extend(d);
-            None
-        }
-    };
+    let (inventory, loaded) = load::inventory(&source);
+    diags.extend(loaded);
     let mesh = inventory.and_then(|inv| validate::validate(&inv, &source, &mut diags));
     let paths = match (&mesh, &target, &catalog) {
         (Some(m), Some(t), Some(c)) if !diags.has_errors() => {

@@ -37,8 +37,17 @@ pub fn read(path: &str, stdin: &mut dyn Read) -> Result<Source, String> {
 /// Parses and schema-checks an inventory, a cluster at a time (see [`crate::stream`]): each
 /// cluster is checked against the schema and converted as soon as it is read, so that memory
 /// holds the typed inventory and one cluster's JSON value, never the whole document's. Every
-/// schema violation is reported.
-pub fn inventory(src: &Source) -> Result<Inventory, Diagnostics> {
+/// schema violation is reported. The inventory comes back, with the clusters that passed the
+/// schema, whenever its top level did, so that semantic checks can report their findings in the
+/// same run.
+pub fn inventory(src: &Source) -> (Option<Inventory>, Diagnostics) {
+    match inventory_inner(src) {
+        Ok((inv, diags)) => (Some(inv), diags),
+        Err(diags) => (None, diags),
+    }
+}
+
+fn inventory_inner(src: &Source) -> Result<(Inventory, Diagnostics), Diagnostics> {
     let mut diags = Diagnostics::default();
     if let Some(empty) = schema::empty_document(src) {
         return Err(empty);
@@ -51,7 +60,10 @@ pub fn inventory(src: &Source) -> Result<Inventory, Diagnostics> {
             None
         } else {
             match serde_json::from_value::<Cluster>(value) {
-                Ok(c) => Some(c),
+                Ok(mut c) => {
+                    c.index = i;
+                    Some(c)
+                }
                 Err(e) => {
                     cluster_diags.push(
                         Diagnostic::error(
@@ -77,33 +89,38 @@ pub fn inventory(src: &Source) -> Result<Inventory, Diagnostics> {
             return Err(diags);
         }
     };
-    diags.extend(schema::validate_inventory_top(src, &top));
+    let top_diags = schema::validate_inventory_top(src, &top);
+    let top_ok = !top_diags.has_errors();
+    diags.extend(top_diags);
     diags.extend(cluster_diags);
-    if diags.has_errors() {
+    if !top_ok {
         return Err(diags);
     }
     let mut head = top;
     if let Value::Object(m) = &mut head {
         m.remove("clusters");
     }
-    let head: InventoryHead = serde_json::from_value(head).map_err(|e| {
-        let mut d = Diagnostics::default();
-        d.push(
-            Diagnostic::error(
-                Code::SchemaType,
-                format!("the inventory does not match the format: {e}"),
-            )
-            .at(src, &YamlPath::root()),
-        );
-        d
-    })?;
-    Ok(Inventory {
+    let head: InventoryHead = match serde_json::from_value(head) {
+        Ok(h) => h,
+        Err(e) => {
+            diags.push(
+                Diagnostic::error(
+                    Code::SchemaType,
+                    format!("the inventory does not match the format: {e}"),
+                )
+                .at(src, &YamlPath::root()),
+            );
+            return Err(diags);
+        }
+    };
+    let inv = Inventory {
         api_version: head.api_version,
         kind: head.kind,
         name: head.name,
         defaults: head.defaults,
         clusters: clusters.into_iter().flatten().collect(),
-    })
+    };
+    Ok((inv, diags))
 }
 
 /// The templates of `--templates DIR` that replace built-in ones. A file whose name is not a

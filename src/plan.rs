@@ -1932,7 +1932,7 @@ mod invariants {
 
     fn plan_for(text: &str, to: &str) -> Plan {
         let src = Source::new("inventory.yaml", text);
-        let inv = crate::load::inventory(&src).expect("valid inventory");
+        let inv = crate::load::inventory(&src).0.expect("valid inventory");
         let mut diags = Diagnostics::default();
         let mesh = crate::validate::validate(&inv, &src, &mut diags).expect("valid mesh");
         let catalog = Catalog::embedded();

@@ -91,7 +91,8 @@ pub fn validate(inv: &Inventory, src: &Source, diags: &mut Diagnostics) -> Optio
     let root = YamlPath::root();
     let mut clusters = Vec::new();
     let mut seen_clusters: BTreeMap<&str, usize> = BTreeMap::new();
-    for (ci, c) in inv.clusters.iter().enumerate() {
+    for c in &inv.clusters {
+        let ci = c.index;
         let at = root.key("clusters").index(ci);
         check_label(src, diags, &at.key("name"), "cluster name", &c.name);
         if let Some(first) = seen_clusters.insert(&c.name, ci) {
@@ -106,7 +107,7 @@ pub fn validate(inv: &Inventory, src: &Source, diags: &mut Diagnostics) -> Optio
                 )),
             );
         }
-        if let Some(spec) = validate_cluster(inv, ci, src, diags) {
+        if let Some(spec) = validate_cluster(inv, c, src, diags) {
             clusters.push(spec);
         }
     }
@@ -118,11 +119,11 @@ pub fn validate(inv: &Inventory, src: &Source, diags: &mut Diagnostics) -> Optio
 
 fn validate_cluster(
     inv: &Inventory,
-    ci: usize,
+    c: &crate::inventory::Cluster,
     src: &Source,
     diags: &mut Diagnostics,
 ) -> Option<ClusterSpec> {
-    let c = &inv.clusters[ci];
+    let ci = c.index;
     let at = YamlPath::root().key("clusters").index(ci);
     let settings: Settings = c.settings.or(&inv.defaults);
     let errors_before = diags
