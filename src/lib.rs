@@ -121,10 +121,12 @@ pub struct Checked {
 
 /// Loads, validates and plans the path: every check `check` and `compile` share. Pure but
 /// for reading the inventory and catalog files.
+/// `artifacts` is set by `compile`: what meshplan cannot write artifacts for is then an error.
 pub fn check(
     args: &PathArgs,
     stdin: &mut dyn Read,
     today: Option<Date>,
+    artifacts: bool,
 ) -> Result<Checked, (String, i32)> {
     let mut diags = Diagnostics::default();
     let catalog = match &args.catalog {
@@ -141,7 +143,7 @@ pub fn check(
         }
     };
     let source = load::read(&args.inventory, stdin).map_err(|e| (e, exit::IO))?;
-    let target = parse_target(args, catalog.as_ref(), &mut diags, today);
+    let target = parse_target(args, catalog.as_ref(), &mut diags, today, artifacts);
     let (inventory, loaded) = load::inventory(&source);
     diags.extend(loaded);
     let mesh = inventory.and_then(|inv| validate::validate(&inv, &source, &mut diags));
@@ -166,6 +168,7 @@ fn parse_target(
     catalog: Option<&Catalog>,
     diags: &mut Diagnostics,
     today: Option<Date>,
+    artifacts: bool,
 ) -> Option<Target> {
     let version = match args.to.parse::<IstioVersion>() {
         Ok(v) => Some(v),
@@ -220,6 +223,7 @@ fn parse_target(
         via,
         one_minor: args.one_minor_at_a_time,
         today,
+        artifacts,
     })
 }
 
@@ -240,7 +244,7 @@ fn print_diagnostics(io: &mut Io<'_>, checked: &Checked, only_dated: bool) {
 }
 
 fn cmd_check(args: &PathArgs, format: OutputFormat, io: &mut Io<'_>) -> i32 {
-    let checked = match check(args, io.stdin, io.today) {
+    let checked = match check(args, io.stdin, io.today, false) {
         Ok(c) => c,
         Err((text, code)) => {
             let _ = io.stderr.write_all(text.as_bytes());
@@ -341,7 +345,7 @@ fn check_report(paths: &MeshPath, catalog: &Catalog) -> String {
 }
 
 fn cmd_compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
-    let checked = match check(&args.path, io.stdin, io.today) {
+    let checked = match check(&args.path, io.stdin, io.today, true) {
         Ok(c) => c,
         Err((text, code)) => {
             let _ = io.stderr.write_all(text.as_bytes());

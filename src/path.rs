@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::catalog::{Catalog, Date, EndOfLife, HelmMaturity, KubeSupport, Release};
-use crate::diagnostic::{Code, Diagnostic, Diagnostics};
+use crate::diagnostic::{Code, Diagnostic, Diagnostics, Severity};
 use crate::inventory::{ControlPlaneUpgrade, InstallMethod, UpgradePolicy};
 use crate::source::{Source, YamlPath};
 use crate::validate::{ClusterSpec, Mesh};
@@ -21,6 +21,9 @@ pub struct Target {
     pub one_minor: bool,
     /// Today's date, for end-of-life warnings (which never reach generated files).
     pub today: Option<Date>,
+    /// Artifacts will be written (`compile`): what meshplan cannot render for a hop is then an
+    /// error, not only a warning as in `check`, which judges the path by Istio's rules alone.
+    pub artifacts: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -520,7 +523,15 @@ fn cluster_path(
         cur_rev = new_rev;
     }
 
-    check_hops(c, &hops, target_release, catalog, src, diags);
+    check_hops(
+        c,
+        &hops,
+        target_release,
+        catalog,
+        target.artifacts,
+        src,
+        diags,
+    );
     if let Some(r) = &reason {
         diags.push(
             Diagnostic::note(
@@ -614,6 +625,7 @@ fn check_hops(
     hops: &[Hop],
     target_release: &Release,
     catalog: &Catalog,
+    artifacts: bool,
     src: &Source,
     diags: &mut Diagnostics,
 ) {
@@ -692,20 +704,28 @@ fn check_hops(
             );
         }
         if c.install == InstallMethod::Helm {
+            // Chart availability limits the artifacts meshplan can write, not the upgrade path.
+            let severity = if artifacts {
+                Severity::Error
+            } else {
+                Severity::Warning
+            };
             if r.helm == HelmMaturity::None {
                 diags.push(
-                    Diagnostic::error(
+                    Diagnostic::new(
+                        severity,
                         Code::HelmUnsupported,
-                        format!("cluster `{name}` installs with Helm, but Istio {minor} has no supported Helm charts"),
+                        format!("cluster `{name}` installs with Helm, but Istio {minor} has no supported Helm charts for meshplan to write values for"),
                     )
                     .at(src, &at_install)
                     .help("Helm installs start with Istio 1.8; use installMethod: istioctl for this hop"),
                 );
             } else if !r.gateway_chart && !c.gateways.is_empty() {
                 diags.push(
-                    Diagnostic::error(
+                    Diagnostic::new(
+                        severity,
                         Code::HelmUnsupported,
-                        format!("cluster `{name}` has gateways, but Istio {minor} publishes no `gateway` Helm chart"),
+                        format!("cluster `{name}` has gateways, but Istio {minor} publishes no `gateway` Helm chart for meshplan to write values for"),
                     )
                     .at(src, &at_install)
                     .help("the `gateway` chart exists from Istio 1.12; use installMethod: istioctl for this hop"),
@@ -759,6 +779,7 @@ fn check_hops(
 mod tests {
     use super::*;
     use crate::inventory::{InstallMethod, UpgradePolicy};
+    use crate::validate::GatewaySpec;
     use crate::version::RevisionFormat;
 
     fn cluster(
@@ -804,6 +825,7 @@ mod tests {
             via: via.iter().map(|v| v.parse().unwrap()).collect(),
             one_minor: false,
             today,
+            artifacts: true,
         }
     }
 
@@ -1041,6 +1063,45 @@ mod tests {
         let (p, diags) = plan_one(c, &target("1.22.8", &["1.21.2"], None));
         assert!(p.is_none());
         assert!(diags.iter().any(|d| d.code == Code::InvalidVia));
+    }
+
+    #[test]
+    fn chart_limits_are_errors_only_when_writing_artifacts() {
+        let mut c = cluster(
+            "1.9.4",
+            "1.20",
+            ControlPlaneUpgrade::Canary,
+            InstallMethod::Helm,
+        );
+        c.gateways = vec![GatewaySpec {
+            at: YamlPath::root(),
+            gateway: serde_json::from_value(
+                serde_json::json!({"name": "gw", "kind": "ingress", "namespace": "gw"}),
+            )
+            .unwrap(),
+            release: "gw".into(),
+            istio_label: "gw".into(),
+        }];
+        let mut t = target("1.11.8", &[], None);
+        t.artifacts = false;
+        let (p, diags) = plan_one(c.clone(), &t);
+        assert!(p.is_some(), "check accepts the path");
+        assert!(
+            diags
+                .iter()
+                .any(|d| d.code == Code::HelmUnsupported && d.severity == Severity::Warning)
+        );
+        t.artifacts = true;
+        let (p, diags) = plan_one(c, &t);
+        assert!(
+            p.is_none(),
+            "compile cannot write a gateway chart that does not exist"
+        );
+        assert!(
+            diags
+                .iter()
+                .any(|d| d.code == Code::HelmUnsupported && d.severity == Severity::Error)
+        );
     }
 
     #[test]

@@ -1941,6 +1941,7 @@ mod invariants {
             via: vec![],
             one_minor: false,
             today: None,
+            artifacts: true,
         };
         let paths = plan_paths(&mesh, &target, &catalog, &src, &mut diags).expect("a path");
         build(&mesh, &paths, &catalog, "inventory.yaml")
