@@ -319,6 +319,7 @@ fn describe(v: Option<&Value>) -> String {
         None | Some(Value::Null) => "nothing (null)".to_string(),
         Some(Value::Bool(b)) => format!("the boolean {b}"),
         Some(Value::Number(n)) => format!("the number {n}"),
+        Some(Value::String(s)) if s.is_empty() => "an empty string".to_string(),
         Some(Value::String(s)) => {
             let mut s = s.clone();
             if s.chars().count() > 40 {
