@@ -1072,6 +1072,14 @@ impl<'a> ClusterBuilder<'a> {
                     }
                 }
             }
+        } else {
+            // No traffic Service in the inventory (an egress gateway, say): the release gets a
+            // ClusterIP Service unless its carried values say otherwise, never the chart's
+            // default LoadBalancer.
+            let service = values.entry("service").or_insert_with(|| json!({}));
+            if let Value::Object(sv) = service {
+                sv.entry("type").or_insert_with(|| json!("ClusterIP"));
+            }
         }
         if let Some(v) = &self.c.variant {
             let global = values.entry("global").or_insert_with(|| json!({}));
@@ -1960,6 +1968,28 @@ mod invariants {
             ("legacy", plan_for(legacy, "1.24.6")),
             ("operator", plan_for(operator, "1.23.6")),
         ]
+    }
+
+    #[test]
+    fn a_gateway_without_a_traffic_service_never_gets_a_load_balancer() {
+        let text = "apiVersion: meshplan.dev/v1alpha1\nkind: MeshInventory\nname: m\nclusters:\n  - name: c\n    kubernetesVersion: \"1.28\"\n    istio: {version: 1.19.6, revision: 1-19}\n    gateways:\n      - {name: istio-egressgateway, kind: egress, namespace: istio-egress, revision: 1-19}\n      - {name: egress-b, kind: egress, namespace: egress-b, revision: 1-19, upgrade: inPlace}\n";
+        let plan = plan_for(text, "1.20.2");
+        let gateway_values: Vec<&Artifact> = plan
+            .artifacts
+            .iter()
+            .filter(|a| a.template == "gateway.values.yaml.j2")
+            .collect();
+        assert_eq!(
+            gateway_values.len(),
+            3,
+            "two new or moved releases, one rollback reinstall"
+        );
+        for a in gateway_values {
+            let t = a.data["values"]["service"]["type"].as_str();
+            assert!(matches!(t, Some("ClusterIP" | "None")), "{}: {t:?}", a.path);
+        }
+        // Without a traffic Service there is nothing to switch.
+        assert!(!plan.steps.iter().any(|s| s.phase == Phase::Traffic));
     }
 
     #[test]
