@@ -499,6 +499,22 @@ fn cluster_path(
             Strategy::Canary => {
                 let derived = v.revision(c.revision_format);
                 if cur_rev.as_deref() == Some(derived.as_str()) {
+                    if v.minor() != cur.minor() {
+                        // A running revision already named after the target minor: a canary
+                        // cannot install beside it, and in place it would skip minors.
+                        diags.push(
+                            Diagnostic::error(
+                                Code::InvalidRevision,
+                                format!(
+                                    "cluster `{name}` runs {cur} under revision `{derived}`, the name its {} revision would get",
+                                    v.minor()
+                                ),
+                            )
+                            .at(src, &c.at.key("istio").key("revision"))
+                            .help("a canary needs a new revision name: set revisionFormat: patch for this cluster, or move it to a revision named after its version first"),
+                        );
+                        return None;
+                    }
                     (Strategy::InPlace, cur_rev.clone())
                 } else {
                     (Strategy::Canary, Some(derived))
@@ -1063,6 +1079,20 @@ mod tests {
         let (p, diags) = plan_one(c, &target("1.22.8", &["1.21.2"], None));
         assert!(p.is_none());
         assert!(diags.iter().any(|d| d.code == Code::InvalidVia));
+    }
+
+    #[test]
+    fn a_revision_already_named_after_the_target_is_refused() {
+        let mut c = cluster(
+            "1.19.6",
+            "1.28",
+            ControlPlaneUpgrade::Canary,
+            InstallMethod::Helm,
+        );
+        c.revision = Some("1-21".into());
+        let (p, diags) = plan_one(c, &target("1.21.0", &[], None));
+        assert!(p.is_none());
+        assert!(diags.iter().any(|d| d.code == Code::InvalidRevision));
     }
 
     #[test]
