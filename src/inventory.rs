@@ -148,6 +148,9 @@ pub struct Istio {
     /// The Helm release of the `base` chart.
     #[serde(default = "default_base_release")]
     pub base_release: String,
+    /// Helm values of the `base` chart carried into every upgrade of it.
+    #[serde(default)]
+    pub base_values: BTreeMap<String, Value>,
 }
 
 fn default_istio_namespace() -> String {

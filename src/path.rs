@@ -830,6 +830,7 @@ mod tests {
             values: Default::default(),
             release: "istiod".into(),
             base_release: "istio-base".into(),
+            base_values: Default::default(),
             gateways: vec![],
             namespaces: vec![],
         }

@@ -564,10 +564,13 @@ impl<'a> ClusterBuilder<'a> {
     }
 
     fn base_values(&self, default_revision: &str) -> Value {
-        json!({
-            "defaultRevision": default_revision,
-            "global": {"istioNamespace": self.c.namespace},
-        })
+        let mut values: Map<String, Value> = self.c.base_values.clone().into_iter().collect();
+        values.insert("defaultRevision".into(), json!(default_revision));
+        let global = values.entry("global").or_insert_with(|| json!({}));
+        if let Value::Object(g) = global {
+            g.insert("istioNamespace".into(), json!(self.c.namespace));
+        }
+        Value::Object(values)
     }
 
     fn crds(&mut self, h: &HopBuilder) {

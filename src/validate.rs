@@ -48,6 +48,7 @@ pub struct ClusterSpec {
     pub values: BTreeMap<String, Value>,
     pub release: String,
     pub base_release: String,
+    pub base_values: BTreeMap<String, Value>,
     pub gateways: Vec<GatewaySpec>,
     pub namespaces: Vec<NamespaceSpec>,
 }
@@ -432,6 +433,7 @@ fn validate_cluster(
         values: c.istio.values.clone(),
         release,
         base_release: c.istio.base_release.clone(),
+        base_values: c.istio.base_values.clone(),
         gateways,
         namespaces,
     })
