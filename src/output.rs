@@ -17,14 +17,6 @@ impl OutputTree {
         self.0.insert(path.to_string(), text);
         Ok(())
     }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// Checks that `path` is relative, `/`-separated, without `.`, `..` or empty components, and made

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::output::OutputTree;
-use crate::plan::{Artifact, ClusterPlan, Plan, Step};
+use crate::plan::{Artifact, ClusterPlan, Step};
 use crate::version::IstioVersion;
 use crate::yaml;
 
@@ -262,39 +262,6 @@ pub fn plan_md_cluster(
     let ctx = json!({"cluster": cluster, "steps": steps});
     let text = render_one(env, "PLAN-cluster.md.j2", "PLAN.md", &ctx)?;
     Ok(format!("\n{text}"))
-}
-
-/// Renders a whole plan held in memory (small plans and tests; `compile` streams instead).
-pub fn render(
-    plan: &Plan,
-    warnings: &[String],
-    env: &Environment<'_>,
-) -> Result<OutputTree, RenderError> {
-    let mut tree = render_files(&plan.artifacts, &plan.inventory, env)?;
-    let head = PlanHead {
-        mesh: &plan.mesh,
-        inventory: &plan.inventory,
-        target: &plan.target,
-        clusters: &plan.clusters,
-        warnings,
-    };
-    let mut yaml_text = plan_yaml_head(&head, env)?;
-    let mut md = plan_md_head(&head, env)?;
-    for c in &plan.clusters {
-        let steps: Vec<Step> = plan
-            .steps
-            .iter()
-            .filter(|s| s.cluster == c.name)
-            .cloned()
-            .collect();
-        yaml_text.push_str(&plan_yaml_steps(&steps)?);
-        md.push_str(&plan_md_cluster(c, &steps, env)?);
-    }
-    tree.insert("plan.yaml", yaml_text)
-        .map_err(|m| err("plan.yaml.j2", "plan.yaml", m))?;
-    tree.insert("PLAN.md", md)
-        .map_err(|m| err("PLAN.md.j2", "PLAN.md", m))?;
-    Ok(tree)
 }
 
 fn render_one(
