@@ -492,9 +492,17 @@ impl<'a> ClusterBuilder<'a> {
         for g in &self.c.gateways {
             if let Some(s) = g.service() {
                 checks.push((
-                    self.kubectl(&format!("get service {} -n {} -o wide", s.name, g.gateway.namespace)),
+                    self.kubectl(&format!(
+                        "get service {} -n {} -o wide",
+                        s.name, g.gateway.namespace
+                    )),
                     format!(
-                        "write down the external address of `{}`: it must be the same after every step",
+                        "write down the {} of `{}`: it must be the same after every step",
+                        if s.kind == ServiceType::LoadBalancer {
+                            "external address"
+                        } else {
+                            "cluster IP and ports"
+                        },
                         s.name
                     ),
                 ));
