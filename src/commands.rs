@@ -1,0 +1,476 @@
+//! The commands `check`, `compile` and `versions`: what they print and how `compile` drives
+//! plan, render and write for one cluster at a time.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use serde_json::json;
+
+use crate::catalog::{self, Catalog, Date};
+use crate::cli::{self, OutputFormat, PathArgs};
+use crate::diagnostic::{self, Diagnostics, JsonDiagnostic, Severity};
+use crate::path::MeshPath;
+use crate::validate::Mesh;
+use crate::version::{self, Minor};
+use crate::{Checked, Io, exit, load, output, plan, render, write};
+
+fn print_diagnostics(io: &mut Io<'_>, checked: &Checked, only_dated: bool) {
+    let shown = Diagnostics(
+        checked
+            .diagnostics
+            .iter()
+            .filter(|d| !only_dated || d.code.is_dated())
+            .cloned()
+            .collect(),
+    );
+    if !shown.is_empty() {
+        let _ = io
+            .stderr
+            .write_all(diagnostic::render(&shown, checked.source.as_ref()).as_bytes());
+    }
+}
+
+pub(crate) fn check(args: &PathArgs, format: OutputFormat, io: &mut Io<'_>) -> i32 {
+    let checked = match crate::check(args, io.stdin, io.today, false) {
+        Ok(c) => c,
+        Err((text, code)) => {
+            let _ = io.stderr.write_all(text.as_bytes());
+            return code;
+        }
+    };
+    let ok = !checked.diagnostics.has_errors();
+    match format {
+        OutputFormat::Text => {
+            print_diagnostics(io, &checked, false);
+            if let (Some(paths), Some(catalog)) = (&checked.paths, &checked.catalog) {
+                let _ = io.stdout.write_all(check_report(paths, catalog).as_bytes());
+            }
+        }
+        OutputFormat::Json => {
+            // Dated findings (end of life) go to stderr only; stdout stays reproducible.
+            print_diagnostics(io, &checked, true);
+            let diags: Vec<JsonDiagnostic> = checked
+                .diagnostics
+                .iter()
+                .filter(|d| !d.code.is_dated())
+                .map(JsonDiagnostic::from)
+                .collect();
+            let clusters = checked.paths.as_ref().map(|p| {
+                p.clusters
+                    .iter()
+                    .map(|c| {
+                        let notes = checked.catalog.as_ref().map(|cat| upgrade_notes(cat, c.from.minor(), c.to.minor()));
+                        json!({"name": c.cluster, "from": c.from.to_string(), "to": c.to.to_string(),
+                               "hops": c.hops, "reason": c.reason, "upgradeNotes": notes})
+                    })
+                    .collect::<Vec<_>>()
+            });
+            let out = json!({
+                "ok": ok,
+                "target": checked.paths.as_ref().map(|p| p.target.to_string()).unwrap_or_else(|| args.to.clone()),
+                "clusters": clusters.unwrap_or_default(),
+                "diagnostics": diags,
+            });
+            let _ = writeln!(
+                io.stdout,
+                "{}",
+                serde_json::to_string_pretty(&out).unwrap_or_default()
+            );
+        }
+    }
+    if ok { exit::OK } else { exit::REJECTED }
+}
+
+fn upgrade_notes(catalog: &Catalog, from: Minor, to: Minor) -> BTreeMap<String, Vec<String>> {
+    catalog
+        .releases
+        .values()
+        .filter(|r| r.minor > from && r.minor <= to && !r.notes.is_empty())
+        .map(|r| (r.minor.to_string(), r.notes.clone()))
+        .collect()
+}
+
+/// The human-readable path report of `meshplan check`.
+fn check_report(paths: &MeshPath, catalog: &Catalog) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "upgrade to {}: every cluster has a supported path",
+        paths.target
+    );
+    for c in &paths.clusters {
+        out.push('\n');
+        let _ = writeln!(out, "cluster {}: {} -> {}", c.cluster, c.from, c.to);
+        if c.hops.is_empty() {
+            let _ = writeln!(out, "  already at {}; nothing to do", c.to);
+        }
+        for (i, h) in c.hops.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "  hop {}: {} -> {}  {} (revision {} -> {}){}",
+                i + 1,
+                h.from,
+                h.to,
+                h.strategy.name(),
+                h.from_label(),
+                h.to_label(),
+                if h.alpha { "  [alpha-level skip]" } else { "" }
+            );
+        }
+        if let Some(r) = &c.reason {
+            let _ = writeln!(out, "  why {} hops: {r}", c.hops.len());
+        }
+        for (minor, notes) in upgrade_notes(catalog, c.from.minor(), c.to.minor()) {
+            let _ = writeln!(out, "  upgrade notes {minor}:");
+            for n in notes {
+                let _ = writeln!(out, "    - {n}");
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
+    let checked = match crate::check(&args.path, io.stdin, io.today, true) {
+        Ok(c) => c,
+        Err((text, code)) => {
+            let _ = io.stderr.write_all(text.as_bytes());
+            return code;
+        }
+    };
+    print_diagnostics(io, &checked, false);
+    let (Some(source), Some(mesh), Some(paths), Some(catalog)) = (
+        &checked.source,
+        &checked.mesh,
+        &checked.paths,
+        &checked.catalog,
+    ) else {
+        let _ = writeln!(io.stderr, "nothing written: fix the errors above first");
+        return exit::REJECTED;
+    };
+    let overrides = match &args.templates {
+        Some(dir) => match load::template_overrides(dir) {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = writeln!(io.stderr, "error: {e}");
+                return exit::IO;
+            }
+        },
+        None => BTreeMap::new(),
+    };
+    let inventory_name = display_name(&source.name);
+    let warnings: Vec<String> = checked
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Warning && !d.code.is_dated())
+        .map(|d| format!("{} ({})", d.message, d.code.name()))
+        .collect();
+    let opts = write::WriteOptions {
+        check: args.check,
+        force: args.force,
+    };
+    let result = render::environment(&overrides)
+        .map_err(CompileError::Render)
+        .and_then(|env| {
+            emit(
+                mesh,
+                paths,
+                catalog,
+                &inventory_name,
+                &warnings,
+                &env,
+                &args.out,
+                opts,
+                &mut *io.stdout,
+            )
+        });
+    match result {
+        Ok(report) => {
+            if args.check {
+                if report.changed() {
+                    let _ = writeln!(
+                        io.stderr,
+                        "`{}` is out of date ({}); run the same command without --check to update it",
+                        args.out.display(),
+                        report
+                            .summary()
+                            .replace("created", "to create")
+                            .replace("updated", "to update")
+                            .replace("removed", "to remove")
+                    );
+                    return exit::DRIFT;
+                }
+                return exit::OK;
+            }
+            if !args.quiet {
+                let _ = writeln!(io.stdout, "{}: {}", args.out.display(), report.summary());
+            }
+            exit::OK
+        }
+        Err(CompileError::Render(e)) => {
+            let _ = writeln!(
+                io.stderr,
+                "error[internal]: {e}\nno file was changed that a rerun would not restore (re-run after fixing the template)"
+            );
+            exit::INTERNAL
+        }
+        Err(CompileError::Write(e)) => {
+            let _ = writeln!(
+                io.stderr,
+                "error: {e}\nnothing was changed outside files meshplan owns"
+            );
+            exit::IO
+        }
+    }
+}
+
+/// One cluster, planned and rendered.
+struct Rendered {
+    tree: output::OutputTree,
+    steps_yaml: String,
+    md: String,
+    summary: plan::ClusterPlan,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CompileError {
+    #[error(transparent)]
+    Render(#[from] render::RenderError),
+    #[error(transparent)]
+    Write(#[from] write::WriteError),
+}
+
+fn scratch_io(e: std::io::Error) -> CompileError {
+    CompileError::Write(write::WriteError::Io {
+        path: std::env::temp_dir(),
+        source: e,
+    })
+}
+
+/// Plans, renders and writes one cluster at a time, so that memory stays bounded by the largest
+/// cluster; `plan.yaml` and `PLAN.md` are assembled from per-cluster parts kept in scratch files.
+#[allow(clippy::too_many_arguments)]
+fn emit(
+    mesh: &Mesh,
+    paths: &MeshPath,
+    catalog: &Catalog,
+    inventory_name: &str,
+    warnings: &[String],
+    env: &minijinja::Environment<'_>,
+    out: &std::path::Path,
+    opts: write::WriteOptions,
+    diff: &mut dyn Write,
+) -> Result<write::WriteReport, CompileError> {
+    use std::io::{Seek, SeekFrom};
+    let mut steps_body = std::io::BufWriter::new(write::scratch().map_err(scratch_io)?);
+    let mut md_body = std::io::BufWriter::new(write::scratch().map_err(scratch_io)?);
+    let mut summaries = Vec::new();
+    // Nothing is written until the first cluster is rendered: a broken template or a refused
+    // directory stops the run before the output directory is touched.
+    let mut w = write::Writer::begin(out, opts, diff)?;
+    // Two worker threads plan and render clusters (round-robin) while this one writes them;
+    // clusters are taken back in inventory order, so the output does not depend on timing.
+    const WORKERS: usize = 2;
+    let result: Result<(), CompileError> = std::thread::scope(|scope| {
+        let mut queues = Vec::new();
+        for k in 0..WORKERS {
+            let (tx, rx) =
+                std::sync::mpsc::sync_channel::<Result<Rendered, render::RenderError>>(0);
+            queues.push(rx);
+            scope.spawn(move || {
+                let mine = mesh
+                    .clusters
+                    .iter()
+                    .zip(&paths.clusters)
+                    .enumerate()
+                    .skip(k)
+                    .step_by(WORKERS);
+                for (i, (c, p)) in mine {
+                    let part = plan::build_cluster(i, c, p, catalog);
+                    let rendered = render::render_files(&part.artifacts, inventory_name, env)
+                        .and_then(|tree| {
+                            Ok(Rendered {
+                                tree,
+                                steps_yaml: render::plan_yaml_steps(&part.steps)?,
+                                md: render::plan_md_cluster(&part.summary, &part.steps, env)?,
+                                summary: part.summary,
+                            })
+                        });
+                    let failed = rendered.is_err();
+                    if tx.send(rendered).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+        }
+        for i in 0..mesh.clusters.len() {
+            let Ok(rendered) = queues[i % WORKERS].recv() else {
+                break;
+            };
+            let r = rendered?;
+            steps_body
+                .write_all(r.steps_yaml.as_bytes())
+                .map_err(scratch_io)?;
+            md_body.write_all(r.md.as_bytes()).map_err(scratch_io)?;
+            w.put(&r.tree)?;
+            summaries.push(r.summary);
+        }
+        Ok(())
+    });
+    result?;
+    let head = render::PlanHead {
+        mesh: &mesh.name,
+        inventory: inventory_name,
+        target: &paths.target,
+        clusters: &summaries,
+        warnings,
+    };
+    let yaml_head = render::plan_yaml_head(&head, env)?;
+    let md_head = render::plan_md_head(&head, env)?;
+    let mut steps_body = steps_body
+        .into_inner()
+        .map_err(|e| scratch_io(e.into_error()))?;
+    let mut md_body = md_body
+        .into_inner()
+        .map_err(|e| scratch_io(e.into_error()))?;
+    for (path, head, body) in [
+        ("plan.yaml", &yaml_head, &mut steps_body),
+        ("PLAN.md", &md_head, &mut md_body),
+    ] {
+        w.put_streamed(path, &mut |dst| {
+            dst.write_all(head.as_bytes())?;
+            body.seek(SeekFrom::Start(0))?;
+            std::io::copy(body, dst)?;
+            Ok(())
+        })?;
+    }
+    Ok(w.finish()?)
+}
+
+/// The inventory's name as generated files show it: its file name only, never a directory.
+fn display_name(name: &str) -> String {
+    std::path::Path::new(name)
+        .file_name()
+        .map_or_else(|| name.to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+pub(crate) fn versions(
+    catalog: Option<&std::path::Path>,
+    format: OutputFormat,
+    io: &mut Io<'_>,
+) -> i32 {
+    let catalog = match catalog {
+        None => Catalog::embedded(),
+        Some(p) => {
+            let src = match load::read(&p.to_string_lossy(), io.stdin) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = writeln!(io.stderr, "error: {e}");
+                    return exit::IO;
+                }
+            };
+            match Catalog::from_source(&src) {
+                Ok(c) => c,
+                Err(d) => {
+                    let _ = io
+                        .stderr
+                        .write_all(diagnostic::render(&d.sorted(), Some(&src)).as_bytes());
+                    return exit::REJECTED;
+                }
+            }
+        }
+    };
+    match format {
+        OutputFormat::Json => {
+            let releases: Vec<_> = catalog.releases.values().map(|r| &r.raw).collect();
+            let _ = writeln!(
+                io.stdout,
+                "{}",
+                serde_json::to_string_pretty(&json!({"releases": releases})).unwrap_or_default()
+            );
+        }
+        OutputFormat::Text => {
+            let _ = io
+                .stdout
+                .write_all(versions_table(&catalog, io.today).as_bytes());
+        }
+    }
+    exit::OK
+}
+
+fn versions_table(catalog: &Catalog, today: Option<Date>) -> String {
+    use std::fmt::Write as _;
+    let mut rows: Vec<[String; 9]> = vec![[
+        "MINOR".into(),
+        "GA".into(),
+        "EOL".into(),
+        "LATEST".into(),
+        "KUBERNETES".into(),
+        "TESTED".into(),
+        "OPERATOR".into(),
+        "HELM".into(),
+        "UPGRADE FROM".into(),
+    ]];
+    for r in catalog.releases.values() {
+        let eol = match catalog.end_of_life(r.minor) {
+            catalog::EndOfLife::Stated(d) => d.to_string(),
+            catalog::EndOfLife::Derived(d) => format!("~{d}"),
+            catalog::EndOfLife::Unknown => "-".into(),
+        };
+        let eol = match (today, catalog.end_of_life(r.minor)) {
+            (Some(t), catalog::EndOfLife::Stated(d) | catalog::EndOfLife::Derived(d)) if t > d => {
+                format!("{eol} (ended)")
+            }
+            _ => eol,
+        };
+        let list = |v: &[Minor]| {
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                version::format_ranges(v)
+            }
+        };
+        let mut from: Vec<String> = r.from_in_place.iter().map(|m| format!("{m}")).collect();
+        for m in &r.from_canary {
+            if !r.from_in_place.contains(m) {
+                from.push(format!("{m} (canary)"));
+            }
+        }
+        for m in &r.from_canary_alpha {
+            from.push(format!("{m} (canary, alpha)"));
+        }
+        rows.push([
+            r.minor.to_string(),
+            r.ga.to_string(),
+            eol,
+            r.latest_patch.to_string(),
+            list(&r.kubernetes),
+            list(&r.kubernetes_tested),
+            if r.in_cluster_operator {
+                "yes".into()
+            } else {
+                "no".into()
+            },
+            format!("{:?}", r.helm).to_lowercase(),
+            from.join(", "),
+        ]);
+    }
+    let widths: Vec<usize> = (0..9)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<w$}  ", w = widths[i]);
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    let _ = writeln!(out, "\ncatalog: {}", catalog.origin);
+    out
+}
