@@ -172,6 +172,7 @@ pub(crate) fn compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
     };
     let result = render::environment(&overrides)
         .map_err(CompileError::Render)
+        .and_then(|env| verify(mesh, paths, catalog).map(|()| env))
         .and_then(|env| {
             emit(
                 mesh,
@@ -215,6 +216,13 @@ pub(crate) fn compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
             );
             exit::INTERNAL
         }
+        Err(CompileError::Model(f)) => {
+            let _ = writeln!(
+                io.stderr,
+                "error[internal]: {f}\nnothing was written. This is a bug in meshplan: please report it with the inventory (or a reduced one that fails the same way)"
+            );
+            exit::INTERNAL
+        }
         Err(CompileError::Write(e)) => {
             let _ = writeln!(
                 io.stderr,
@@ -237,6 +245,8 @@ struct Rendered {
 enum CompileError {
     #[error(transparent)]
     Render(#[from] render::RenderError),
+    #[error("{0}")]
+    Model(crate::model::Failure),
     #[error(transparent)]
     Write(#[from] write::WriteError),
 }
@@ -275,8 +285,7 @@ fn emit(
     let result: Result<(), CompileError> = std::thread::scope(|scope| {
         let mut queues = Vec::new();
         for k in 0..WORKERS {
-            let (tx, rx) =
-                std::sync::mpsc::sync_channel::<Result<Rendered, render::RenderError>>(0);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Rendered, CompileError>>(0);
             queues.push(rx);
             scope.spawn(move || {
                 let mine = mesh
@@ -288,15 +297,27 @@ fn emit(
                     .step_by(WORKERS);
                 for (i, (c, p)) in mine {
                     let part = plan::build_cluster(i, c, p, catalog);
-                    let rendered = render::render_files(&part.artifacts, inventory_name, env)
-                        .and_then(|tree| {
-                            Ok(Rendered {
-                                tree,
-                                steps_yaml: render::plan_yaml_steps(&part.steps)?,
-                                md: render::plan_md_cluster(&part.summary, &part.steps, env)?,
-                                summary: part.summary,
+                    let rendered = match crate::model::check_cluster(c, &part, catalog) {
+                        Err(f) => Err(CompileError::Model(f)),
+                        Ok(states) => render::render_files(&part.artifacts, inventory_name, env)
+                            .and_then(|tree| {
+                                Ok(Rendered {
+                                    tree,
+                                    steps_yaml: render::plan_yaml_steps(
+                                        c.context.as_deref(),
+                                        &part.steps,
+                                    )?,
+                                    md: render::plan_md_cluster(
+                                        &part.summary,
+                                        &part.steps,
+                                        &states,
+                                        env,
+                                    )?,
+                                    summary: part.summary,
+                                })
                             })
-                        });
+                            .map_err(CompileError::Render),
+                    };
                     let failed = rendered.is_err();
                     if tx.send(rendered).is_err() || failed {
                         break;
@@ -346,6 +367,42 @@ fn emit(
         })?;
     }
     Ok(w.finish()?)
+}
+
+/// Plans every cluster and runs its plan on the model, on two threads, before anything is
+/// written: a plan the model rejects never reaches the output directory.
+fn verify(mesh: &Mesh, paths: &MeshPath, catalog: &Catalog) -> Result<(), CompileError> {
+    const WORKERS: usize = 2;
+    let failures: Vec<(usize, crate::model::Failure)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..WORKERS)
+            .map(|k| {
+                scope.spawn(move || {
+                    for (i, (c, p)) in mesh
+                        .clusters
+                        .iter()
+                        .zip(&paths.clusters)
+                        .enumerate()
+                        .skip(k)
+                        .step_by(WORKERS)
+                    {
+                        let part = plan::build_cluster(i, c, p, catalog);
+                        if let Err(f) = crate::model::check_cluster(c, &part, catalog) {
+                            return Some((i, f));
+                        }
+                    }
+                    None
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().ok().flatten())
+            .collect()
+    });
+    match failures.into_iter().min_by_key(|(i, _)| *i) {
+        Some((_, f)) => Err(CompileError::Model(f)),
+        None => Ok(()),
+    }
 }
 
 /// The inventory's name as generated files show it: its file name only, never a directory.

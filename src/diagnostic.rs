@@ -57,6 +57,8 @@ codes! {
     DuplicateName = "duplicate-name": "a cluster, namespace or gateway defined twice",
     UnknownRevision = "unknown-revision": "a namespace or gateway refers to a revision its cluster does not run",
     GatewayNamespaceMigrated = "gateway-namespace-migrated": "a gateway namespace is also listed as an application namespace",
+    GatewayUnsafe = "gateway-unsafe": "a gateway cannot be replaced without risking its traffic or identity",
+    TagsUnmovable = "tags-unmovable": "revision tags a Helm release renders cannot be handed over safely",
     InjectionPrecedence = "injection-precedence": "`istio-injection` overrides `istio.io/rev` on the same namespace",
     CatalogInvalid = "catalog-invalid": "the release catalog file is not valid",
     UnknownTarget = "unknown-target": "the target minor is not in the release catalog",

@@ -202,17 +202,39 @@ pub struct Gateway {
     /// The pods' `istio` label, which `Gateway` resources select on; default: the release
     /// name without its `istio-` prefix, as the gateway chart sets it.
     pub istio_label: Option<String>,
+    /// The pods' `app` label; default: the release name, as the gateway chart sets it.
+    pub app_label: Option<String>,
+    /// The ServiceAccount the pods run as (their mTLS identity), and who manages it.
+    pub service_account: Option<GatewayServiceAccount>,
+    /// How a blue/green gateway takes over its traffic Service.
+    pub traffic: Option<TrafficMode>,
     /// Helm values of the `gateway` chart carried into every new gateway.
     #[serde(default)]
     pub values: BTreeMap<String, Value>,
     pub service: Option<GatewayService>,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TrafficMode {
+    /// Old and new pods behind the Service together, then the new ones only.
+    Gradual,
+    /// One selector change from the old pods to the new ones.
+    Instant,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayServiceAccount {
+    pub name: Option<String>,
+    pub owner: Option<ServiceOwner>,
+}
+
 fn default_gateway_upgrade() -> GatewayUpgrade {
     GatewayUpgrade::BlueGreen
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
 pub enum ServiceType {
     LoadBalancer,
     NodePort,
@@ -242,6 +264,65 @@ pub struct GatewayService {
     pub selector: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    pub external_traffic_policy: Option<String>,
+    pub internal_traffic_policy: Option<String>,
+    pub load_balancer_source_ranges: Option<Vec<String>>,
+    #[serde(rename = "loadBalancerIP")]
+    pub load_balancer_ip: Option<String>,
+    pub load_balancer_class: Option<String>,
+    pub ip_families: Option<Vec<String>>,
+    pub ip_family_policy: Option<String>,
+    pub session_affinity: Option<String>,
+    pub allocate_load_balancer_node_ports: Option<bool>,
+    #[serde(rename = "externalIPs")]
+    pub external_ips: Option<Vec<String>>,
+}
+
+impl GatewayService {
+    /// The spec fields beyond type, ports and selector, by their Kubernetes names.
+    pub fn extra(&self) -> BTreeMap<String, Value> {
+        let mut m = BTreeMap::new();
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                m.insert(k.to_string(), v);
+            }
+        };
+        put(
+            "externalTrafficPolicy",
+            self.external_traffic_policy.clone().map(Value::from),
+        );
+        put(
+            "internalTrafficPolicy",
+            self.internal_traffic_policy.clone().map(Value::from),
+        );
+        put(
+            "loadBalancerSourceRanges",
+            self.load_balancer_source_ranges.clone().map(Value::from),
+        );
+        put(
+            "loadBalancerIP",
+            self.load_balancer_ip.clone().map(Value::from),
+        );
+        put(
+            "loadBalancerClass",
+            self.load_balancer_class.clone().map(Value::from),
+        );
+        put("ipFamilies", self.ip_families.clone().map(Value::from));
+        put(
+            "ipFamilyPolicy",
+            self.ip_family_policy.clone().map(Value::from),
+        );
+        put(
+            "sessionAffinity",
+            self.session_affinity.clone().map(Value::from),
+        );
+        put(
+            "allocateLoadBalancerNodePorts",
+            self.allocate_load_balancer_node_ports.map(Value::from),
+        );
+        put("externalIPs", self.external_ips.clone().map(Value::from));
+        m
+    }
 }
 
 fn default_service_type() -> ServiceType {
@@ -252,7 +333,7 @@ fn default_service_owner() -> ServiceOwner {
     ServiceOwner::Release
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServicePort {
     pub name: String,
@@ -297,9 +378,26 @@ impl WorkloadKind {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+pub enum UpdateStrategy {
+    RollingUpdate,
+    OnDelete,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Workload {
     pub kind: WorkloadKind,
     pub name: String,
+    /// `RollingUpdate` (default) or `OnDelete`.
+    pub update_strategy: Option<UpdateStrategy>,
+    /// A StatefulSet's `rollingUpdate.partition`.
+    pub partition: Option<u32>,
+}
+
+impl Workload {
+    /// Whether a pod-template change restarts every pod of the workload.
+    pub fn restarts_on_template_change(&self) -> bool {
+        self.update_strategy != Some(UpdateStrategy::OnDelete) && self.partition.unwrap_or(0) == 0
+    }
 }

@@ -17,11 +17,13 @@
 //! reported together; operational failures are errors with their own exit codes.
 
 pub mod catalog;
+pub mod chart_facts;
 pub mod cli;
 mod commands;
 pub mod diagnostic;
 pub mod inventory;
 pub mod load;
+pub mod model;
 pub mod output;
 pub mod path;
 pub mod plan;

@@ -1112,6 +1112,10 @@ mod tests {
             .unwrap(),
             release: "gw".into(),
             istio_label: "gw".into(),
+            app_label: "gw".into(),
+            service_account: "gw".into(),
+            service_account_owner: crate::inventory::ServiceOwner::Release,
+            traffic: crate::inventory::TrafficMode::Gradual,
         }];
         let mut t = target("1.11.8", &[], None);
         t.artifacts = false;

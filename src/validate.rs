@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use crate::diagnostic::{Code, Diagnostic, Diagnostics, suggest};
 use crate::inventory::{
-    ControlPlaneUpgrade, Gateway, GatewayService, InstallMethod, Inventory, Namespace, Settings,
-    UpgradePolicy, Workload,
+    ControlPlaneUpgrade, Gateway, GatewayService, InstallMethod, Inventory, Namespace,
+    ServiceOwner, Settings, TrafficMode, UpgradePolicy, Workload, WorkloadKind,
 };
 use crate::source::{Source, YamlPath};
 use crate::version::{IstioVersion, MAX_REVISION_LEN, Minor, RevisionFormat, is_dns_label};
@@ -66,6 +66,13 @@ pub struct GatewaySpec {
     pub gateway: Gateway,
     pub release: String,
     pub istio_label: String,
+    /// The pods' `app` label, which the new gateway keeps.
+    pub app_label: String,
+    /// The ServiceAccount the pods run as (their identity), which the new gateway keeps.
+    pub service_account: String,
+    /// Who renders that ServiceAccount today.
+    pub service_account_owner: ServiceOwner,
+    pub traffic: TrafficMode,
 }
 
 impl GatewaySpec {
@@ -254,10 +261,47 @@ fn validate_cluster(
         if g.release.is_some() {
             check_label(src, diags, &gp.key("release"), "gateway release", &release);
         }
-        let istio_label = g
-            .istio_label
+        let install = settings.install_method.unwrap_or(InstallMethod::Helm);
+        let value_str = |path: &[&str]| -> Option<String> {
+            let mut v = g.values.get(path[0])?;
+            for k in &path[1..] {
+                v = v.get(*k)?;
+            }
+            v.as_str().map(str::to_string)
+        };
+        // What the gateway chart names things after: `name` in its values, else the release.
+        let chart_name = match install {
+            InstallMethod::Helm => value_str(&["name"]).unwrap_or_else(|| release.clone()),
+            _ => release.clone(),
+        };
+        let istio_label = g.istio_label.clone().unwrap_or_else(|| {
+            value_str(&["labels", "istio"])
+                .unwrap_or_else(|| g.name.strip_prefix("istio-").unwrap_or(&g.name).to_string())
+        });
+        let app_label = g
+            .app_label
             .clone()
-            .unwrap_or_else(|| g.name.strip_prefix("istio-").unwrap_or(&g.name).to_string());
+            .unwrap_or_else(|| value_str(&["labels", "app"]).unwrap_or_else(|| chart_name.clone()));
+        let sa = g.service_account.clone().unwrap_or_default();
+        let service_account = sa.name.clone().unwrap_or_else(|| match install {
+            InstallMethod::Helm => {
+                value_str(&["serviceAccount", "name"]).unwrap_or_else(|| chart_name.clone())
+            }
+            _ => format!("{release}-service-account"),
+        });
+        if let Some(name) = &sa.name {
+            check_label_len(
+                src,
+                diags,
+                &gp.key("serviceAccount").key("name"),
+                "service account name",
+                name,
+                253,
+            );
+        }
+        if let Some(app) = &g.app_label {
+            check_label_value(src, diags, &gp.key("appLabel"), "app label", app);
+        }
         if let Some(svc) = &g.service {
             let sp = gp.key("service");
             check_label(src, diags, &sp.key("name"), "service name", &svc.name);
@@ -290,6 +334,10 @@ fn validate_cluster(
             gateway: g.clone(),
             release,
             istio_label,
+            app_label,
+            service_account,
+            service_account_owner: sa.owner.unwrap_or(ServiceOwner::Release),
+            traffic: g.traffic.unwrap_or(TrafficMode::Gradual),
         });
     }
 
@@ -370,6 +418,28 @@ fn validate_cluster(
         for (wi, w) in n.workloads.iter().enumerate() {
             let wp = np.key("workloads").index(wi);
             check_label_len(src, diags, &wp.key("name"), "workload name", &w.name, 253);
+            if w.kind == WorkloadKind::Deployment
+                && w.update_strategy == Some(crate::inventory::UpdateStrategy::OnDelete)
+            {
+                diags.push(
+                    Diagnostic::error(
+                        Code::SchemaInvalidValue,
+                        format!("Deployment `{}` cannot use updateStrategy OnDelete", w.name),
+                    )
+                    .at(src, &wp.key("updateStrategy"))
+                    .help("only StatefulSets and DaemonSets have the OnDelete strategy; a Deployment is RollingUpdate or Recreate, both of which restart on a template change"),
+                );
+            }
+            if w.kind != WorkloadKind::StatefulSet && w.partition.is_some() {
+                diags.push(
+                    Diagnostic::error(
+                        Code::SchemaInvalidValue,
+                        format!("{:?} `{}` cannot have a partition", w.kind, w.name),
+                    )
+                    .at(src, &wp.key("partition"))
+                    .help("rollingUpdate.partition exists only on StatefulSets; remove it"),
+                );
+            }
             if !seen_wl.insert((w.kind, w.name.as_str())) {
                 diags.push(
                     Diagnostic::error(
@@ -387,6 +457,83 @@ fn validate_cluster(
             at: np,
             namespace: n.clone(),
         });
+    }
+
+    let install = settings.install_method.unwrap_or(InstallMethod::Helm);
+    let canary = settings
+        .control_plane_upgrade
+        .unwrap_or(ControlPlaneUpgrade::Canary)
+        == ControlPlaneUpgrade::Canary;
+    for g in &gateways {
+        if g.gateway.upgrade != crate::inventory::GatewayUpgrade::BlueGreen || !canary {
+            continue;
+        }
+        if g.service().is_none() {
+            diags.push(
+                Diagnostic::error(
+                    Code::GatewayUnsafe,
+                    format!("blue/green gateway `{}` declares no Service", g.gateway.name),
+                )
+                .at(src, &g.at.key("name"))
+                .help("a blue/green upgrade keeps the gateway's Service and moves its selector to the new pods; without it, removing the old release would delete the Service clients reach the gateway through (an egress gateway's ClusterIP Service too)")
+                .help("declare `service` (name, type, ports), or set `upgrade: inPlace`"),
+            );
+            continue;
+        }
+        let old_rev = crate::plan::state::running_pod_revision(install, g);
+        let mut new_labels = crate::plan::state::shared_selector(g);
+        new_labels.insert("istio.io/rev".into(), "\u{0}new".into());
+        if let Err(why) = crate::plan::state::traffic_plan(
+            g.traffic,
+            &crate::plan::state::running_selector(g),
+            old_rev.as_deref(),
+            &new_labels,
+        ) {
+            diags.push(
+                Diagnostic::error(
+                    Code::GatewayUnsafe,
+                    format!("gateway `{}` cannot switch its traffic at once", g.gateway.name),
+                )
+                .at(src, &g.at.key("traffic"))
+                .help(why)
+                .help("use `traffic: gradual` (the default: the new pods join the Service as they become ready, then it narrows to them), or reinstall the gateway with a `revision` first"),
+            );
+        }
+    }
+    let helm_tags = crate::plan::state::helm_tags(&c.istio.values);
+    if install == InstallMethod::Helm && !helm_tags.is_empty() {
+        let at_tags = at.key("istio").key("values").key("revisionTags");
+        for t in &helm_tags {
+            if !c.istio.tags.contains(t) {
+                diags.push(
+                    Diagnostic::error(
+                        Code::UnknownRevision,
+                        format!("values.revisionTags lists `{t}`, which istio.tags does not"),
+                    )
+                    .at(src, &at_tags)
+                    .help(
+                        "istio.tags lists every tag pointing at the running revision; add it there",
+                    ),
+                );
+            }
+        }
+        if let Some(v) = &version
+            && !crate::chart_facts::istiod_webhook_annotations(v)
+        {
+            diags.push(
+                Diagnostic::error(
+                    Code::TagsUnmovable,
+                    format!(
+                        "the istiod release renders the revision tags {} and its {} chart cannot keep them when it is removed",
+                        helm_tags.join(", "),
+                        v
+                    ),
+                )
+                .at(src, &at_tags)
+                .help("before 1.24 the istiod chart cannot mark its tag webhooks `helm.sh/resource-policy: keep`, so uninstalling the old release would delete the tags right after they moved, and tagged namespaces would come up without sidecars")
+                .help("first make the tags standalone, as Istio's Helm docs do (`helm template istiod istio/istiod -s templates/revision-tags.yaml --set revisionTags={<tag>} --set revision=<revision> | kubectl apply -f -`, then remove revisionTags from the release), and remove revisionTags from istio.values"),
+            );
+        }
     }
 
     let errors_after = diags
@@ -470,6 +617,23 @@ fn check_label_len(
         d = d.help(format!("for example `{fixed}`"));
     }
     diags.push(d);
+}
+
+/// A Kubernetes label value: at most 63 characters, alphanumerics, `-`, `_` and `.`, beginning
+/// and ending with an alphanumeric.
+fn check_label_value(src: &Source, diags: &mut Diagnostics, at: &YamlPath, what: &str, v: &str) {
+    let ok = v.len() <= 63
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && v.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && v.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+    if !ok {
+        diags.push(
+            Diagnostic::error(Code::InvalidName, format!("{what} `{v}` is not a valid label value"))
+                .at(src, at)
+                .help("a label value has at most 63 characters: letters, digits, `-`, `_` and `.`, beginning and ending with a letter or digit"),
+        );
+    }
 }
 
 fn check_revision(src: &Source, diags: &mut Diagnostics, at: &YamlPath, rev: &str) {

@@ -308,8 +308,8 @@ fn check_reports_drift_and_a_rerun_restores_it() {
     assert_eq!((out.status, out.stdout.as_str()), (0, ""));
 
     let plan = dir.path().join("plan");
-    let edited = "01-east/hop-01-1.20.2/20-control-plane/istiod-1-20.values.yaml";
-    let deleted = "02-west/hop-01-1.20.2/10-crds/base.values.yaml";
+    let edited = "01-east/hop-01/20-control-plane/istiod.values.yaml";
+    let deleted = "02-west/hop-01/10-crds/base.values.yaml";
     fs::write(
         plan.join(edited),
         fs::read_to_string(plan.join(edited))
@@ -358,17 +358,26 @@ fn check_reports_drift_and_a_rerun_restores_it() {
     );
     assert_eq!(now, clean);
 
-    // A different target removes what it no longer generates, and nothing else.
-    let out = run_in(
-        dir.path(),
-        &[
-            "compile", "inv.yaml", "--to", "1.21.0", "--out", "plan", "--quiet",
-        ],
-        None,
-    );
+    // A version bump changes lines in the same files: no file is renamed.
+    let files = |p: &std::path::Path| -> Vec<String> { list_tree(p).into_keys().collect() };
+    let before = files(&plan);
+    let bump = |to: &str| {
+        run_in(
+            dir.path(),
+            &[
+                "compile", "inv.yaml", "--to", to, "--out", "plan", "--quiet",
+            ],
+            None,
+        )
+    };
+    let out = bump("1.21.0");
     assert_eq!((out.status, out.stdout.as_str()), (0, ""));
-    assert!(!plan.join("01-east/hop-01-1.20.2").exists());
-    assert!(plan.join("01-east/hop-01-1.21.0").exists());
+    assert_eq!(files(&plan), before);
+    // A longer path adds a hop; going back removes what is no longer generated, and nothing else.
+    assert_eq!(bump("1.22.8").status, 0);
+    assert!(plan.join("01-east/hop-02").exists());
+    assert_eq!(bump("1.21.0").status, 0);
+    assert!(!plan.join("01-east/hop-02").exists());
     assert!(plan.join("01-east/NOTES.md").exists());
 }
 
@@ -403,9 +412,10 @@ fn template_overrides() {
     .unwrap();
     let out = compile(dir.path(), &["--templates", "tpl"]);
     assert_eq!(out.status, 0, "{}", out.stderr);
-    let text = fs::read_to_string(dir.path().join(
-        "plan/01-east/hop-01-1.20.2/50-data-plane/wave-01/01-bookinfo/00-namespace.patch.yaml",
-    ))
+    let text = fs::read_to_string(
+        dir.path()
+            .join("plan/01-east/hop-01/50-data-plane/wave-01/01-bookinfo/00-namespace.patch.yaml"),
+    )
     .unwrap();
     assert_eq!(
         text,

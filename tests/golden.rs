@@ -87,6 +87,12 @@ fn golden() {
         };
 
         if bless {
+            // Blessing records what a case does, never a case that fails differently.
+            assert_eq!(
+                out.status, case.status,
+                "golden/{name}: refusing to bless exit status {} (case.yaml says {})\n{}",
+                out.status, case.status, out.stderr
+            );
             write_expect(&case_dir.join("stdout"), &out.stdout);
             write_expect(&case_dir.join("stderr"), &out.stderr);
             let exp = case_dir.join("expected");

@@ -1,0 +1,290 @@
+//! What must hold after every operation, forward and in every rollback. Each violation has a
+//! stable key, so that what was already wrong before the plan (a webhook left behind by an
+//! earlier upgrade) is reported once and not blamed on the plan.
+
+use std::collections::BTreeMap;
+
+use super::state::{Body, Cluster, Key, Kind, Namespace, Obj, Proxy};
+use crate::plan::state::selects;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Violation {
+    /// Identifies the invariant and what it is about.
+    pub key: String,
+    pub text: String,
+}
+
+/// Options of a check.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Checking {
+    /// During the rollback of an in-place hop the control plane goes back before the proxies
+    /// restarted onto the new version do: Istio's own in-place downgrade has this window.
+    pub allow_proxy_ahead: bool,
+}
+
+impl Cluster {
+    fn istiod_version(&self, service: &str) -> Option<&crate::version::IstioVersion> {
+        let dep = Key::new(Kind::Deployment, Some(&self.control_namespace), service);
+        let svc = Key::new(Kind::Service, Some(&self.control_namespace), service);
+        self.small.get(&svc)?;
+        match self.small.get(&dep) {
+            Some(Obj {
+                body: Body::Istiod { version },
+                ..
+            }) => Some(version),
+            _ => None,
+        }
+    }
+
+    fn check_proxy(&self, who: &str, p: &Proxy, opts: Checking, out: &mut Vec<Violation>) {
+        match self.istiod_version(&p.service) {
+            None => out.push(Violation {
+                key: format!("proxy-orphaned/{}", p.service),
+                text: format!(
+                    "{who} run proxies configured by istiod `{}`, which is gone: they lose their control plane",
+                    p.service
+                ),
+            }),
+            Some(v) => {
+                let d = v.minor().distance_from(p.version.minor());
+                if d < 0 && !opts.allow_proxy_ahead {
+                    out.push(Violation {
+                        key: format!("proxy-ahead/{}/{}", p.service, p.version),
+                        text: format!(
+                            "{who} run {} proxies against istiod `{}` at {v}: the data plane may not be ahead of the control plane",
+                            p.version, p.service
+                        ),
+                    });
+                }
+                if d > 1 {
+                    out.push(Violation {
+                        key: format!("proxy-behind/{}/{}", p.service, p.version),
+                        text: format!(
+                            "{who} run {} proxies against istiod `{}` at {v}: more than one minor behind",
+                            p.version, p.service
+                        ),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Every invariant that does not hold now.
+    pub fn violations(&self, opts: Checking) -> Vec<Violation> {
+        let mut out = Vec::new();
+        let ns = self.control_namespace.as_str();
+
+        // Traffic Services: same object, same spec, serving pods that keep the identity.
+        for t in &self.traffic {
+            let Some(obj) = self.small.get(&t.key) else {
+                out.push(Violation {
+                    key: format!("service-deleted/{}", t.key),
+                    text: format!(
+                        "the traffic Service {} of gateway `{}` is deleted: its external address is lost",
+                        t.key, t.gateway
+                    ),
+                });
+                continue;
+            };
+            if obj.uid != t.uid {
+                out.push(Violation {
+                    key: format!("service-recreated/{}", t.key),
+                    text: format!(
+                        "the traffic Service {} was deleted and created again: a new address",
+                        t.key
+                    ),
+                });
+            }
+            let Body::Service { spec, selector } = &obj.body else {
+                continue;
+            };
+            if let Some(spec) = spec
+                && *spec != t.spec
+            {
+                out.push(Violation {
+                    key: format!("service-changed/{}", t.key),
+                    text: format!(
+                        "the traffic Service {} changed its type, ports or annotations",
+                        t.key
+                    ),
+                });
+            }
+            let serving: Vec<(&Key, &Obj)> = self
+                .small
+                .objects
+                .iter()
+                .filter(|(k, o)| {
+                    k.kind == Kind::Deployment
+                        && k.namespace == t.key.namespace
+                        && matches!(&o.body, Body::Gateway { pod_labels, .. } if selects(selector, pod_labels))
+                })
+                .collect();
+            if serving.is_empty() {
+                out.push(Violation {
+                    key: format!("service-empty/{}", t.key),
+                    text: format!(
+                        "the traffic Service {} selects no gateway pods (selector {selector:?}): traffic is lost",
+                        t.key
+                    ),
+                });
+            }
+            for (k, o) in serving {
+                if let Body::Gateway {
+                    pod_labels,
+                    service_account,
+                    proxy,
+                    ..
+                } = &o.body
+                {
+                    if *service_account != t.service_account
+                        || pod_labels.get("app") != Some(&t.app)
+                    {
+                        out.push(Violation {
+                            key: format!("identity/{}/{k}", t.key),
+                            text: format!(
+                                "the traffic Service {} sends traffic to {k}, whose pods run as ServiceAccount `{service_account}` with app={}, not the gateway's `{}` and app={}: policies that allow the gateway's identity stop matching",
+                                t.key,
+                                pod_labels.get("app").map_or("", String::as_str),
+                                t.service_account,
+                                t.app
+                            ),
+                        });
+                    }
+                    if proxy.is_none() {
+                        out.push(Violation {
+                            key: format!("gateway-no-proxy/{k}"),
+                            text: format!("{k} serves traffic without a proxy"),
+                        });
+                    }
+                }
+            }
+        }
+
+        // Gateway pods: a proxy with a control plane, and a ServiceAccount that exists and may
+        // read its secrets.
+        for (k, o) in &self.small.objects {
+            if let Body::Gateway {
+                service_account,
+                proxy,
+                ..
+            } = &o.body
+            {
+                if let Some(p) = proxy {
+                    self.check_proxy(&format!("the pods of {k}"), p, opts, &mut out);
+                }
+                let sa = Key::new(
+                    Kind::ServiceAccount,
+                    k.namespace.as_deref(),
+                    service_account,
+                );
+                if self.small.get(&sa).is_none() {
+                    out.push(Violation {
+                        key: format!("gateway-sa/{k}"),
+                        text: format!(
+                            "the pods of {k} run as ServiceAccount `{service_account}`, which does not exist"
+                        ),
+                    });
+                } else if !self.small.objects.iter().any(|(rk, ro)| {
+                    rk.kind == Kind::RoleBinding
+                        && rk.namespace == k.namespace
+                        && matches!(&ro.body, Body::RoleBinding { service_account: s } if s == service_account)
+                }) {
+                    out.push(Violation {
+                        key: format!("gateway-rbac/{k}"),
+                        text: format!(
+                            "no RoleBinding lets ServiceAccount `{service_account}` of {k} read its TLS secrets"
+                        ),
+                    });
+                }
+            }
+        }
+
+        // Workload proxies.
+        for (p, n) in &self.proxy_counts {
+            self.check_proxy(&format!("{n} workload(s)"), p, opts, &mut out);
+        }
+
+        // Namespace labels and tags resolve to a running istiod, through one webhook.
+        for ((rev, inj), n) in &self.ns_counts {
+            let probe = Namespace {
+                name: String::new(),
+                rev: rev.clone(),
+                injection: inj.clone(),
+            };
+            let what = match (rev, inj) {
+                (_, Some(i)) => format!("istio-injection={i}"),
+                (Some(r), None) => format!("istio.io/rev={r}"),
+                (None, None) => "no injection label".to_string(),
+            };
+            match self.inject(&probe, &BTreeMap::new()) {
+                Err(e) => out.push(Violation {
+                    key: format!("namespace/{what}"),
+                    text: format!("{n} namespace(s) labelled {what}: {e}"),
+                }),
+                Ok(None) => out.push(Violation {
+                    key: format!("namespace/{what}"),
+                    text: format!(
+                        "{n} namespace(s) labelled {what}: no webhook injects their new pods, which would start without sidecars"
+                    ),
+                }),
+                Ok(Some(_)) => {}
+            }
+        }
+
+        // Webhooks point at Services that exist.
+        for (k, o) in &self.small.objects {
+            let target = match &o.body {
+                Body::Injector(s) => Some(&s.service),
+                Body::Validator { service } => service.as_ref(),
+                _ => None,
+            };
+            if let Some(svc) = target
+                && self
+                    .small
+                    .get(&Key::new(Kind::Service, Some(ns), svc))
+                    .is_none()
+            {
+                out.push(Violation {
+                    key: format!("webhook/{k}"),
+                    text: format!(
+                        "{k} points at Service {ns}/{svc}, which does not exist: {}",
+                        if k.kind == Kind::MutatingWebhook {
+                            "pods it matches cannot be created"
+                        } else {
+                            "Istio configuration cannot be validated (writes fail once its failurePolicy is Fail)"
+                        }
+                    ),
+                });
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Which gateway Deployments each traffic Service selects.
+    pub fn traffic_selection(&self) -> BTreeMap<String, Vec<String>> {
+        self.traffic
+            .iter()
+            .map(|t| {
+                let selected = match self.small.get(&t.key) {
+                    Some(Obj {
+                        body: Body::Service { selector, .. },
+                        ..
+                    }) => self
+                        .small
+                        .objects
+                        .iter()
+                        .filter(|(k, o)| {
+                            k.kind == Kind::Deployment
+                                && k.namespace == t.key.namespace
+                                && matches!(&o.body, Body::Gateway { pod_labels, .. } if selects(selector, pod_labels))
+                        })
+                        .map(|(k, _)| k.name.clone())
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                (t.key.to_string(), selected)
+            })
+            .collect()
+    }
+}

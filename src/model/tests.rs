@@ -1,0 +1,260 @@
+//! The model must reject plans with the failures that executing real plans found (issue 7):
+//! each test builds a correct plan, checks that the model accepts it, brings one failure back,
+//! and checks that the model rejects it for the right reason.
+
+use super::check_cluster;
+use crate::catalog::Catalog;
+use crate::diagnostic::Diagnostics;
+use crate::path::{Target, plan_paths};
+use crate::plan::op::{Op, Wait};
+use crate::plan::{ClusterOut, build_cluster, rollback};
+use crate::source::Source;
+use crate::validate::{ClusterSpec, validate};
+
+pub fn cluster(text: &str, to: &str) -> (ClusterSpec, ClusterOut) {
+    let src = Source::new("inventory.yaml", text);
+    let (inv, d) = crate::load::inventory(&src);
+    assert!(
+        !d.has_errors(),
+        "{}",
+        crate::diagnostic::render(&d, Some(&src))
+    );
+    let mut diags = Diagnostics::default();
+    let mesh = validate(&inv.expect("inventory"), &src, &mut diags)
+        .unwrap_or_else(|| panic!("{}", crate::diagnostic::render(&diags, Some(&src))));
+    let catalog = Catalog::embedded();
+    let target = Target {
+        version: to.parse().unwrap(),
+        via: vec![],
+        one_minor: false,
+        today: None,
+        artifacts: true,
+    };
+    let paths = plan_paths(&mesh, &target, &catalog, &src, &mut diags)
+        .unwrap_or_else(|| panic!("{}", crate::diagnostic::render(&diags, Some(&src))));
+    let c = mesh.clusters[0].clone();
+    let out = build_cluster(0, &c, &paths.clusters[0], &catalog);
+    (c, out)
+}
+
+const HELM: &str = "apiVersion: meshplan.dev/v1alpha1
+kind: MeshInventory
+name: m
+clusters:
+  - name: c
+    kubernetesVersion: \"1.28\"
+    istio: {version: 1.19.6, revision: 1-19, tags: [prod-stable]}
+    gateways:
+      - name: istio-ingressgateway
+        kind: ingress
+        namespace: istio-ingress
+        revision: 1-19
+        service:
+          name: istio-ingressgateway
+          ports: [{name: http2, port: 80, targetPort: 8080}]
+    namespaces:
+      - name: shop
+        revision: 1-19
+        workloads: [{kind: Deployment, name: web}, {kind: Deployment, name: api}]
+      - name: tagged
+        revision: prod-stable
+        wave: 2
+        workloads: [{kind: Deployment, name: app}]
+";
+
+const ISTIOCTL: &str = "apiVersion: meshplan.dev/v1alpha1
+kind: MeshInventory
+name: m
+defaults: {installMethod: istioctl, revisionFormat: patch}
+clusters:
+  - name: c
+    kubernetesVersion: \"1.20\"
+    istio: {version: 1.9.7, revision: 1-9-7}
+    gateways:
+      - name: istio-ingressgateway
+        kind: ingress
+        namespace: istio-gateways
+        revision: 1-9-7
+        release: istio-ingressgateway-1-9-7
+        appLabel: istio-ingressgateway
+        service:
+          name: istio-ingressgateway
+          owner: standalone
+          selector: {istio: ingressgateway, version: 1-9-7}
+          ports: [{name: http2, port: 80, targetPort: 8080}]
+    namespaces:
+      - name: shop
+        revision: 1-9-7
+        workloads: [{kind: Deployment, name: web}]
+";
+
+fn recompose(out: &mut ClusterOut) {
+    for s in &mut out.steps {
+        s.checkpoint = false;
+    }
+    rollback::compose(&mut out.steps);
+}
+
+fn step<'a>(out: &'a mut ClusterOut, suffix: &str) -> &'a mut crate::plan::Step {
+    out.steps
+        .iter_mut()
+        .find(|s| s.id.ends_with(suffix))
+        .unwrap_or_else(|| panic!("no step ending in {suffix}"))
+}
+
+fn rejected(c: &ClusterSpec, out: &ClusterOut) -> String {
+    match check_cluster(c, out, &Catalog::embedded()) {
+        Ok(_) => panic!("the model accepted a broken plan"),
+        Err(f) => f.to_string(),
+    }
+}
+
+#[test]
+fn correct_plans_pass() {
+    for (text, to) in [(HELM, "1.20.2"), (HELM, "1.21.6"), (ISTIOCTL, "1.11.8")] {
+        let (c, out) = cluster(text, to);
+        if let Err(f) = check_cluster(&c, &out, &Catalog::embedded()) {
+            panic!("{to}: {f}");
+        }
+    }
+}
+
+#[test]
+fn a_restart_undone_before_its_namespace_strands_the_pods() {
+    let (c, mut out) = cluster(HELM, "1.20.2");
+    // The old rollback: only the restart patch, the namespace label left on the new revision.
+    let s = step(&mut out, "shop/deployment-web");
+    s.undo.retain(|op| matches!(op, Op::Restart { .. }));
+    recompose(&mut out);
+    let e = rejected(&c, &out);
+    assert!(e.contains("rollback") && e.contains("web"), "{e}");
+}
+
+#[test]
+fn a_default_revision_left_on_the_new_revision_is_found() {
+    let (c, mut out) = cluster(HELM, "1.20.2");
+    step(&mut out, "default-revision").undo.clear();
+    recompose(&mut out);
+    let e = rejected(&c, &out);
+    assert!(e.contains("defaultRevision"), "{e}");
+}
+
+#[test]
+fn an_old_gateway_that_is_not_reinstalled_is_found() {
+    let (c, mut out) = cluster(HELM, "1.20.2");
+    step(&mut out, "istio-ingressgateway/remove-old")
+        .undo
+        .clear();
+    recompose(&mut out);
+    let e = rejected(&c, &out);
+    assert!(
+        e.contains("deployment istio-ingress/istio-ingressgateway is gone"),
+        "{e}"
+    );
+}
+
+#[test]
+fn istioctl_cleanup_without_rollback_commands_is_found() {
+    let (c, mut out) = cluster(ISTIOCTL, "1.11.8");
+    step(&mut out, "istio-ingressgateway/remove-old")
+        .undo
+        .clear();
+    recompose(&mut out);
+    let e = rejected(&c, &out);
+    assert!(
+        e.contains("deployment istio-gateways/istio-ingressgateway-1-9-7 is gone"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_wait_that_can_never_pass_is_found() {
+    let (c, mut out) = cluster(HELM, "1.20.2");
+    let s = step(&mut out, "istio-ingressgateway/handover");
+    for w in &mut s.waits {
+        if let Wait::ServiceKept { service, .. } = w {
+            *service = "istio-ingressgateway-1-20".into();
+        }
+    }
+    let e = rejected(&c, &out);
+    assert!(e.contains("a wait can never pass"), "{e}");
+}
+
+#[test]
+fn removing_the_old_istiod_before_a_tag_moves_is_found() {
+    let (c, mut out) = cluster(HELM, "1.20.2");
+    // Move the tag step after the removal of the old control plane.
+    let i = out
+        .steps
+        .iter()
+        .position(|s| s.id.ends_with("tag-prod-stable"))
+        .unwrap();
+    let tag = out.steps.remove(i);
+    let j = out
+        .steps
+        .iter()
+        .position(|s| s.id.ends_with("remove-old-istiod"))
+        .unwrap();
+    out.steps.insert(j + 1, tag);
+    recompose(&mut out);
+    let e = rejected(&c, &out);
+    assert!(e.contains("prod-stable"), "{e}");
+}
+
+#[test]
+fn a_handover_skipped_loses_the_service() {
+    let (c, mut out) = cluster(HELM, "1.20.2");
+    let i = out
+        .steps
+        .iter()
+        .position(|s| s.id.ends_with("istio-ingressgateway/handover"))
+        .unwrap();
+    out.steps.remove(i);
+    recompose(&mut out);
+    let e = rejected(&c, &out);
+    assert!(
+        e.contains("ServiceAccount `istio-ingressgateway`, which does not exist"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_new_gateway_with_its_own_identity_is_found() {
+    let (c, mut out) = cluster(HELM, "1.20.2");
+    let s = step(&mut out, "istio-ingressgateway/install");
+    for op in &mut s.ops {
+        if let Op::HelmUpgrade(h) = op
+            && let crate::plan::op::ReleaseContent::Gateway(d) = &mut h.content
+        {
+            d.service_account = d.name.clone();
+            d.creates_service_account = true;
+            d.rbac = true;
+        }
+    }
+    let e = rejected(&c, &out);
+    assert!(e.contains("ServiceAccount"), "{e}");
+}
+
+#[test]
+fn an_on_delete_workload_restarted_by_a_template_patch_is_found() {
+    let text = HELM.replace(
+        "{kind: Deployment, name: app}",
+        "{kind: StatefulSet, name: app, updateStrategy: OnDelete}",
+    );
+    let (c, mut out) = cluster(&text, "1.20.2");
+    assert!(check_cluster(&c, &out, &Catalog::embedded()).is_ok());
+    let s = step(&mut out, "tagged/statefulset-app");
+    for op in &mut s.ops {
+        if let Op::Restart { method, .. } = op {
+            *method = crate::plan::op::RestartMethod::TemplatePatch;
+        }
+    }
+    s.waits.push(Wait::Rollout {
+        kind: crate::inventory::WorkloadKind::StatefulSet,
+        name: "app".into(),
+        namespace: "tagged".into(),
+        timeout: "10m".into(),
+    });
+    let e = rejected(&c, &out);
+    assert!(e.contains("OnDelete"), "{e}");
+}

@@ -1,0 +1,902 @@
+//! Helm: the `base`, `istiod` and `gateway` charts. Undoing an upgrade re-applies the recorded
+//! values of the version before it (`helm upgrade --version <old> -f <old values>`), never a
+//! bare `helm rollback`: the plan cannot know a release's revision numbers, and after cleanup
+//! uninstalled and reinstalled a release its history is gone.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use super::{Backend, Draft};
+use crate::chart_facts;
+use crate::inventory::ServiceOwner;
+use crate::plan::op::{
+    Chart, GatewayDeploy, GatewayServiceRender, HelmUpgrade, IstiodDeploy, Manifest, ObjRef, Op,
+    ReleaseContent, TagTemplate, Wait,
+};
+use crate::plan::state::TagOwner;
+use crate::plan::{Builder, HopCtx, Phase, names, seq};
+use crate::validate::{ClusterSpec, GatewaySpec};
+use crate::version::{IstioVersion, Minor};
+
+pub struct Helm;
+
+const KEEP: &str = "helm.sh/resource-policy";
+
+/// Helm values of the istiod chart for `version` and `revision`, in the layout that chart
+/// version expects (`pilot.*` flattened to the top level from 1.24 on). Revision tags are never
+/// carried: a release renders only the tags the plan gives it.
+pub fn istiod_values(
+    c: &ClusterSpec,
+    version: &IstioVersion,
+    revision: Option<&str>,
+    tags: &[String],
+    keep_webhooks: bool,
+) -> Value {
+    let mut values: Map<String, Value> = c.values.clone().into_iter().collect();
+    values.remove("revisionTags");
+    if version.minor()
+        >= (Minor {
+            major: 1,
+            minor: 24,
+        })
+        && let Some(Value::Object(pilot)) = values.remove("pilot")
+    {
+        for (k, v) in pilot {
+            values.entry(k).or_insert(v);
+        }
+    }
+    if let Some(r) = revision {
+        values.insert("revision".into(), json!(r));
+    }
+    if !tags.is_empty() {
+        values.insert("revisionTags".into(), json!(tags));
+    }
+    if keep_webhooks {
+        annotate(
+            &mut values,
+            "sidecarInjectorWebhookAnnotations",
+            KEEP,
+            "keep",
+        );
+    }
+    let global = object(&mut values, "global");
+    global.insert("hub".into(), json!(c.hub));
+    global.insert("tag".into(), json!(format!("{version}{}", c.tag_suffix)));
+    global.insert("istioNamespace".into(), json!(c.namespace));
+    if let Some(v) = &c.variant {
+        global.insert("variant".into(), json!(v));
+    }
+    Value::Object(values)
+}
+
+fn base_values(c: &ClusterSpec, default_revision: &str) -> Value {
+    let mut values: Map<String, Value> = c.base_values.clone().into_iter().collect();
+    values.insert("defaultRevision".into(), json!(default_revision));
+    object(&mut values, "global").insert("istioNamespace".into(), json!(c.namespace));
+    Value::Object(values)
+}
+
+fn object<'m>(m: &'m mut Map<String, Value>, key: &str) -> &'m mut Map<String, Value> {
+    let v = m.entry(key).or_insert_with(|| json!({}));
+    if !v.is_object() {
+        *v = json!({});
+    }
+    v.as_object_mut().expect("just made an object")
+}
+
+fn annotate(m: &mut Map<String, Value>, key: &str, name: &str, value: &str) {
+    object(m, key).insert(name.into(), json!(value));
+}
+
+/// Ports as the gateway chart takes them (its schema has no nodePort).
+fn chart_ports(ports: &[crate::inventory::ServicePort]) -> Value {
+    Value::Array(
+        ports
+            .iter()
+            .map(|p| {
+                json!({
+                    "name": p.name,
+                    "port": p.port,
+                    "protocol": p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                    "targetPort": p.target_port.unwrap_or(p.port),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Helm values of the gateway chart of `version` that render `d`: the carried values, with
+/// everything the plan decides (names, labels, revision, ServiceAccount, RBAC, Service) set.
+pub fn gateway_values(
+    c: &ClusterSpec,
+    g: &GatewaySpec,
+    release: &str,
+    d: &GatewayDeploy,
+    version: &IstioVersion,
+) -> Value {
+    let mut values: Map<String, Value> = g.gateway.values.clone().into_iter().collect();
+    if d.name == release {
+        values.remove("name");
+    } else {
+        values.insert("name".into(), json!(d.name));
+    }
+    let labels = object(&mut values, "labels");
+    labels.insert("app".into(), json!(d.app));
+    labels.insert("istio".into(), json!(d.istio));
+    for (k, v) in &d.extra_labels {
+        labels.insert(k.clone(), json!(v));
+    }
+    match &d.pod_revision {
+        Some(r) => {
+            values.insert("revision".into(), json!(r));
+        }
+        None => {
+            values.remove("revision");
+        }
+    }
+    let sa = object(&mut values, "serviceAccount");
+    sa.insert("create".into(), json!(d.creates_service_account));
+    sa.insert("name".into(), json!(d.service_account));
+    if d.keep_service_account {
+        annotate(sa, "annotations", KEEP, "keep");
+    }
+    object(&mut values, "rbac").insert("enabled".into(), json!(d.rbac));
+    match &d.service {
+        None => {
+            values.insert("service".into(), json!({"type": "None"}));
+        }
+        Some(GatewayServiceRender { spec, keep }) => {
+            let service_annotations = chart_facts::gateway_service_field(version, "annotations");
+            let mut sv = Map::new();
+            sv.insert("type".into(), json!(spec.kind));
+            sv.insert("ports".into(), chart_ports(&spec.ports));
+            let mut ann: BTreeMap<String, String> = spec.annotations.clone();
+            if *keep {
+                ann.insert(KEEP.into(), "keep".into());
+            }
+            if !ann.is_empty() {
+                if service_annotations {
+                    sv.insert("annotations".into(), json!(ann));
+                } else {
+                    // Before 1.12.2 the Service takes the release's top-level annotations.
+                    for (k, v) in &ann {
+                        annotate(&mut values, "annotations", k, v);
+                    }
+                }
+            }
+            for (k, v) in &spec.extra {
+                if chart_facts::gateway_service_field(version, k) {
+                    sv.insert(k.clone(), v.clone());
+                }
+            }
+            values.insert("service".into(), Value::Object(sv));
+        }
+    }
+    if let Some(v) = &c.variant {
+        object(&mut values, "global").insert("variant".into(), json!(v));
+    }
+    Value::Object(values)
+}
+
+/// The release of the running istiod is kept for a rollback with its tags, without them once
+/// they were handed over.
+fn istiod_content(revision: Option<&str>, tags: Vec<String>, keep: bool) -> ReleaseContent {
+    ReleaseContent::Istiod(IstiodDeploy {
+        revision: revision.map(str::to_string),
+        tags,
+        keep_webhooks: keep,
+    })
+}
+
+impl Helm {
+    fn upgrade(
+        b: &Builder,
+        release: &str,
+        namespace: &str,
+        chart: Chart,
+        version: &IstioVersion,
+        values: &str,
+        content: ReleaseContent,
+    ) -> HelmUpgrade {
+        HelmUpgrade {
+            release: release.to_string(),
+            namespace: namespace.to_string(),
+            chart,
+            chart_ref: b.chart_ref(chart.name()),
+            version: version.clone(),
+            values: values.to_string(),
+            install: false,
+            reuse_values: false,
+            wait: false,
+            skip_schema_validation: chart == Chart::Gateway
+                && chart_facts::gateway_schema_rejects_values(version),
+            content,
+        }
+    }
+
+    fn gateway_dir(b: &Builder, dir: &str, gi: usize) -> String {
+        let g = &b.c.gateways[gi];
+        format!(
+            "{dir}/{}-{}",
+            seq(gi + 1, b.c.gateways.len()),
+            g.gateway.name
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_gateway_values(
+        b: &mut Builder,
+        op: &Op,
+        gi: usize,
+        path: &str,
+        release: &str,
+        d: &GatewayDeploy,
+        version: &IstioVersion,
+        note: &str,
+    ) {
+        let g = &b.c.gateways[gi];
+        let values = gateway_values(b.c, g, release, d, version);
+        let targets = format!(
+            "chart {} {version} (release {release} in {}){note}",
+            b.chart_ref("gateway"),
+            g.gateway.namespace
+        );
+        b.artifact(
+            path,
+            "gateway.values.yaml.j2",
+            targets,
+            op,
+            json!({"values": values}),
+        );
+    }
+}
+
+impl Backend for Helm {
+    fn crds(&self, b: &mut Builder, h: &HopCtx) -> Option<Draft> {
+        let hop = h.hop;
+        let target = b.catalog.get(hop.to.minor())?;
+        let templates = target.crd_templates;
+        let from_templates = b
+            .catalog
+            .get(hop.from.minor())
+            .is_some_and(|r| r.crd_templates);
+        let ns = b.c.namespace.clone();
+        let release = b.c.base_release.clone();
+        let path = format!("{}/base.values.yaml", h.phase_dir(Phase::Crds));
+        let mut d = Draft::default();
+        if templates && !from_templates {
+            d.ops.push(Op::AdoptCrds {
+                release: release.clone(),
+                namespace: ns.clone(),
+            });
+        }
+        if !templates {
+            d.ops.push(Op::ApplyCrds {
+                chart_ref: b.chart_ref("base"),
+                version: hop.to.clone(),
+            });
+        }
+        let default_revision = b.now.default_revision.clone();
+        let up = Op::HelmUpgrade(Self::upgrade(
+            b,
+            &release,
+            &ns,
+            Chart::Base,
+            &hop.to,
+            &path,
+            ReleaseContent::Base {
+                default_revision: default_revision.clone(),
+            },
+        ));
+        b.artifact(
+            &path,
+            "base.values.yaml.j2",
+            format!(
+                "chart {} {} (release {release} in {ns})",
+                b.chart_ref("base"),
+                hop.to
+            ),
+            &up,
+            json!({"values": base_values(b.c, &default_revision)}),
+        );
+        d.ops.push(up);
+        d.waits.push(Wait::CrdsEstablished {
+            selector: if templates {
+                "app.kubernetes.io/part-of=istio".into()
+            } else {
+                "chart=istio".into()
+            },
+        });
+        d.undo_note = Some(format!(
+            "nothing to undo: CRDs are never downgraded (a downgrade can drop a version objects are stored in), and the base chart of {} keeps serving the `{}` control plane, as it did throughout this hop; its defaultRevision is unchanged",
+            hop.to,
+            hop.from_label()
+        ));
+        Some(d)
+    }
+
+    fn control_plane(&self, b: &mut Builder, h: &HopCtx) -> Draft {
+        let hop = h.hop;
+        let ns = b.c.namespace.clone();
+        let path = format!("{}/istiod.values.yaml", h.phase_dir(Phase::ControlPlane));
+        let mut d = Draft::default();
+        if h.canary() {
+            let rev = hop.to_revision.clone();
+            let release = names::istiod(rev.as_deref());
+            let mut up = Self::upgrade(
+                b,
+                &release,
+                &ns,
+                Chart::Istiod,
+                &hop.to,
+                &path,
+                istiod_content(rev.as_deref(), Vec::new(), false),
+            );
+            up.install = true;
+            up.wait = true;
+            let op = Op::HelmUpgrade(up);
+            let values = istiod_values(b.c, &hop.to, rev.as_deref(), &[], false);
+            b.artifact(
+                &path,
+                "istiod.values.yaml.j2",
+                format!(
+                    "chart {} {} (release {release} in {ns})",
+                    b.chart_ref("istiod"),
+                    hop.to
+                ),
+                &op,
+                json!({"values": values}),
+            );
+            d.ops.push(op);
+            d.undo.push(Op::HelmUninstall {
+                release: release.clone(),
+                namespace: ns.clone(),
+            });
+            d.waits.push(Wait::Rollout {
+                kind: crate::inventory::WorkloadKind::Deployment,
+                name: release,
+                namespace: ns,
+                timeout: "5m".into(),
+            });
+        } else {
+            let release = b.now.istiod_release.clone();
+            let rev = b.now.revision.clone();
+            let tags: Vec<String> = owned_tags(b, &release);
+            let mut up = Self::upgrade(
+                b,
+                &release,
+                &ns,
+                Chart::Istiod,
+                &hop.to,
+                &path,
+                istiod_content(rev.as_deref(), tags.clone(), false),
+            );
+            up.wait = true;
+            let op = Op::HelmUpgrade(up);
+            b.artifact(
+                &path,
+                "istiod.values.yaml.j2",
+                format!(
+                    "chart {} {} (release {release} in {ns})",
+                    b.chart_ref("istiod"),
+                    hop.to
+                ),
+                &op,
+                json!({"values": istiod_values(b.c, &hop.to, rev.as_deref(), &tags, false)}),
+            );
+            d.ops.push(op);
+            let back_path = format!(
+                "{}/istiod.values.yaml",
+                h.rollback_phase_dir(Phase::ControlPlane)
+            );
+            let mut back = Self::upgrade(
+                b,
+                &release,
+                &ns,
+                Chart::Istiod,
+                &hop.from,
+                &back_path,
+                istiod_content(rev.as_deref(), tags.clone(), false),
+            );
+            back.wait = true;
+            let back = Op::HelmUpgrade(back);
+            b.artifact(
+                &back_path,
+                "istiod.values.yaml.j2",
+                format!(
+                    "chart {} {} (release {release} in {ns}): rollback",
+                    b.chart_ref("istiod"),
+                    hop.from
+                ),
+                &back,
+                json!({"values": istiod_values(b.c, &hop.from, rev.as_deref(), &tags, false)}),
+            );
+            d.undo.push(back);
+            d.waits.push(Wait::Rollout {
+                kind: crate::inventory::WorkloadKind::Deployment,
+                name: names::istiod(rev.as_deref()),
+                namespace: ns,
+                timeout: "5m".into(),
+            });
+        }
+        d
+    }
+
+    fn hand_over_tags(&self, b: &mut Builder, h: &HopCtx) -> Option<Draft> {
+        let release = b.now.istiod_release.clone();
+        let tags = owned_tags(b, &release);
+        if tags.is_empty() {
+            return None;
+        }
+        let ns = b.c.namespace.clone();
+        let from = h.hop.from.clone();
+        let path = format!(
+            "{}/istiod-tags-keep.values.yaml",
+            h.phase_dir(Phase::ControlPlane)
+        );
+        let mut up = Self::upgrade(
+            b,
+            &release,
+            &ns,
+            Chart::Istiod,
+            &from,
+            &path,
+            istiod_content(b.now.revision.as_deref(), Vec::new(), true),
+        );
+        up.reuse_values = true;
+        let op = Op::HelmUpgrade(up);
+        b.artifact(
+            &path,
+            "keep.values.yaml.j2",
+            format!(
+                "chart {} {from} (release {release} in {ns}): its revision tags become standalone",
+                b.chart_ref("istiod")
+            ),
+            &op,
+            json!({
+                "what": "istiod-tags",
+                "values": {"revisionTags": [], "sidecarInjectorWebhookAnnotations": {KEEP: "keep"}},
+            }),
+        );
+        for t in &mut b.now.tags {
+            if t.owner == TagOwner::Release(release.clone()) {
+                t.owner = TagOwner::Standalone;
+            }
+        }
+        Some(Draft {
+            ops: vec![op],
+            undo_note: Some(format!(
+                "nothing to undo: the tags {} stay in place as standalone webhooks, still pointing at `{}`; the old release only stops rendering them",
+                tags.join(", "),
+                h.hop.from_label()
+            )),
+            ..Draft::default()
+        })
+    }
+
+    fn hand_over_gateway(&self, b: &mut Builder, h: &HopCtx, gi: usize) -> Option<Draft> {
+        let now = b.now.gateways[gi].clone();
+        let g = &b.c.gateways[gi];
+        let keep_service = now.service_owner == ServiceOwner::Release && g.service().is_some();
+        let keep_sa = now.sa_owner == ServiceOwner::Release;
+        if !keep_service && !keep_sa {
+            return None;
+        }
+        let ns = g.gateway.namespace.clone();
+        let mut deploy = now.deploy.clone();
+        let mut values = Map::new();
+        if keep_service {
+            if let Some(s) = &mut deploy.service {
+                s.keep = true;
+            }
+            if chart_facts::gateway_service_field(&now.version, "annotations") {
+                annotate(object(&mut values, "service"), "annotations", KEEP, "keep");
+            } else {
+                annotate(&mut values, "annotations", KEEP, "keep");
+            }
+        }
+        if keep_sa {
+            deploy.keep_service_account = true;
+            annotate(
+                object(&mut values, "serviceAccount"),
+                "annotations",
+                KEEP,
+                "keep",
+            );
+        }
+        let path = format!(
+            "{}/1-keep.values.yaml",
+            Self::gateway_dir(b, &h.phase_dir(Phase::Gateways), gi)
+        );
+        let mut up = Self::upgrade(
+            b,
+            &now.release,
+            &ns,
+            Chart::Gateway,
+            &now.version,
+            &path,
+            ReleaseContent::Gateway(Box::new(deploy.clone())),
+        );
+        up.reuse_values = true;
+        let op = Op::HelmUpgrade(up);
+        b.artifact(
+            &path,
+            "keep.values.yaml.j2",
+            format!(
+                "chart {} {} (release {} in {ns}): keeps its {} when the release is uninstalled",
+                b.chart_ref("gateway"),
+                now.version,
+                now.release,
+                match (keep_service, keep_sa) {
+                    (true, true) => "Service and ServiceAccount",
+                    (true, false) => "Service",
+                    _ => "ServiceAccount",
+                }
+            ),
+            &op,
+            json!({"what": "gateway", "values": values}),
+        );
+        b.now.gateways[gi].deploy = deploy;
+        let mut d = Draft {
+            ops: vec![op],
+            undo_note: Some("nothing to undo: `helm.sh/resource-policy: keep` only matters when the release is uninstalled, and a rollback never uninstalls it".to_string()),
+            ..Draft::default()
+        };
+        if keep_service && let Some(s) = g.service() {
+            d.waits.push(Wait::ServiceKept {
+                service: s.name.clone(),
+                namespace: ns,
+            });
+        }
+        Some(d)
+    }
+
+    fn gateway_identity(&self, b: &mut Builder, h: &HopCtx, gi: usize) -> Option<Draft> {
+        let g = &b.c.gateways[gi];
+        let ns = g.gateway.namespace.clone();
+        let sa = g.service_account.clone();
+        let path = format!(
+            "{}/2-identity.yaml",
+            Self::gateway_dir(b, &h.phase_dir(Phase::Gateways), gi)
+        );
+        let manifest = Manifest::SecretsRbac {
+            name: names::secrets_rbac(&sa),
+            namespace: ns.clone(),
+            service_account: sa.clone(),
+        };
+        let op = Op::Apply {
+            file: path.clone(),
+            objects: vec![manifest],
+        };
+        b.artifact(
+            &path,
+            "secrets-rbac.yaml.j2",
+            format!(
+                "Role and RoleBinding {ns}/{}: ServiceAccount {sa} may read TLS secrets",
+                names::secrets_rbac(&sa)
+            ),
+            &op,
+            json!({"name": names::secrets_rbac(&sa), "namespace": ns, "serviceAccount": sa}),
+        );
+        Some(Draft {
+            ops: vec![op],
+            undo_note: Some(format!(
+                "nothing to undo: the Role only grants the gateway's own ServiceAccount `{sa}` what its chart granted it, and stays for the gateways that run as it"
+            )),
+            ..Draft::default()
+        })
+    }
+
+    fn new_gateway(&self, b: &Builder, h: &HopCtx, gi: usize) -> GatewayDeploy {
+        let g = &b.c.gateways[gi];
+        let now = &b.now.gateways[gi];
+        GatewayDeploy {
+            name: format!("{}-{}", g.gateway.name, h.hop.to_label()),
+            namespace: g.gateway.namespace.clone(),
+            pod_revision: Some(h.hop.to_label().to_string()),
+            app: now.deploy.app.clone(),
+            istio: now.deploy.istio.clone(),
+            extra_labels: BTreeMap::new(),
+            service_account: g.service_account.clone(),
+            creates_service_account: false,
+            keep_service_account: false,
+            rbac: false,
+            service: None,
+        }
+    }
+
+    fn install_gateway(
+        &self,
+        b: &mut Builder,
+        h: &HopCtx,
+        gi: usize,
+        new: &GatewayDeploy,
+    ) -> Draft {
+        let ns = new.namespace.clone();
+        let path = format!(
+            "{}/4-gateway.values.yaml",
+            Self::gateway_dir(b, &h.phase_dir(Phase::Gateways), gi)
+        );
+        let mut up = Self::upgrade(
+            b,
+            &new.name,
+            &ns,
+            Chart::Gateway,
+            &h.hop.to,
+            &path,
+            ReleaseContent::Gateway(Box::new(new.clone())),
+        );
+        up.install = true;
+        up.wait = true;
+        let op = Op::HelmUpgrade(up);
+        Self::write_gateway_values(b, &op, gi, &path, &new.name, new, &h.hop.to, "");
+        Draft {
+            ops: vec![op],
+            undo: vec![Op::HelmUninstall {
+                release: new.name.clone(),
+                namespace: ns.clone(),
+            }],
+            waits: vec![Wait::Rollout {
+                kind: crate::inventory::WorkloadKind::Deployment,
+                name: new.name.clone(),
+                namespace: ns,
+                timeout: "5m".into(),
+            }],
+            ..Draft::default()
+        }
+    }
+
+    fn upgrade_gateway(
+        &self,
+        b: &mut Builder,
+        h: &HopCtx,
+        gi: usize,
+        new: &GatewayDeploy,
+    ) -> Draft {
+        let now = b.now.gateways[gi].clone();
+        let ns = new.namespace.clone();
+        let path = format!(
+            "{}/gateway.values.yaml",
+            Self::gateway_dir(b, &h.phase_dir(Phase::Gateways), gi)
+        );
+        let mut up = Self::upgrade(
+            b,
+            &now.release,
+            &ns,
+            Chart::Gateway,
+            &h.hop.to,
+            &path,
+            ReleaseContent::Gateway(Box::new(new.clone())),
+        );
+        up.wait = true;
+        let op = Op::HelmUpgrade(up);
+        Self::write_gateway_values(b, &op, gi, &path, &now.release, new, &h.hop.to, "");
+        let back_path = format!(
+            "{}/gateway.values.yaml",
+            Self::gateway_dir(b, &h.rollback_phase_dir(Phase::Gateways), gi)
+        );
+        let mut back = Self::upgrade(
+            b,
+            &now.release,
+            &ns,
+            Chart::Gateway,
+            &now.version,
+            &back_path,
+            ReleaseContent::Gateway(Box::new(now.deploy.clone())),
+        );
+        back.wait = true;
+        let back = Op::HelmUpgrade(back);
+        Self::write_gateway_values(
+            b,
+            &back,
+            gi,
+            &back_path,
+            &now.release,
+            &now.deploy,
+            &now.version,
+            ": rollback",
+        );
+        Draft {
+            ops: vec![op],
+            undo: vec![back],
+            waits: vec![Wait::Rollout {
+                kind: crate::inventory::WorkloadKind::Deployment,
+                name: new.name.clone(),
+                namespace: ns,
+                timeout: "5m".into(),
+            }],
+            ..Draft::default()
+        }
+    }
+
+    fn remove_gateway(&self, b: &mut Builder, h: &HopCtx, gi: usize) -> Draft {
+        let now = b.now.gateways[gi].clone();
+        let ns = now.deploy.namespace.clone();
+        let mut d = Draft::default();
+        d.ops.push(Op::HelmUninstall {
+            release: now.release.clone(),
+            namespace: ns.clone(),
+        });
+        if now.deploy.service.as_ref().is_some_and(|s| s.keep)
+            && !chart_facts::gateway_service_field(&now.version, "annotations")
+        {
+            // Before 1.12.2 the keep mark went on every object of the release.
+            d.ops.push(Op::Delete {
+                objects: vec![ObjRef::new("deployment", &now.deploy.name, Some(&ns))],
+            });
+        }
+        // A rollback reinstalls the old gateway as it ran, but as a gateway beside the traffic
+        // Service and the ServiceAccount, which now stand alone.
+        let back_deploy = GatewayDeploy {
+            creates_service_account: false,
+            keep_service_account: false,
+            rbac: false,
+            service: None,
+            ..now.deploy.clone()
+        };
+        let path = format!(
+            "{}/gateway.reinstall.values.yaml",
+            Self::gateway_dir(b, &h.rollback_phase_dir(Phase::Cleanup), gi)
+        );
+        let mut up = Self::upgrade(
+            b,
+            &now.release,
+            &ns,
+            Chart::Gateway,
+            &now.version,
+            &path,
+            ReleaseContent::Gateway(Box::new(back_deploy.clone())),
+        );
+        up.install = true;
+        up.wait = true;
+        let back = Op::HelmUpgrade(up);
+        Self::write_gateway_values(
+            b,
+            &back,
+            gi,
+            &path,
+            &now.release,
+            &back_deploy,
+            &now.version,
+            ": rollback only",
+        );
+        d.undo.push(back);
+        d
+    }
+
+    fn set_tag(&self, b: &Builder, h: &HopCtx, tag: &str, revision: &str) -> Op {
+        let version = if revision == h.hop.to_label() {
+            &h.hop.to
+        } else {
+            &h.hop.from
+        };
+        Op::SetTag {
+            tag: tag.to_string(),
+            revision: revision.to_string(),
+            version: version.clone(),
+            helm: Some(TagTemplate {
+                chart_ref: b.chart_ref("istiod"),
+                namespace: b.c.namespace.clone(),
+                templates: chart_facts::revision_tag_templates(version),
+            }),
+        }
+    }
+
+    fn default_revision(&self, b: &mut Builder, h: &HopCtx) -> Option<Draft> {
+        if b.now.default_revision != h.hop.from_label() {
+            return None;
+        }
+        let ns = b.c.namespace.clone();
+        let release = b.c.base_release.clone();
+        let new = h.hop.to_label().to_string();
+        let path = format!("{}/base.values.yaml", h.phase_dir(Phase::Cleanup));
+        let up = Op::HelmUpgrade(Self::upgrade(
+            b,
+            &release,
+            &ns,
+            Chart::Base,
+            &h.hop.to,
+            &path,
+            ReleaseContent::Base {
+                default_revision: new.clone(),
+            },
+        ));
+        b.artifact(
+            &path,
+            "base.values.yaml.j2",
+            format!(
+                "chart {} {} (release {release} in {ns}): defaultRevision {new}",
+                b.chart_ref("base"),
+                h.hop.to
+            ),
+            &up,
+            json!({"values": base_values(b.c, &new)}),
+        );
+        let back = Op::HelmUpgrade(Self::upgrade(
+            b,
+            &release,
+            &ns,
+            Chart::Base,
+            &h.hop.to,
+            &format!("{}/base.values.yaml", h.phase_dir(Phase::Crds)),
+            ReleaseContent::Base {
+                default_revision: b.now.default_revision.clone(),
+            },
+        ));
+        b.now.default_revision = new;
+        Some(Draft {
+            ops: vec![up],
+            undo: vec![back],
+            ..Draft::default()
+        })
+    }
+
+    fn remove_control_plane(&self, b: &mut Builder, h: &HopCtx) -> Draft {
+        let ns = b.c.namespace.clone();
+        let old_rev = h.hop.from_revision.clone();
+        let release = b.now.istiod_release.clone();
+        let webhooks = vec![
+            ObjRef::new(
+                "mutatingwebhookconfiguration",
+                &names::injector_webhook(old_rev.as_deref(), &ns),
+                None,
+            ),
+            ObjRef::new(
+                "validatingwebhookconfiguration",
+                &names::validator_webhook(old_rev.as_deref(), &ns),
+                None,
+            ),
+        ];
+        b.webhooks
+            .extend(webhooks.iter().map(|o| format!("{}/{}", o.kind, o.name)));
+        let path = format!(
+            "{}/istiod.reinstall.values.yaml",
+            h.rollback_phase_dir(Phase::Cleanup)
+        );
+        let mut up = Self::upgrade(
+            b,
+            &release,
+            &ns,
+            Chart::Istiod,
+            &h.hop.from,
+            &path,
+            istiod_content(old_rev.as_deref(), Vec::new(), false),
+        );
+        up.install = true;
+        up.wait = true;
+        let back = Op::HelmUpgrade(up);
+        b.artifact(
+            &path,
+            "istiod.values.yaml.j2",
+            format!(
+                "chart {} {} (release {release} in {ns}): rollback only",
+                b.chart_ref("istiod"),
+                h.hop.from
+            ),
+            &back,
+            json!({"values": istiod_values(b.c, &h.hop.from, old_rev.as_deref(), &[], false)}),
+        );
+        Draft {
+            ops: vec![
+                Op::Delete { objects: webhooks },
+                Op::HelmUninstall {
+                    release,
+                    namespace: ns,
+                },
+            ],
+            undo: vec![back],
+            ..Draft::default()
+        }
+    }
+}
+
+/// The tags the istiod release `release` renders today.
+fn owned_tags(b: &Builder, release: &str) -> Vec<String> {
+    b.now
+        .tags
+        .iter()
+        .filter(|t| t.owner == TagOwner::Release(release.to_string()))
+        .map(|t| t.name.clone())
+        .collect()
+}

@@ -1,0 +1,260 @@
+//! 00-preflight: read-only checks that the cluster is what the inventory says, the tools are
+//! the right versions, and a load test runs against the ingress.
+
+use serde_json::json;
+
+use crate::inventory::{GatewayKind, InstallMethod, ServiceType};
+use crate::plan::op::{Op, Tool};
+use crate::plan::{Builder, HopCtx, Phase};
+use crate::render::shell::join;
+use crate::version::Minor;
+
+fn probe(tool: Tool, args: &[&str], expect: String) -> Op {
+    Op::Probe {
+        tool,
+        args: args.iter().map(|a| (*a).to_string()).collect(),
+        expect,
+    }
+}
+
+impl Builder<'_> {
+    pub(crate) fn preflight(&mut self, h: &HopCtx) {
+        let hop = h.hop;
+        let ns = self.c.namespace.clone();
+        let from_label = hop.from_label().to_string();
+        let mut checks = vec![probe(
+            Tool::Kubectl,
+            &[
+                "get",
+                "namespaces",
+                "-L",
+                "istio.io/rev",
+                "-L",
+                "istio-injection",
+            ],
+            format!(
+                "the application namespaces carry the labels the inventory lists (revision `{from_label}`)"
+            ),
+        )];
+        if self.c.install == InstallMethod::Helm {
+            checks.push(probe(
+                Tool::Helm,
+                &["list", "-n", &ns],
+                format!(
+                    "the releases `{}` and `{}` are deployed at {}",
+                    self.c.base_release, self.now.istiod_release, hop.from
+                ),
+            ));
+        } else {
+            checks.push(probe(
+                Tool::Istioctl,
+                &["version"],
+                format!("the control plane reports {}", hop.from),
+            ));
+        }
+        checks.push(probe(
+            Tool::Kubectl,
+            &[
+                "get",
+                "pods",
+                "-n",
+                &ns,
+                "-l",
+                "app=istiod",
+                "-L",
+                "istio.io/rev",
+            ],
+            format!("istiod of revision `{from_label}` is running and ready"),
+        ));
+        checks.push(probe(
+            Tool::Kubectl,
+            &[
+                "get",
+                "mutatingwebhookconfigurations,validatingwebhookconfigurations",
+            ],
+            "note every webhook present now: cleanup must leave only the new revision's".into(),
+        ));
+        let from_version = hop.from.minor().to_string();
+        let precheck: Vec<&str> = if hop.to.minor()
+            >= (Minor {
+                major: 1,
+                minor: 21,
+            }) {
+            vec!["x", "precheck", "--from-version", &from_version]
+        } else {
+            vec!["x", "precheck"]
+        };
+        checks.push(probe(
+            Tool::Istioctl,
+            &precheck,
+            format!("run with istioctl {}: no issues found", hop.to),
+        ));
+        // Tools: every later step names the istioctl it needs.
+        let helm_min = if self.uses_skip_schema(h) {
+            "3.16"
+        } else {
+            "3.8"
+        };
+        if self.c.install == InstallMethod::Helm {
+            checks.push(probe(
+                Tool::Helm,
+                &["version", "--short"],
+                format!("Helm {helm_min} or later (`--patch-file`-style flags and `upgrade --install --wait` as the plan uses them{})", if helm_min == "3.16" { "; `--skip-schema-validation` for this hop's gateway chart" } else { "" }),
+            ));
+        }
+        checks.push(probe(
+            Tool::Kubectl,
+            &["version", "--client"],
+            "kubectl 1.23 or later (`kubectl wait --for=jsonpath`)".into(),
+        ));
+        checks.push(probe(
+            Tool::Istioctl,
+            &["version", "--remote=false"],
+            format!(
+                "istioctl {} (each step names the istioctl it needs)",
+                hop.to
+            ),
+        ));
+        let mut gateway_namespaces: Vec<&str> = self
+            .c
+            .gateways
+            .iter()
+            .map(|g| g.gateway.namespace.as_str())
+            .collect();
+        gateway_namespaces.sort_unstable();
+        gateway_namespaces.dedup();
+        for gns in gateway_namespaces {
+            checks.push(probe(
+                Tool::Kubectl,
+                &["get", "namespace", gns, "-L", "istio.io/rev", "-L", "istio-injection"],
+                format!(
+                    "`{gns}` carries neither label: a namespace label, not the gateway's revision, decides which istiod injects gateway pods, so a labelled namespace would give the new gateway the old proxy"
+                ),
+            ));
+        }
+        for g in &self.c.gateways {
+            let gns = g.gateway.namespace.as_str();
+            if let Some(s) = g.service() {
+                checks.push(probe(
+                    Tool::Kubectl,
+                    &["get", "service", &s.name, "-n", gns, "-o", "wide"],
+                    format!(
+                        "write down the {} of `{}`: it must be the same after every step",
+                        if s.kind == ServiceType::LoadBalancer {
+                            "external address"
+                        } else {
+                            "cluster IP and ports"
+                        },
+                        s.name
+                    ),
+                ));
+            }
+            // What a change of the gateway's identity would break: policies that name it.
+            checks.push(probe(
+                Tool::Kubectl,
+                &["get", "authorizationpolicies.security.istio.io", "-A", "-o", "wide"],
+                format!(
+                    "note the policies whose principals name `cluster.local/ns/{gns}/sa/{}`: the new gateway keeps this identity, so they keep matching",
+                    g.service_account
+                ),
+            ));
+            checks.push(probe(
+                Tool::Kubectl,
+                &["get", "networkpolicies", "-A", "-o", "wide"],
+                format!(
+                    "note the NetworkPolicies that select `app={}` in `{gns}`: the new gateway's pods keep that label",
+                    g.app_label
+                ),
+            ));
+        }
+        let ingress: Vec<String> = self
+            .c
+            .gateways
+            .iter()
+            .filter(|g| g.gateway.kind == GatewayKind::Ingress)
+            .filter_map(|g| {
+                g.service()
+                    .map(|s| format!("{}/{}", g.gateway.namespace, s.name))
+            })
+            .collect();
+        let notes: Vec<serde_json::Value> = hop
+            .minors_crossed
+            .iter()
+            .filter_map(|m| m.parse::<Minor>().ok())
+            .filter_map(|m| self.catalog.get(m))
+            .map(|r| json!({"minor": r.minor.to_string(), "notes": r.notes}))
+            .collect();
+        let path = format!("{}/README.md", h.phase_dir(Phase::Preflight));
+        let rendered: Vec<serde_json::Value> = checks
+            .iter()
+            .map(|op| {
+                let Op::Probe { expect, .. } = op else {
+                    unreachable!("preflight checks are probes")
+                };
+                let cmd = self
+                    .sh
+                    .op(op)
+                    .iter()
+                    .map(|c| c.text())
+                    .collect::<Vec<_>>()
+                    .join(" && ");
+                json!({"command": cmd, "expect": expect})
+            })
+            .collect();
+        self.artifacts.push(crate::plan::Artifact {
+            path: path.clone(),
+            template: "preflight.md.j2",
+            targets: format!(
+                "cluster {}, hop {} ({} -> {})",
+                self.c.name, h.number, hop.from, hop.to
+            ),
+            apply: "read-only checks; run each command and compare with the expected result"
+                .to_string(),
+            hints: Vec::new(),
+            data: json!({
+                "cluster": self.c.name,
+                "context": self.c.context,
+                "hop": {
+                    "number": h.number,
+                    "from": hop.from.to_string(),
+                    "to": hop.to.to_string(),
+                    "strategy": hop.strategy.name(),
+                    "fromRevision": hop.from_label(),
+                    "toRevision": hop.to_label(),
+                    "minorsCrossed": hop.minors_crossed,
+                },
+                "checks": rendered,
+                "ingress": ingress,
+                "upgradeNotes": notes,
+                "twoMinor": hop.minor_distance() >= 2,
+                "kubectl": join(&self.sh.tool(Tool::Kubectl, &[])),
+            }),
+        });
+        let mut s = self.step(
+            h,
+            Phase::Preflight,
+            "checks",
+            format!(
+                "Check cluster `{}` before {} -> {}",
+                self.c.name, hop.from, hop.to
+            ),
+            "read-only checks that the cluster is in the state the inventory describes and the tools are the versions the plan needs; start the load test that proves zero downtime".to_string(),
+        );
+        s.ops = checks;
+        s.confirm
+            .push(format!("every check in {path} gives the expected result"));
+        if !ingress.is_empty() {
+            s.confirm.push("a load test against the ingress gateway is running (see the README) and stays running until the hop's cleanup is done".to_string());
+        }
+        s.undo_note = Some("nothing to undo: read-only".to_string());
+        self.push_step(s);
+    }
+
+    /// Whether a gateway chart this hop installs needs `--skip-schema-validation`.
+    fn uses_skip_schema(&self, h: &HopCtx) -> bool {
+        self.c.install == InstallMethod::Helm
+            && !self.c.gateways.is_empty()
+            && (crate::chart_facts::gateway_schema_rejects_values(&h.hop.to)
+                || crate::chart_facts::gateway_schema_rejects_values(&h.hop.from))
+    }
+}

@@ -1,0 +1,68 @@
+//! The rollback of every step, composed from the steps' own undos.
+//!
+//! Each step's `undo` is written for the state right after that step, given that every later
+//! step was undone first. Undoing the steps of a hop last-first therefore returns the cluster
+//! to where the hop started. Written out in full for every step, that is quadratic in the
+//! number of steps, so the hop is cut into segments at *checkpoints* (the last step of each
+//! phase, each namespace, each tag move, and every few restarts): the rollback of a step lists
+//! the exact operations back to the previous checkpoint, then says to continue with that
+//! checkpoint's own rollback. The model (`crate::model::check`) executes this chain from every
+//! step and checks that the start of the hop comes back.
+//!
+//! What decides injection for many namespaces at once (a moved revision tag; in an in-place hop,
+//! the control plane) is not undone by one step: every rollback starts with putting it back
+//! (the step's `restore`), then undoes the steps since the checkpoint. Checking a segment, the
+//! model compares with the checkpoint's state after that checkpoint's own `restore`, which its
+//! rollback runs first too: the chain then continues exactly as checked.
+
+use super::Step;
+use super::op::drop_repeated_setters;
+
+/// Marks the phase ends as checkpoints and fills in every step's `rollback` and
+/// `rollback_then`. `steps` are one hop's steps, in order.
+pub fn compose(steps: &mut [Step]) {
+    let n = steps.len();
+    for i in 0..n {
+        if i + 1 == n || steps[i + 1].phase != steps[i].phase {
+            steps[i].checkpoint = true;
+        }
+    }
+    let mut last_checkpoint: Option<usize> = None;
+    for k in 0..n {
+        let from = last_checkpoint.map_or(0, |c| c + 1);
+        // The restore goes after the undos of cleanup steps (which bring the old control plane
+        // back: a tag may only point at it once it runs) and before any restart is undone.
+        let mut ops = Vec::new();
+        let mut restore_at = 0;
+        for j in (from..=k).rev() {
+            ops.extend(steps[j].undo.iter().cloned());
+            if steps[j].phase == super::Phase::Cleanup {
+                restore_at = ops.len();
+            }
+        }
+        let restore = &steps[k].restore;
+        if !ops[restore_at..].starts_with(restore) {
+            ops.splice(restore_at..restore_at, restore.iter().cloned());
+        }
+        steps[k].rollback = drop_repeated_setters(ops);
+        steps[k].rollback_then = last_checkpoint.map(|c| steps[c].id.clone());
+        if steps[k].checkpoint {
+            last_checkpoint = Some(k);
+        }
+    }
+}
+
+/// The full rollback sequence of step `k` of a hop: its own list, then its checkpoint's, and so
+/// on back to the start of the hop.
+pub fn full(steps: &[Step], k: usize) -> Vec<&Step> {
+    let mut chain = vec![&steps[k]];
+    let mut next = steps[k].rollback_then.as_deref();
+    while let Some(id) = next {
+        let Some(s) = steps.iter().find(|s| s.id == id) else {
+            break;
+        };
+        chain.push(s);
+        next = s.rollback_then.as_deref();
+    }
+    chain
+}

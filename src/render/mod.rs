@@ -1,0 +1,422 @@
+//! Rendering: the plan through the minijinja templates into an in-memory [`OutputTree`].
+//! Templates are embedded in the binary; a user's templates directory can replace any of them.
+//! Commands come from the operations, through [`shell`] only.
+
+pub mod shell;
+
+use std::collections::BTreeMap;
+
+use minijinja::value::{Kwargs, Value as JValue};
+use minijinja::{
+    AutoEscape, Environment, Error as JError, ErrorKind, Output, State, UndefinedBehavior,
+};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::model::StepState;
+use crate::output::OutputTree;
+use crate::plan::{Artifact, ClusterPlan, Phase, Step};
+use crate::version::IstioVersion;
+use crate::yaml;
+
+/// Every built-in template, by name. A tidy test checks this list matches `templates/`.
+pub const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "PLAN-cluster.md.j2",
+        include_str!("../../templates/PLAN-cluster.md.j2"),
+    ),
+    ("PLAN.md.j2", include_str!("../../templates/PLAN.md.j2")),
+    ("_header.j2", include_str!("../../templates/_header.j2")),
+    (
+        "base.values.yaml.j2",
+        include_str!("../../templates/base.values.yaml.j2"),
+    ),
+    (
+        "gateway.iop.yaml.j2",
+        include_str!("../../templates/gateway.iop.yaml.j2"),
+    ),
+    (
+        "gateway.values.yaml.j2",
+        include_str!("../../templates/gateway.values.yaml.j2"),
+    ),
+    (
+        "istiod.iop.yaml.j2",
+        include_str!("../../templates/istiod.iop.yaml.j2"),
+    ),
+    (
+        "istiod.values.yaml.j2",
+        include_str!("../../templates/istiod.values.yaml.j2"),
+    ),
+    (
+        "keep.values.yaml.j2",
+        include_str!("../../templates/keep.values.yaml.j2"),
+    ),
+    (
+        "namespace.patch.yaml.j2",
+        include_str!("../../templates/namespace.patch.yaml.j2"),
+    ),
+    ("plan.yaml.j2", include_str!("../../templates/plan.yaml.j2")),
+    (
+        "preflight.md.j2",
+        include_str!("../../templates/preflight.md.j2"),
+    ),
+    (
+        "secrets-rbac.yaml.j2",
+        include_str!("../../templates/secrets-rbac.yaml.j2"),
+    ),
+    (
+        "service-selector.patch.yaml.j2",
+        include_str!("../../templates/service-selector.patch.yaml.j2"),
+    ),
+    (
+        "service.yaml.j2",
+        include_str!("../../templates/service.yaml.j2"),
+    ),
+    (
+        "workload-restart.patch.yaml.j2",
+        include_str!("../../templates/workload-restart.patch.yaml.j2"),
+    ),
+];
+
+#[derive(Debug, thiserror::Error)]
+#[error("template `{template}` failed for `{file}`: {message}")]
+pub struct RenderError {
+    pub template: String,
+    pub file: String,
+    pub message: String,
+}
+
+/// The one place a template environment is built. `overrides` replaces built-in templates by
+/// name (from `--templates DIR`).
+pub fn environment(
+    overrides: &BTreeMap<String, String>,
+) -> Result<Environment<'static>, RenderError> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    let syntax = minijinja::syntax::SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .keep_trailing_newline(true)
+        .build()
+        .map_err(|e| RenderError {
+            template: String::new(),
+            file: String::new(),
+            message: e.to_string(),
+        })?;
+    env.set_syntax(syntax);
+    env.set_auto_escape_callback(|name| {
+        if name.contains(".yaml") || name.starts_with('_') {
+            AutoEscape::Custom("yaml".into())
+        } else {
+            AutoEscape::None
+        }
+    });
+    env.set_formatter(yaml_formatter);
+    env.add_filter("toyaml", toyaml);
+    for (name, text) in TEMPLATES {
+        let text = overrides
+            .get(*name)
+            .cloned()
+            .unwrap_or_else(|| (*text).to_string());
+        env.add_template_owned(*name, text)
+            .map_err(|e| RenderError {
+                template: (*name).to_string(),
+                file: String::new(),
+                message: describe(&e),
+            })?;
+    }
+    Ok(env)
+}
+
+/// In YAML templates, `{{ value }}` prints a YAML scalar that keeps its type (`"1.20"` stays a
+/// string, `"on"` is quoted); values marked safe (from `toyaml`) pass through.
+fn yaml_formatter(out: &mut Output, state: &mut State, value: &JValue) -> Result<(), JError> {
+    if matches!(state.auto_escape(), AutoEscape::Custom(n) if n == "yaml") && !value.is_safe() {
+        if value.is_undefined() {
+            return Err(JError::new(ErrorKind::UndefinedError, "undefined value"));
+        }
+        let json = serde_json::to_value(value)
+            .map_err(|e| JError::new(ErrorKind::BadSerialization, e.to_string()))?;
+        return out
+            .write_str(&yaml::scalar(&json))
+            .map_err(|e| JError::new(ErrorKind::WriteFailure, e.to_string()));
+    }
+    minijinja::escape_formatter(out, state, value)
+}
+
+/// `value|toyaml` or `value|toyaml(4)`: block YAML, every line indented, no final newline.
+fn toyaml(value: &JValue, indent: Option<usize>, _kwargs: Kwargs) -> Result<JValue, JError> {
+    let json = serde_json::to_value(value)
+        .map_err(|e| JError::new(ErrorKind::BadSerialization, e.to_string()))?;
+    let text = yaml::to_string(&json);
+    let pad = " ".repeat(indent.unwrap_or(0));
+    let body: Vec<String> = text.lines().map(|l| format!("{pad}{l}")).collect();
+    Ok(JValue::from_safe_string(body.join("\n")))
+}
+
+fn describe(e: &JError) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+/// What `plan.yaml` holds above its steps.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PlanIndex<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    mesh: &'a str,
+    inventory: &'a str,
+    target: String,
+    how_to_apply: &'static str,
+    clusters: &'a [ClusterPlan],
+}
+
+/// What the top of `plan.yaml` and `PLAN.md` need: the plan without its steps.
+pub struct PlanHead<'a> {
+    pub mesh: &'a str,
+    pub inventory: &'a str,
+    pub target: &'a IstioVersion,
+    pub clusters: &'a [ClusterPlan],
+    /// The findings PLAN.md lists (never date-dependent ones).
+    pub warnings: &'a [String],
+}
+
+fn err(template: &str, file: &str, e: impl std::fmt::Display) -> RenderError {
+    RenderError {
+        template: template.to_string(),
+        file: file.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Renders the artifact files of one cluster (or of a whole plan).
+pub fn render_files(
+    artifacts: &[Artifact],
+    inventory: &str,
+    env: &Environment<'_>,
+) -> Result<OutputTree, RenderError> {
+    let mut tree = OutputTree::default();
+    for a in artifacts {
+        let file = json!({"targets": one_line(&a.targets), "apply": one_line(&a.apply), "path": a.path,
+                          "hints": a.hints.iter().map(|h| one_line(h)).collect::<Vec<_>>()});
+        let ctx = json!({"inventory": inventory, "file": file, "data": a.data});
+        let text = render_one(env, a.template, &a.path, &ctx)?;
+        tree.insert(&a.path, text)
+            .map_err(|m| err(a.template, &a.path, m))?;
+    }
+    Ok(tree)
+}
+
+/// The top of `plan.yaml`, ending with the `steps:` key that [`plan_yaml_steps`] chunks follow.
+pub fn plan_yaml_head(head: &PlanHead<'_>, env: &Environment<'_>) -> Result<String, RenderError> {
+    let index = PlanIndex {
+        api_version: "meshplan.dev/v1alpha1",
+        kind: "UpgradePlan",
+        mesh: head.mesh,
+        inventory: head.inventory,
+        target: head.target.to_string(),
+        how_to_apply: "run the steps in order from this directory: each step's apply commands, then its wait commands; do what its confirm items say before the next step. Each step's rollback commands undo it",
+        clusters: head.clusters,
+    };
+    let ctx = json!({
+        "inventory": head.inventory,
+        "file": {"targets": "the whole plan, as data", "apply": "a shell loop over .steps (see PLAN.md)", "path": "plan.yaml"},
+        "plan": serde_json::to_value(&index).map_err(|e| err("plan.yaml.j2", "plan.yaml", e))?,
+        "hasSteps": head.clusters.iter().any(|c| c.steps > 0),
+    });
+    render_one(env, "plan.yaml.j2", "plan.yaml", &ctx)
+}
+
+/// A step as `plan.yaml` shows it: the operations as the commands that carry them out.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StepView<'a> {
+    id: &'a str,
+    cluster: &'a str,
+    hop: usize,
+    phase: Phase,
+    title: &'a str,
+    why: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    files: Vec<String>,
+    apply: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    wait: Vec<String>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    confirm: &'a [String],
+    /// The istioctl version its istioctl commands need.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    istioctl: Option<String>,
+    /// It changes which pods a gateway's traffic Service selects.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    traffic: bool,
+    /// Later steps' rollbacks return here before continuing with this step's.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    checkpoint: bool,
+    /// The exact commands from right after this step back to `rollbackThen` (or the hop's
+    /// start).
+    rollback: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollback_then: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rollback_files: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollback_note: Option<&'a str>,
+}
+
+fn commands(sh: &shell::Shell, ops: &[crate::plan::op::Op]) -> Vec<String> {
+    ops.iter()
+        .flat_map(|op| sh.op(op))
+        .map(|c| c.text())
+        .collect()
+}
+
+fn step_view<'a>(sh: &shell::Shell, s: &'a Step) -> StepView<'a> {
+    StepView {
+        id: &s.id,
+        cluster: &s.cluster,
+        hop: s.hop,
+        phase: s.phase,
+        title: &s.title,
+        why: &s.why,
+        files: s.files(),
+        apply: commands(sh, &s.ops),
+        wait: s.waits.iter().map(|w| sh.wait(w).text()).collect(),
+        confirm: &s.confirm,
+        istioctl: s.istioctl.as_ref().map(ToString::to_string),
+        traffic: s.traffic,
+        checkpoint: s.checkpoint,
+        rollback: commands(sh, &s.rollback),
+        rollback_then: s.rollback_then.as_deref(),
+        rollback_files: s.rollback_files(),
+        rollback_note: if s.rollback.is_empty() || s.undo.is_empty() {
+            s.undo_note.as_deref()
+        } else {
+            None
+        },
+    }
+}
+
+/// One cluster's steps as items of the `steps:` list of `plan.yaml`.
+pub fn plan_yaml_steps(context: Option<&str>, steps: &[Step]) -> Result<String, RenderError> {
+    if steps.is_empty() {
+        return Ok(String::new());
+    }
+    let sh = shell::Shell { context };
+    let views: Vec<StepView> = steps.iter().map(|s| step_view(&sh, s)).collect();
+    let value = serde_json::to_value(&views).map_err(|e| err("plan.yaml.j2", "plan.yaml", e))?;
+    let mut out = String::new();
+    for line in yaml::to_string(&value).lines() {
+        out.push_str("  ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// The top of `PLAN.md`: summary, diagram, warnings, how to apply.
+pub fn plan_md_head(head: &PlanHead<'_>, env: &Environment<'_>) -> Result<String, RenderError> {
+    let ctx = json!({
+        "inventory": head.inventory,
+        "file": {"targets": "reviewers and operators", "apply": "read it", "path": "PLAN.md"},
+        "plan": {"mesh": head.mesh, "inventory": head.inventory, "target": head.target.to_string(), "clusters": head.clusters},
+        "diagram": diagram(head.clusters),
+        "warnings": head.warnings,
+    });
+    render_one(env, "PLAN.md.j2", "PLAN.md", &ctx)
+}
+
+/// One cluster's section of `PLAN.md`.
+pub fn plan_md_cluster(
+    cluster: &ClusterPlan,
+    steps: &[Step],
+    states: &[StepState],
+    env: &Environment<'_>,
+) -> Result<String, RenderError> {
+    let sh = shell::Shell {
+        context: cluster.context.as_deref(),
+    };
+    let mut views = Vec::with_capacity(steps.len());
+    let mut last_shown: Option<&StepState> = None;
+    for (i, s) in steps.iter().enumerate() {
+        let mut v = serde_json::to_value(step_view(&sh, s))
+            .map_err(|e| err("PLAN-cluster.md.j2", "PLAN.md", e))?;
+        // The state after the step, where it changed, at the end of each phase and namespace.
+        if let Some(st) = states.get(i)
+            && (s.phase != Phase::DataPlane || s.checkpoint)
+            && last_shown.is_none_or(|l| !same_state(l, st))
+        {
+            v["state"] =
+                serde_json::to_value(st).map_err(|e| err("PLAN-cluster.md.j2", "PLAN.md", e))?;
+            last_shown = Some(st);
+        }
+        views.push(v);
+    }
+    let ctx = json!({"cluster": cluster, "steps": views});
+    let text = render_one(env, "PLAN-cluster.md.j2", "PLAN.md", &ctx)?;
+    Ok(format!("\n{text}"))
+}
+
+fn render_one(
+    env: &Environment<'_>,
+    template: &str,
+    file: &str,
+    ctx: &Value,
+) -> Result<String, RenderError> {
+    let err = |e: JError| RenderError {
+        template: template.to_string(),
+        file: file.to_string(),
+        message: describe(&e),
+    };
+    let t = env.get_template(template).map_err(err)?;
+    let text = t
+        .render(JValue::from(minijinja::value::Serde(ctx)))
+        .map_err(err)?;
+    Ok(crate::output::normalize(&text))
+}
+
+fn same_state(a: &StepState, b: &StepState) -> bool {
+    a.services == b.services && a.namespaces == b.namespaces && a.proxies == b.proxies
+}
+
+fn one_line(s: &str) -> String {
+    s.replace(['\n', '\r'], " ")
+}
+
+/// The phases each hop goes through, for the Mermaid diagram in PLAN.md.
+fn diagram(clusters: &[ClusterPlan]) -> Value {
+    let clusters: Vec<Value> = clusters
+        .iter()
+        .enumerate()
+        .map(|(ci, c)| {
+            let hops: Vec<Value> = c
+                .hops
+                .iter()
+                .map(|h| {
+                    let phases: Vec<Value> = h
+                        .phases
+                        .iter()
+                        .map(|p| {
+                            json!({
+                                "id": format!("c{}h{}p{}", ci + 1, h.number, p.phase.dir().split('-').next().unwrap_or("0")),
+                                "title": p.phase.title(),
+                                "steps": p.steps,
+                            })
+                        })
+                        .collect();
+                    json!({"number": h.number, "from": h.from.to_string(), "to": h.to.to_string(),
+                           "strategy": h.strategy.name(), "toRevision": h.to_revision, "phases": phases})
+                })
+                .collect();
+            json!({"id": format!("c{}", ci + 1), "name": c.name, "from": c.from.to_string(), "to": c.to.to_string(), "hops": hops})
+        })
+        .collect();
+    Value::Array(clusters)
+}
