@@ -2,5 +2,6 @@
 
 mod cli;
 mod golden;
+mod shell_words;
 mod support;
 mod tidy;
