@@ -465,6 +465,63 @@ fn validate_cluster(
         .unwrap_or(ControlPlaneUpgrade::Canary)
         == ControlPlaneUpgrade::Canary;
     for g in &gateways {
+        if install != InstallMethod::Helm
+            && let Some(svc) = g.service()
+            && svc.owner == crate::inventory::ServiceOwner::Release
+            && let Some(sel) = &svc.selector
+            && (sel.get("app") != Some(&g.app_label) || sel.get("istio") != Some(&g.istio_label))
+        {
+            diags.push(
+                Diagnostic::error(
+                    Code::SchemaInvalidValue,
+                    format!(
+                        "the selector of Service `{}` cannot be what istioctl renders for gateway `{}`",
+                        svc.name, g.gateway.name
+                    ),
+                )
+                .at(src, &g.at.key("service").key("selector"))
+                .help(format!(
+                    "istioctl gives a gateway's own Service a selector of every label of the component, so it has app={} and istio={} (the gateway's appLabel and istioLabel)",
+                    g.app_label, g.istio_label
+                ))
+                .help("fix the selector, appLabel or istioLabel; or, if the Service is applied on its own, set `owner: standalone`"),
+            );
+        }
+        let gw_rev = g.gateway.revision.as_deref().unwrap_or(DEFAULT_REVISION);
+        let cp_rev = c.istio.revision.as_deref().unwrap_or(DEFAULT_REVISION);
+        if install == InstallMethod::Operator && gw_rev != cp_rev {
+            let mut d = Diagnostic::error(
+                Code::UnknownRevision,
+                format!(
+                    "operator-managed gateway `{}` is on `{gw_rev}`, not on the revision `{cp_rev}` whose operator reconciles it",
+                    g.gateway.name
+                ),
+            )
+            .help(format!("the in-cluster operator of a revision reconciles only IstioOperators whose spec.revision is that revision (never a tag); give the gateway `revision: {cp_rev}`"));
+            d = if g.gateway.revision.is_some() {
+                d.at(src, &g.at.key("revision"))
+            } else {
+                d.at(src, &g.at.key("name"))
+            };
+            diags.push(d);
+        }
+        if install != InstallMethod::Helm
+            && let Some(svc) = g.service()
+            && svc.owner == crate::inventory::ServiceOwner::Standalone
+            && svc.name == g.release
+        {
+            diags.push(
+                Diagnostic::error(
+                    Code::SchemaInvalidValue,
+                    format!(
+                        "Service `{}` cannot stand alone: istioctl renders a Service of that name for gateway `{}`",
+                        svc.name, g.gateway.name
+                    ),
+                )
+                .at(src, &g.at.key("service").key("owner"))
+                .help("istioctl's gateway chart always renders a Service named after the component and overwrites one that exists; set `owner: release`, or name the standalone Service differently"),
+            );
+        }
         if g.gateway.upgrade != crate::inventory::GatewayUpgrade::BlueGreen || !canary {
             continue;
         }

@@ -24,7 +24,11 @@ esac
 exit 0
 "#;
 
-fn plans() -> Vec<(String, meshplan::validate::ClusterSpec, meshplan::plan::ClusterOut)> {
+fn plans() -> Vec<(
+    String,
+    meshplan::validate::ClusterSpec,
+    meshplan::plan::ClusterOut,
+)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("golden");
     let mut out = Vec::new();
     let mut dirs: Vec<_> = fs::read_dir(&root)
@@ -55,8 +59,7 @@ fn plans() -> Vec<(String, meshplan::validate::ClusterSpec, meshplan::plan::Clus
             today: None,
             artifacts: true,
         };
-        let paths =
-            meshplan::path::plan_paths(&mesh, &target, &catalog, &src, &mut diags).unwrap();
+        let paths = meshplan::path::plan_paths(&mesh, &target, &catalog, &src, &mut diags).unwrap();
         for (i, (c, p)) in mesh.clusters.iter().zip(&paths.clusters).enumerate() {
             let name = dir.file_name().unwrap().to_string_lossy().into_owned();
             out.push((

@@ -133,6 +133,9 @@ pub struct Step {
     /// tag; in place, the control plane): its rollback puts these back first, so that the
     /// restarts it undoes get the old proxy.
     pub restore: Vec<Op>,
+    /// A rollback runs the restore right after this step's undo (which brings the old control
+    /// plane back), before anything that creates pods.
+    pub restore_after: bool,
     /// The step may change which pods a gateway's traffic Service selects.
     pub traffic: bool,
     /// The istioctl version the step's istioctl commands need.
@@ -434,6 +437,7 @@ impl<'a> Builder<'a> {
             undo: Vec::new(),
             undo_note: None,
             restore: Vec::new(),
+            restore_after: false,
             traffic: false,
             istioctl: None,
             checkpoint: false,

@@ -30,13 +30,14 @@ pub fn compose(steps: &mut [Step]) {
     let mut last_checkpoint: Option<usize> = None;
     for k in 0..n {
         let from = last_checkpoint.map_or(0, |c| c + 1);
-        // The restore goes after the undos of cleanup steps (which bring the old control plane
-        // back: a tag may only point at it once it runs) and before any restart is undone.
+        // The restore goes first, or right after the undo that brings the old control plane
+        // back (a tag may only point at it once it runs), and before anything that creates
+        // pods: a reinstalled gateway or a restart.
         let mut ops = Vec::new();
         let mut restore_at = 0;
         for j in (from..=k).rev() {
             ops.extend(steps[j].undo.iter().cloned());
-            if steps[j].phase == super::Phase::Cleanup {
+            if steps[j].restore_after {
                 restore_at = ops.len();
             }
         }

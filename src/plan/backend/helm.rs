@@ -431,41 +431,56 @@ impl Backend for Helm {
         }
         let ns = b.c.namespace.clone();
         let from = h.hop.from.clone();
-        let path = format!(
-            "{}/istiod-tags-keep.values.yaml",
-            h.phase_dir(Phase::ControlPlane)
-        );
-        let mut up = Self::upgrade(
-            b,
-            &release,
-            &ns,
-            Chart::Istiod,
-            &from,
-            &path,
-            istiod_content(b.now.revision.as_deref(), Vec::new(), true),
-        );
-        up.reuse_values = true;
-        let op = Op::HelmUpgrade(up);
-        b.artifact(
-            &path,
-            "keep.values.yaml.j2",
-            format!(
-                "chart {} {from} (release {release} in {ns}): its revision tags become standalone",
-                b.chart_ref("istiod")
+        let dir = h.phase_dir(Phase::ControlPlane);
+        let rev = b.now.revision.clone();
+        // Two upgrades: Helm checks the keep mark on the live object when it deletes what a
+        // release stopped rendering, so the webhooks must carry it before the tags go.
+        let mut ops = Vec::new();
+        for (file, keep_tags, values, what) in [
+            (
+                "istiod-tags-1-keep.values.yaml",
+                tags.clone(),
+                json!({"sidecarInjectorWebhookAnnotations": {KEEP: "keep"}}),
+                "marks its webhooks, tags included, to be kept",
             ),
-            &op,
-            json!({
-                "what": "istiod-tags",
-                "values": {"revisionTags": [], "sidecarInjectorWebhookAnnotations": {KEEP: "keep"}},
-            }),
-        );
+            (
+                "istiod-tags-2-release.values.yaml",
+                Vec::new(),
+                json!({"revisionTags": []}),
+                "stops rendering its revision tags, which stay as standalone webhooks",
+            ),
+        ] {
+            let path = format!("{dir}/{file}");
+            let mut up = Self::upgrade(
+                b,
+                &release,
+                &ns,
+                Chart::Istiod,
+                &from,
+                &path,
+                istiod_content(rev.as_deref(), keep_tags, true),
+            );
+            up.reuse_values = true;
+            let op = Op::HelmUpgrade(up);
+            b.artifact(
+                &path,
+                "keep.values.yaml.j2",
+                format!(
+                    "chart {} {from} (release {release} in {ns}): {what}",
+                    b.chart_ref("istiod")
+                ),
+                &op,
+                json!({"what": "istiod-tags", "values": values}),
+            );
+            ops.push(op);
+        }
         for t in &mut b.now.tags {
             if t.owner == TagOwner::Release(release.clone()) {
                 t.owner = TagOwner::Standalone;
             }
         }
         Some(Draft {
-            ops: vec![op],
+            ops,
             undo_note: Some(format!(
                 "nothing to undo: the tags {} stay in place as standalone webhooks, still pointing at `{}`; the old release only stops rendering them",
                 tags.join(", "),

@@ -562,9 +562,24 @@ impl Backend for Istioctl {
             Self::gateway_dir(b, &h.rollback_phase_dir(Phase::Cleanup), gi)
         );
         let back = self.write_gateway(b, gi, &path, &back_deploy, &now.version, ": rollback only");
+        let mut undo = vec![back];
+        if traffic_is_own {
+            // istioctl writes its own selector (the old pods' labels) into the Service: put
+            // back the one it had, on the new pods, until the traffic step's rollback moves it.
+            let rendered = crate::model::state::selector_of(&back_deploy);
+            let dir = h.rollback_phase_dir(Phase::Cleanup);
+            undo.push(b.selector_op(
+                gi,
+                &dir,
+                "selector.patch.yaml",
+                &rendered,
+                &now.selector,
+                "as before the old gateway's reinstall (rollback)",
+            ));
+        }
         Draft {
             ops,
-            undo: vec![back],
+            undo,
             ..Draft::default()
         }
     }

@@ -221,6 +221,7 @@ impl Builder<'_> {
             "every proxy and gateway has moved and no tag or namespace points at it; its webhooks are deleted first (uninstalling can leave them behind: istio/istio#35590, #36905), then the control plane".to_string(),
         );
         let mut s = draft.fill(s);
+        s.restore_after = true;
         s.confirm.push(format!(
             "`kubectl get pods -n {ns} -l app=istiod -L istio.io/rev` lists only `{new}` pods, and no webhook names `{old}`"
         ));

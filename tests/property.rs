@@ -1,0 +1,447 @@
+//! Property test: plans for random valid inventories survive the model. Each generated inventory
+//! goes through the whole pipeline from its YAML text (load, validate, path); those meshplan
+//! accepts are planned, and every cluster's plan must pass the model: invariants after every
+//! operation, every wait, and the rollback from every step.
+//!
+//! CI runs a bounded number of cases with a fixed seed. More:
+//! `MESHPLAN_PROPERTY_CASES=10000 cargo test --release --test integration property`, and
+//! `MESHPLAN_PROPERTY_SEED=<n>` for another sequence. A failure is shrunk to a small inventory,
+//! printed as YAML to become a golden case.
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+use serde_json::{Value, json};
+
+use meshplan::catalog::Catalog;
+
+#[derive(Clone, Debug)]
+struct GGateway {
+    kind: u8,
+    blue_green: bool,
+    service: bool,
+    service_standalone: bool,
+    sa_standalone: bool,
+    pods: u8,
+    instant: bool,
+    custom_selector: bool,
+    service_type: u8,
+}
+
+#[derive(Clone, Debug)]
+struct GNamespace {
+    label: u8,
+    wave: u8,
+    workloads: Vec<(u8, u8)>,
+}
+
+#[derive(Clone, Debug)]
+struct GCluster {
+    install: u8,
+    back: u8,
+    patch: u8,
+    revisioned: bool,
+    patch_revisions: bool,
+    in_place: bool,
+    tags: u8,
+    helm_owned_tags: bool,
+    kubernetes: u8,
+    context: bool,
+    gateways: Vec<GGateway>,
+    namespaces: Vec<GNamespace>,
+}
+
+#[derive(Clone, Debug)]
+struct GMesh {
+    target: u8,
+    target_patch: u8,
+    clusters: Vec<GCluster>,
+}
+
+fn gateway() -> impl Strategy<Value = GGateway> {
+    (
+        0u8..3,
+        any::<bool>(),
+        prop::bool::weighted(0.85),
+        any::<bool>(),
+        prop::bool::weighted(0.3),
+        0u8..3,
+        prop::bool::weighted(0.3),
+        prop::bool::weighted(0.2),
+        0u8..3,
+    )
+        .prop_map(
+            |(
+                kind,
+                blue_green,
+                service,
+                service_standalone,
+                sa_standalone,
+                pods,
+                instant,
+                custom_selector,
+                service_type,
+            )| GGateway {
+                kind,
+                blue_green,
+                service,
+                service_standalone,
+                sa_standalone,
+                pods,
+                instant,
+                custom_selector,
+                service_type,
+            },
+        )
+}
+
+fn namespace() -> impl Strategy<Value = GNamespace> {
+    (
+        0u8..4,
+        1u8..4,
+        prop::collection::vec((0u8..3, 0u8..4), 0..4),
+    )
+        .prop_map(|(label, wave, workloads)| GNamespace {
+            label,
+            wave,
+            workloads,
+        })
+}
+
+fn cluster() -> impl Strategy<Value = GCluster> {
+    (
+        (0u8..3, 0u8..5, any::<u8>(), prop::bool::weighted(0.8)),
+        (
+            any::<bool>(),
+            prop::bool::weighted(0.2),
+            0u8..4,
+            any::<bool>(),
+        ),
+        (any::<u8>(), any::<bool>()),
+        prop::collection::vec(gateway(), 0..3),
+        prop::collection::vec(namespace(), 0..4),
+    )
+        .prop_map(
+            |(
+                (install, back, patch, revisioned),
+                (patch_revisions, in_place, tags, helm_owned_tags),
+                (kubernetes, context),
+                gateways,
+                namespaces,
+            )| GCluster {
+                install,
+                back,
+                patch,
+                revisioned,
+                patch_revisions,
+                in_place,
+                tags,
+                helm_owned_tags,
+                kubernetes,
+                context,
+                gateways,
+                namespaces,
+            },
+        )
+}
+
+fn mesh() -> impl Strategy<Value = GMesh> {
+    (
+        12u8..32,
+        any::<u8>(),
+        prop::collection::vec(cluster(), 1..4),
+    )
+        .prop_map(|(target, target_patch, clusters)| GMesh {
+            target,
+            target_patch,
+            clusters,
+        })
+}
+
+/// The inventory text and the target version of a generated mesh.
+fn render(m: &GMesh, catalog: &Catalog) -> Option<(String, String)> {
+    let minor = |n: u8| meshplan::version::Minor {
+        major: 1,
+        minor: u64::from(n),
+    };
+    let target_release = catalog.get(minor(m.target))?;
+    let tp = target_release.latest_patch.0.patch;
+    let target = format!("1.{}.{}", m.target, u64::from(m.target_patch) % (tp + 1));
+    let mut clusters = Vec::new();
+    for (ci, c) in m.clusters.iter().enumerate() {
+        let install = ["helm", "istioctl", "operator"][usize::from(c.install)];
+        let s = m.target.saturating_sub(c.back).max(12);
+        if install == "operator" && (m.target > 23 || s > 23) {
+            return None;
+        }
+        let source = catalog.get(minor(s))?;
+        let sp = source.latest_patch.0.patch;
+        let mut version = format!("1.{s}.{}", u64::from(c.patch) % (sp + 1));
+        if version.parse::<meshplan::version::IstioVersion>().ok()? > target.parse().ok()? {
+            version = format!("1.{s}.0");
+        }
+        let format = if c.patch_revisions { "patch" } else { "minor" };
+        let v: meshplan::version::IstioVersion = version.parse().ok()?;
+        let rev = if c.revisioned {
+            Some(v.revision(if c.patch_revisions {
+                meshplan::version::RevisionFormat::Patch
+            } else {
+                meshplan::version::RevisionFormat::Minor
+            }))
+        } else {
+            None
+        };
+        // Kubernetes: one every minor on the way supports, when there is one.
+        let mut common: Option<Vec<meshplan::version::Minor>> = None;
+        for n in s..=m.target {
+            let ks = catalog.get(minor(n))?.kubernetes.clone();
+            common = Some(match common {
+                None => ks,
+                Some(c) => c.into_iter().filter(|k| ks.contains(k)).collect(),
+            });
+        }
+        let ks = common.filter(|c| !c.is_empty()).unwrap_or_else(|| {
+            catalog
+                .get(minor(m.target))
+                .map(|r| r.kubernetes.clone())
+                .unwrap_or_default()
+        });
+        let k8s = ks
+            .get(usize::from(c.kubernetes) % ks.len().max(1))?
+            .to_string();
+        let mut tags: Vec<String> = Vec::new();
+        if c.tags & 1 == 1 {
+            tags.push("prod-stable".into());
+        }
+        if c.tags & 2 == 2 && rev.is_some() {
+            tags.push("default".into());
+        }
+        let serves_default = rev.is_none() || tags.iter().any(|t| t == "default");
+        let mut istio = json!({"version": version, "tags": tags});
+        if let Some(r) = &rev {
+            istio["revision"] = json!(r);
+        }
+        if install == "helm" && c.helm_owned_tags && s >= 24 && !tags.is_empty() {
+            istio["values"] = json!({"revisionTags": tags});
+        }
+        let label = rev.clone().unwrap_or_else(|| "default".into());
+        let mut gateways = Vec::new();
+        for (gi, g) in c.gateways.iter().enumerate() {
+            let kind = ["ingress", "eastwest", "egress"][usize::from(g.kind)];
+            let name = format!("gw{gi}");
+            let mut gw = json!({
+                "name": name, "kind": kind, "namespace": format!("gw{gi}-ns"),
+                "upgrade": if g.blue_green { "blueGreen" } else { "inPlace" },
+            });
+            match g.pods {
+                _ if install == "operator" => gw["revision"] = json!(label),
+                0 => gw["revision"] = json!(label),
+                1 if !tags.is_empty() && install != "operator" => gw["revision"] = json!(tags[0]),
+                _ if serves_default => {}
+                _ => gw["revision"] = json!(label),
+            }
+            if g.instant {
+                gw["traffic"] = json!("instant");
+            }
+            if g.sa_standalone {
+                gw["serviceAccount"] = json!({"owner": "standalone"});
+            }
+            if g.service {
+                let service_type =
+                    ["LoadBalancer", "NodePort", "ClusterIP"][usize::from(g.service_type)];
+                // A standalone Service never has the name istioctl gives the component's own.
+                let svc_name = if g.service_standalone && install != "helm" {
+                    format!("{name}-lb")
+                } else {
+                    name.clone()
+                };
+                let mut svc = json!({
+                    "name": svc_name,
+                    "type": service_type,
+                    "ports": [{"name": "http2", "port": 80, "targetPort": 8080}],
+                    "owner": if g.service_standalone { "standalone" } else { "release" },
+                });
+                if g.custom_selector {
+                    // istioctl's own Service selects every label of the component.
+                    if install == "helm" || g.service_standalone {
+                        svc["selector"] = json!({"istio": name, "version": label});
+                    } else {
+                        svc["selector"] = json!({"app": name, "istio": name, "version": label});
+                    }
+                    gw["appLabel"] = json!(name);
+                }
+                gw["service"] = svc;
+            }
+            gateways.push(gw);
+        }
+        let mut namespaces = Vec::new();
+        for (ni, n) in c.namespaces.iter().enumerate() {
+            let mut ns = json!({"name": format!("ns{ni}"), "wave": n.wave});
+            match n.label {
+                0 => ns["revision"] = json!(label),
+                1 if !tags.is_empty() => ns["revision"] = json!(tags[tags.len() - 1]),
+                2 if serves_default => ns["istioInjection"] = json!("enabled"),
+                _ => ns["revision"] = json!(label),
+            }
+            let mut wls = Vec::new();
+            for (wi, (kind, strategy)) in n.workloads.iter().enumerate() {
+                let kind = ["Deployment", "StatefulSet", "DaemonSet"][usize::from(*kind)];
+                let mut w = json!({"kind": kind, "name": format!("w{wi}")});
+                match (kind, strategy) {
+                    ("StatefulSet" | "DaemonSet", 1) => w["updateStrategy"] = json!("OnDelete"),
+                    ("StatefulSet", 2) => w["partition"] = json!(1),
+                    _ => {}
+                }
+                wls.push(w);
+            }
+            ns["workloads"] = Value::Array(wls);
+            namespaces.push(ns);
+        }
+        let mut cl = json!({
+            "name": format!("c{ci}"),
+            "kubernetesVersion": k8s,
+            "installMethod": install,
+            "revisionFormat": format,
+            "istio": istio,
+            "gateways": gateways,
+            "namespaces": namespaces,
+        });
+        if c.in_place {
+            cl["controlPlaneUpgrade"] = json!("inPlace");
+        }
+        if c.context {
+            cl["context"] = json!(format!("ctx-{ci}"));
+        }
+        clusters.push(cl);
+    }
+    let inv = json!({
+        "apiVersion": "meshplan.dev/v1alpha1",
+        "kind": "MeshInventory",
+        "name": "generated",
+        "clusters": clusters,
+    });
+    Some((serde_yaml::to_string(&inv).ok()?, target))
+}
+
+enum Outcome {
+    Rejected(String),
+    Passed,
+}
+
+fn codes(d: &meshplan::diagnostic::Diagnostics) -> String {
+    let mut v: Vec<&str> = d
+        .iter()
+        .filter(|d| d.severity == meshplan::diagnostic::Severity::Error)
+        .map(|d| d.code.name())
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v.join(",")
+}
+
+fn run(text: &str, to: &str, catalog: &Catalog) -> Result<Outcome, String> {
+    let src = meshplan::source::Source::new("inventory.yaml", text);
+    let (inv, loaded) = meshplan::load::inventory(&src);
+    let Some(inv) = inv else {
+        return Err(format!(
+            "the generator wrote an inventory the loader rejects:\n{}",
+            meshplan::diagnostic::render(&loaded, Some(&src))
+        ));
+    };
+    let mut diags = meshplan::diagnostic::Diagnostics::default();
+    let Some(mesh) = meshplan::validate::validate(&inv, &src, &mut diags) else {
+        return Ok(Outcome::Rejected(codes(&diags)));
+    };
+    let target = meshplan::path::Target {
+        version: to.parse().map_err(|e: String| e.clone())?,
+        via: vec![],
+        one_minor: false,
+        today: None,
+        artifacts: true,
+    };
+    let Some(paths) = meshplan::path::plan_paths(&mesh, &target, catalog, &src, &mut diags) else {
+        return Ok(Outcome::Rejected(codes(&diags)));
+    };
+    for (i, (c, p)) in mesh.clusters.iter().zip(&paths.clusters).enumerate() {
+        let out = meshplan::plan::build_cluster(i, c, p, catalog);
+        // The rollback chain only ever points back to checkpoints of the same hop.
+        for (k, s) in out.steps.iter().enumerate() {
+            if let Some(t) = &s.rollback_then {
+                let j = out
+                    .steps
+                    .iter()
+                    .position(|x| x.id == *t)
+                    .ok_or("dangling rollbackThen")?;
+                if j >= k || !out.steps[j].checkpoint || out.steps[j].hop != s.hop {
+                    return Err(format!(
+                        "{} rolls back to {t}, which is not an earlier checkpoint of its hop",
+                        s.id
+                    ));
+                }
+            }
+        }
+        meshplan::model::check_cluster(c, &out, catalog).map_err(|f| f.to_string())?;
+    }
+    Ok(Outcome::Passed)
+}
+
+#[test]
+fn plans_for_random_inventories_survive_the_model() {
+    let cases: u32 = std::env::var("MESHPLAN_PROPERTY_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(600);
+    let seed: u64 = std::env::var("MESHPLAN_PROPERTY_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20261124);
+    let mut seed_bytes = [0u8; 32];
+    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    // `cases` counts inventories meshplan accepts: the others are rejections, which proptest
+    // does not count (up to a bound, so that a broken generator cannot loop for ever).
+    let config = Config {
+        cases,
+        max_global_rejects: cases.saturating_mul(2),
+        max_local_rejects: cases.saturating_mul(2),
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new_with_rng(
+        config,
+        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
+    );
+    let catalog = Catalog::embedded();
+    let passed = std::cell::Cell::new(0u32);
+    let reasons = std::cell::RefCell::new(std::collections::BTreeMap::<String, u32>::new());
+    let result = runner.run(&mesh(), |m| {
+        let Some((text, to)) = render(&m, &catalog) else {
+            *reasons.borrow_mut().entry("generator".into()).or_default() += 1;
+            return Err(TestCaseError::reject("not renderable"));
+        };
+        match run(&text, &to, &catalog) {
+            Ok(Outcome::Passed) => passed.set(passed.get() + 1),
+            Ok(Outcome::Rejected(why)) => {
+                *reasons.borrow_mut().entry(why).or_default() += 1;
+                return Err(TestCaseError::reject("rejected by meshplan"));
+            }
+            Err(e) => {
+                return Err(TestCaseError::fail(format!(
+                    "{e}\n--- compile --to {to} this inventory to reproduce:\n{text}"
+                )));
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    eprintln!(
+        "property: {} inventories planned and checked; rejected by meshplan's checks: {:?}",
+        passed.get(),
+        reasons.borrow()
+    );
+    assert!(
+        passed.get() >= cases,
+        "only {} valid inventories",
+        passed.get()
+    );
+}
