@@ -32,6 +32,8 @@ struct IstiodEntry {
     from: String,
     revision_tag_templates: Vec<String>,
     webhook_annotations: bool,
+    compatibility_versions: Vec<String>,
+    gateway_api: String,
 }
 
 fn facts() -> &'static Facts {
@@ -72,6 +74,21 @@ pub fn istiod_webhook_annotations(v: &IstioVersion) -> bool {
     at(&facts().istiod, |e| &e.from, v).is_some_and(|e| e.webhook_annotations)
 }
 
+/// The `compatibilityVersion` values the istiod chart of `v` ships a profile for.
+pub fn compatibility_versions(v: &IstioVersion) -> Vec<String> {
+    at(&facts().istiod, |e| &e.from, v)
+        .map(|e| e.compatibility_versions.clone())
+        .unwrap_or_default()
+}
+
+/// The Gateway API release istiod `v` is built against: the CRD version it expects at least
+/// (empty when unknown).
+pub fn gateway_api(v: &IstioVersion) -> String {
+    at(&facts().istiod, |e| &e.from, v)
+        .map(|e| e.gateway_api.clone())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +110,13 @@ mod tests {
         );
         assert_eq!(revision_tag_templates(&v("1.28.0")).len(), 2);
         assert!(!istiod_webhook_annotations(&v("1.23.6")));
+        assert_eq!(compatibility_versions(&v("1.21.6")), vec!["1.20"]);
+        assert_eq!(
+            compatibility_versions(&v("1.24.6")),
+            vec!["1.21", "1.22", "1.23"]
+        );
+        assert!(compatibility_versions(&v("1.20.8")).is_empty());
+        assert_eq!(gateway_api(&v("1.28.1")), "1.4.0");
         for (version, broken) in [
             ("1.20.8", false),
             ("1.21.0", true),

@@ -75,6 +75,7 @@ codes! {
     KubernetesUntested = "kubernetes-untested": "a version on the path is tested but not supported on the cluster's Kubernetes",
     OperatorRemoved = "operator-removed": "the in-cluster operator cannot install this version",
     HelmUnsupported = "helm-unsupported": "Istio publishes no usable Helm charts for this version",
+    CompatibilityUnavailable = "compatibility-unavailable": "the target ships no compatibility profile for the requested minor",
     HelmAlpha = "helm-alpha": "Helm installs of this version are alpha",
     RetiredHub = "retired-hub": "the image hub no longer receives this version",
 }

@@ -151,6 +151,8 @@ pub struct Istio {
     /// Helm values of the `base` chart carried into every upgrade of it.
     #[serde(default)]
     pub base_values: BTreeMap<String, Value>,
+    /// `previous` or `1.N`: the behaviour every new istiod keeps.
+    pub compatibility_version: Option<String>,
 }
 
 fn default_istio_namespace() -> String {
@@ -208,6 +210,8 @@ pub struct Gateway {
     pub service_account: Option<GatewayServiceAccount>,
     /// How a blue/green gateway takes over its traffic Service.
     pub traffic: Option<TrafficMode>,
+    /// The zero-downtime load test against the gateway.
+    pub load_test: Option<LoadTest>,
     /// Helm values of the `gateway` chart carried into every new gateway.
     #[serde(default)]
     pub values: BTreeMap<String, Value>,
@@ -221,6 +225,17 @@ pub enum TrafficMode {
     Gradual,
     /// One selector change from the old pods to the new ones.
     Instant,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadTest {
+    pub host: Option<String>,
+    pub path: Option<String>,
+    pub scheme: Option<String>,
+    pub port: Option<u32>,
+    pub rate: Option<u32>,
+    pub duration: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -636,6 +636,15 @@ fn allowed_help(to: Minor, strategy: Strategy, policy: UpgradePolicy, catalog: &
     )
 }
 
+/// The `compatibilityVersion` a hop's new control plane gets for the inventory's setting.
+pub fn compatibility_for(setting: &str, hop: &Hop) -> String {
+    if setting == "previous" {
+        hop.from.minor().to_string()
+    } else {
+        setting.to_string()
+    }
+}
+
 fn check_hops(
     c: &ClusterSpec,
     hops: &[Hop],
@@ -653,6 +662,7 @@ fn check_hops(
         YamlPath::root().key("defaults").key("installMethod")
     };
     let mut operator_reported = false;
+    let mut compat_reported = false;
     for (i, hop) in hops.iter().enumerate() {
         let minor = hop.to.minor();
         let Some(r) = catalog.get(minor) else {
@@ -663,6 +673,38 @@ fn check_hops(
         } else {
             format!("{}", hop.to)
         };
+        if let Some(cv) = &c.compatibility_version
+            && !compat_reported
+        {
+            let want = compatibility_for(cv, hop);
+            let have = crate::chart_facts::compatibility_versions(&hop.to);
+            if !have.contains(&want) {
+                compat_reported = true;
+                diags.push(
+                    Diagnostic::error(
+                        Code::CompatibilityUnavailable,
+                        if hops.len() > 1 {
+                            format!(
+                                "cluster `{name}`: Istio {} has no compatibility profile {want} ({which})",
+                                hop.to
+                            )
+                        } else {
+                            format!(
+                                "cluster `{name}`: Istio {} has no compatibility profile {want}",
+                                hop.to
+                            )
+                        },
+                    )
+                    .at(src, &c.at.key("istio").key("compatibilityVersion"))
+                    .help(if have.is_empty() {
+                        "compatibility profiles exist from Istio 1.21 on".to_string()
+                    } else {
+                        format!("Istio {} keeps the behaviour of {}", hop.to.minor(), have.join(", "))
+                    })
+                    .help("a hop that skips a minor can keep only a profile its target ships; take the hops one minor at a time (--one-minor-at-a-time) or name a newer minor"),
+                );
+            }
+        }
         match r.kube_support(c.kubernetes) {
             KubeSupport::Supported => {}
             KubeSupport::Tested => diags.push(
@@ -831,6 +873,7 @@ mod tests {
             release: "istiod".into(),
             base_release: "istio-base".into(),
             base_values: Default::default(),
+            compatibility_version: None,
             gateways: vec![],
             namespaces: vec![],
         }

@@ -49,6 +49,8 @@ pub struct ClusterSpec {
     pub release: String,
     pub base_release: String,
     pub base_values: BTreeMap<String, Value>,
+    /// `previous` or `1.N`: the compatibility profile every new istiod gets.
+    pub compatibility_version: Option<String>,
     pub gateways: Vec<GatewaySpec>,
     pub namespaces: Vec<NamespaceSpec>,
 }
@@ -638,6 +640,7 @@ fn validate_cluster(
         release,
         base_release: c.istio.base_release.clone(),
         base_values: c.istio.base_values.clone(),
+        compatibility_version: c.istio.compatibility_version.clone(),
         gateways,
         namespaces,
     })

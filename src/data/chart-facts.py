@@ -53,11 +53,36 @@ def istiod_facts(tag):
     files = git("ls-tree", "--name-only", f"{tag}:{ISTIOD}/templates").split()
     tag_templates = sorted(f"templates/{f}" for f in files if f.startswith("revision-tags"))
     mwc = show(tag, f"{ISTIOD}/templates/mutatingwebhook.yaml")
+    profiles = git("ls-tree", "--name-only", f"{tag}:{ISTIOD}/files").split()
+    compat = sorted(
+        (m.group(1) for m in (re.fullmatch(r"profile-compatibility-version-(1\.\d+)\.yaml", f) for f in profiles) if m),
+        key=lambda v: int(v.split(".")[1]),
+    )
+    gomod = show(tag, "go.mod")
+    m = re.search(r"^\s*sigs\.k8s\.io/gateway-api v(\S+)", gomod, re.M)
+    gateway_api = released(m.group(1)) if m else ""
     return {
         "revisionTagTemplates": tag_templates,
         # The chart puts `sidecarInjectorWebhookAnnotations` on its injector and tag webhooks.
         "webhookAnnotations": "sidecarInjectorWebhookAnnotations" in mwc,
+        # compatibilityVersion values the chart ships a profile for.
+        "compatibilityVersions": compat,
+        # The Gateway API version istiod is built against (go.mod).
+        "gatewayApi": gateway_api,
     }
+
+
+def released(version):
+    """The newest release a Go module version includes: a pseudo-version `vX.Y.Z-0.<time>-<hash>`
+    is a commit after X.Y.(Z-1), `vX.Y.Z-rc.N.0.<time>-<hash>` one after X.Y.Z-rc.N."""
+    m = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)-0\.\d{14}-[0-9a-f]+", version)
+    if m:
+        major, minor, patch = (int(g) for g in m.groups())
+        return f"{major}.{minor}.{patch - 1}" if patch > 0 else f"{major}.{minor - 1}.0"
+    m = re.fullmatch(r"(\d+\.\d+\.\d+-[a-z]+\.?\d+)\.0\.\d{14}-[0-9a-f]+", version)
+    if m:
+        return m.group(1)
+    return version
 
 
 def changes(first_minor, facts_of):
@@ -89,12 +114,16 @@ def main():
         print(f"    serviceFields: [{', '.join(f['serviceFields'])}]")
         print(f"    schemaRejectsValues: {'true' if f['schemaRejectsValues'] else 'false'}")
     print("# istiod: revisionTagTemplates: the chart's templates that render revision tags (for")
-    print("# `helm template -s`); webhookAnnotations: its webhooks take sidecarInjectorWebhookAnnotations.")
+    print("# `helm template -s`); webhookAnnotations: its webhooks take sidecarInjectorWebhookAnnotations;")
+    print("# compatibilityVersions: the compatibilityVersion values it ships a profile for; gatewayApi: the")
+    print("# Gateway API release istiod is built against (go.mod), the CRD version it expects at least.")
     print("istiod:")
     for t, f in istiod:
         print(f"  - from: {t}")
         print(f"    revisionTagTemplates: [{', '.join(f['revisionTagTemplates'])}]")
         print(f"    webhookAnnotations: {'true' if f['webhookAnnotations'] else 'false'}")
+        print(f"    compatibilityVersions: [{', '.join(chr(34) + v + chr(34) for v in f['compatibilityVersions'])}]")
+        print(f"    gatewayApi: \"{f['gatewayApi']}\"")
 
 
 main()

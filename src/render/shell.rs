@@ -52,6 +52,19 @@ pub fn quote(word: &str) -> String {
     }
 }
 
+/// The inside of a double-quoted shell word: `\\`, `"`, `$` and `` ` `` escaped, so that only
+/// what the caller adds around it (a `$VARIABLE`) is expanded.
+pub fn dquote_inner(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '\\' | '"' | '$' | '`') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 pub fn join(argv: &[String]) -> String {
     argv.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
 }
@@ -475,6 +488,7 @@ mod tests {
         assert_eq!(quote("it's"), "'it'\\''s'");
         assert_eq!(quote(""), "''");
         assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(dquote_inner("/a$b\"c`d\\"), "/a\\$b\\\"c\\`d\\\\");
         assert_eq!(
             quote("{.metadata.annotations.helm\\.sh/resource-policy}"),
             "'{.metadata.annotations.helm\\.sh/resource-policy}'"

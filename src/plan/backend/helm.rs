@@ -32,9 +32,13 @@ pub fn istiod_values(
     revision: Option<&str>,
     tags: &[String],
     keep_webhooks: bool,
+    compatibility: Option<&str>,
 ) -> Value {
     let mut values: Map<String, Value> = c.values.clone().into_iter().collect();
     values.remove("revisionTags");
+    if let Some(cv) = compatibility {
+        values.insert("compatibilityVersion".into(), json!(cv));
+    }
     if version.minor()
         >= (Minor {
             major: 1,
@@ -336,7 +340,8 @@ impl Backend for Helm {
             up.install = true;
             up.wait = true;
             let op = Op::HelmUpgrade(up);
-            let values = istiod_values(b.c, &hop.to, rev.as_deref(), &[], false);
+            let compat = compatibility(b, h);
+            let values = istiod_values(b.c, &hop.to, rev.as_deref(), &[], false, compat.as_deref());
             b.artifact(
                 &path,
                 "istiod.values.yaml.j2",
@@ -383,7 +388,7 @@ impl Backend for Helm {
                     hop.to
                 ),
                 &op,
-                json!({"values": istiod_values(b.c, &hop.to, rev.as_deref(), &tags, false)}),
+                json!({"values": istiod_values(b.c, &hop.to, rev.as_deref(), &tags, false, compatibility(b, h).as_deref())}),
             );
             d.ops.push(op);
             let back_path = format!(
@@ -410,7 +415,7 @@ impl Backend for Helm {
                     hop.from
                 ),
                 &back,
-                json!({"values": istiod_values(b.c, &hop.from, rev.as_deref(), &tags, false)}),
+                json!({"values": istiod_values(b.c, &hop.from, rev.as_deref(), &tags, false, None)}),
             );
             d.undo.push(back);
             d.waits.push(Wait::Rollout {
@@ -890,7 +895,7 @@ impl Backend for Helm {
                 h.hop.from
             ),
             &back,
-            json!({"values": istiod_values(b.c, &h.hop.from, old_rev.as_deref(), &[], false)}),
+            json!({"values": istiod_values(b.c, &h.hop.from, old_rev.as_deref(), &[], false, None)}),
         );
         Draft {
             ops: vec![
@@ -904,6 +909,13 @@ impl Backend for Helm {
             ..Draft::default()
         }
     }
+}
+
+/// The `compatibilityVersion` the hop's new control plane gets, if the inventory asks for one.
+pub(crate) fn compatibility(b: &Builder, h: &HopCtx) -> Option<String> {
+    b.c.compatibility_version
+        .as_deref()
+        .map(|cv| crate::path::compatibility_for(cv, h.hop))
 }
 
 /// The tags the istiod release `release` renders today.

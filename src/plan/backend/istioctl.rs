@@ -37,7 +37,12 @@ fn iop_name(base: &str, revision: Option<&str>) -> String {
 }
 
 /// An IstioOperator for the control plane of `version` and `revision`.
-fn istiod_operator(c: &ClusterSpec, version: &IstioVersion, revision: Option<&str>) -> Value {
+fn istiod_operator(
+    c: &ClusterSpec,
+    version: &IstioVersion,
+    revision: Option<&str>,
+    compatibility: Option<&str>,
+) -> Value {
     let mut values: Map<String, Value> = c.values.clone().into_iter().collect();
     values.remove("revisionTags");
     let mesh_config = values.remove("meshConfig");
@@ -55,6 +60,9 @@ fn istiod_operator(c: &ClusterSpec, version: &IstioVersion, revision: Option<&st
     }
     spec.insert("hub".into(), json!(c.hub));
     spec.insert("tag".into(), json!(format!("{version}{}", c.tag_suffix)));
+    if let Some(cv) = compatibility {
+        spec.insert("compatibilityVersion".into(), json!(cv));
+    }
     if let Some(m) = mesh_config {
         spec.insert("meshConfig".into(), m);
     }
@@ -263,6 +271,7 @@ impl Istioctl {
         path: &str,
         version: &IstioVersion,
         revision: Option<&str>,
+        compatibility: Option<&str>,
         note: &str,
     ) -> Op {
         let name = iop_name("istiod", revision);
@@ -284,7 +293,7 @@ impl Istioctl {
                 revision.unwrap_or("default")
             ),
             &op,
-            json!({"operator": istiod_operator(b.c, version, revision)}),
+            json!({"operator": istiod_operator(b.c, version, revision, compatibility)}),
         );
         op
     }
@@ -314,7 +323,8 @@ impl Backend for Istioctl {
         if self.operator {
             d.ops.push(self.operator_init(b, &hop.to, hop.to_label()));
         }
-        let op = self.write_istiod(b, &path, &hop.to, rev.as_deref(), "");
+        let compat = super::helm::compatibility(b, h);
+        let op = self.write_istiod(b, &path, &hop.to, rev.as_deref(), compat.as_deref(), "");
         d.ops.push(op);
         if self.operator {
             d.waits.push(Wait::OperatorHealthy {
@@ -354,7 +364,8 @@ impl Backend for Istioctl {
                 d.undo
                     .push(self.operator_init(b, &hop.from, hop.from_label()));
             }
-            let back = self.write_istiod(b, &back_path, &hop.from, rev.as_deref(), ": rollback");
+            let back =
+                self.write_istiod(b, &back_path, &hop.from, rev.as_deref(), None, ": rollback");
             d.undo.push(back);
             d.undo_note = Some(format!(
                 "the control plane goes back in place: proxies restarted onto {} stay ahead of it until the rollback restarts them too",
@@ -638,7 +649,14 @@ impl Backend for Istioctl {
         if self.operator {
             undo.push(self.operator_init(b, &h.hop.from, &old_label));
         }
-        let back = self.write_istiod(b, &path, &h.hop.from, old.as_deref(), ": rollback only");
+        let back = self.write_istiod(
+            b,
+            &path,
+            &h.hop.from,
+            old.as_deref(),
+            None,
+            ": rollback only",
+        );
         undo.push(back);
         Draft {
             ops,

@@ -91,12 +91,22 @@ impl Builder<'_> {
                             .collect(),
                     ),
                 );
+                // The label the gateway chart gives an east-west gateway's Service, by which
+                // istiod finds the network's gateway address.
+                let labels: std::collections::BTreeMap<&str, &str> = self.c.gateways[gi]
+                    .gateway
+                    .values
+                    .get("networkGateway")
+                    .and_then(serde_json::Value::as_str)
+                    .map(|n| ("topology.istio.io/network", n))
+                    .into_iter()
+                    .collect();
                 self.artifact(
                     &path,
                     "service.yaml.j2",
                     format!("Service {gns}/{} (standalone from now on)", spec.name),
                     &op,
-                    json!({"name": spec.name, "namespace": gns, "annotations": spec.annotations, "spec": spec_json}),
+                    json!({"name": spec.name, "namespace": gns, "labels": labels, "annotations": spec.annotations, "spec": spec_json}),
                 );
                 let mut s = self.step(
                     h,
@@ -195,6 +205,7 @@ impl Builder<'_> {
             self.move_tag_step(
                 h,
                 Phase::Cleanup,
+                &format!("tag-{t}"),
                 &t,
                 format!("no namespace of the inventory uses the tag, but it must not point at `{old}` once that istiod is gone; anything that uses it gets `{new}` sidecars on its next restart"),
             );
@@ -222,6 +233,14 @@ impl Builder<'_> {
         );
         let mut s = draft.fill(s);
         s.restore_after = true;
+        for g in &self.c.gateways {
+            if g.gateway.kind == crate::inventory::GatewayKind::Ingress && g.service().is_some() {
+                s.confirm.push(format!(
+                    "the load test against `{}` has finished, and `vegeta report load-test-{}.bin` shows a success ratio of 100%",
+                    g.gateway.name, g.gateway.name
+                ));
+            }
+        }
         s.confirm.push(format!(
             "`kubectl get pods -n {ns} -l app=istiod -L istio.io/rev` lists only `{new}` pods, and no webhook names `{old}`"
         ));

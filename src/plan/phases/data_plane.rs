@@ -52,20 +52,42 @@ impl Builder<'_> {
         }
     }
 
-    pub(crate) fn move_tag_step(&mut self, h: &HopCtx, phase: Phase, tag: &str, why: String) {
+    pub(crate) fn move_tag_step(
+        &mut self,
+        h: &HopCtx,
+        phase: Phase,
+        step_name: &str,
+        tag: &str,
+        why: String,
+    ) {
         let be = self.backend;
         let from = h.hop.from_label().to_string();
         let to = h.hop.to_label().to_string();
         let op = be.set_tag(self, h, tag, &to);
         let back = be.set_tag(self, h, tag, &from);
-        let step_name = match phase {
-            Phase::DataPlane => format!("tag-{tag}"),
-            _ => format!("tag-{tag}"),
+        // From 1.28 a tag is also a Service (`revision-tags-svc.yaml`); moving it back to a
+        // release without that template leaves the Service behind unless it is deleted.
+        let tag_service = |op: &crate::plan::op::Op| match op {
+            crate::plan::op::Op::SetTag { helm: Some(t), .. } => t
+                .templates
+                .iter()
+                .any(|x| x.ends_with("revision-tags-svc.yaml")),
+            _ => false,
         };
+        let mut back = vec![back];
+        if tag_service(&op) && !tag_service(&back[0]) {
+            back.push(crate::plan::op::Op::Delete {
+                objects: vec![crate::plan::op::ObjRef::new(
+                    "service",
+                    &format!("istiod-revision-tag-{tag}"),
+                    Some(&self.c.namespace),
+                )],
+            });
+        }
         let mut s = self.step(
             h,
             phase,
-            &step_name,
+            step_name,
             format!("Point revision tag `{tag}` at `{to}`"),
             why,
         );
@@ -75,10 +97,10 @@ impl Builder<'_> {
             namespace: self.c.namespace.clone(),
             revision: to.clone(),
         });
-        s.undo.push(back.clone());
+        s.undo.extend(back.iter().cloned());
         if phase == Phase::DataPlane {
             // Every rollback from here on moves it back first.
-            self.restore.push(back);
+            self.restore.extend(back);
         }
         self.push_step(s);
         for t in &mut self.now.tags {
@@ -124,7 +146,13 @@ impl Builder<'_> {
                     } else {
                         why
                     };
-                    self.move_tag_step(h, Phase::DataPlane, &t, why);
+                    self.move_tag_step(
+                        h,
+                        Phase::DataPlane,
+                        &format!("wave-{wave:02}/tag-{t}"),
+                        &t,
+                        why,
+                    );
                     if let Some(last) = self.steps.last_mut() {
                         last.checkpoint = true;
                     }

@@ -89,6 +89,29 @@ impl Builder<'_> {
             &precheck,
             format!("run with istioctl {}: no issues found", hop.to),
         ));
+        let gateway_api = crate::chart_facts::gateway_api(&hop.to);
+        if !gateway_api.is_empty()
+            && hop.to.minor()
+                >= (Minor {
+                    major: 1,
+                    minor: 16,
+                })
+        {
+            checks.push(probe(
+                Tool::Kubectl,
+                &[
+                    "get",
+                    "crd",
+                    "gateways.gateway.networking.k8s.io",
+                    "-o",
+                    "jsonpath={.metadata.annotations.gateway\\.networking\\.k8s\\.io/bundle-version}",
+                ],
+                format!(
+                    "either no Gateway API CRDs (NotFound: the mesh uses no Gateway API), or v{gateway_api} or later, the Gateway API Istio {} is built against; upgrade the CRDs first if older",
+                    hop.to.minor()
+                ),
+            ));
+        }
         // Tools: every later step names the istioctl it needs.
         let helm_min = if self.uses_skip_schema(h) {
             "3.16"
@@ -167,15 +190,12 @@ impl Builder<'_> {
                 ),
             ));
         }
-        let ingress: Vec<String> = self
+        let ingress: Vec<serde_json::Value> = self
             .c
             .gateways
             .iter()
             .filter(|g| g.gateway.kind == GatewayKind::Ingress)
-            .filter_map(|g| {
-                g.service()
-                    .map(|s| format!("{}/{}", g.gateway.namespace, s.name))
-            })
+            .filter_map(|g| g.service().map(|s| self.load_test(g, s)))
             .collect();
         let notes: Vec<serde_json::Value> = hop
             .minors_crossed
@@ -248,6 +268,107 @@ impl Builder<'_> {
         }
         s.undo_note = Some("nothing to undo: read-only".to_string());
         self.push_step(s);
+    }
+
+    /// The load test against an ingress gateway: how to find its address, the attack, and the
+    /// report to read once it has run.
+    fn load_test(
+        &self,
+        g: &crate::validate::GatewaySpec,
+        s: &crate::inventory::GatewayService,
+    ) -> serde_json::Value {
+        use crate::render::shell::quote;
+        let lt = g.gateway.load_test.clone().unwrap_or_default();
+        let scheme = lt.scheme.clone().unwrap_or_else(|| "http".into());
+        let named = |names: &[&str]| {
+            s.ports
+                .iter()
+                .find(|p| names.contains(&p.name.as_str()))
+                .map(|p| p.port)
+        };
+        let port = lt.port.or_else(|| {
+            if scheme == "https" {
+                named(&["https", "https-443", "tls"])
+            } else {
+                named(&["http2", "http", "http-80"])
+            }
+        });
+        let port = port
+            .or_else(|| s.ports.first().map(|p| p.port))
+            .unwrap_or(80);
+        let (port, address) = match s.kind {
+            ServiceType::LoadBalancer => (
+                port,
+                self.sh.tool(
+                    Tool::Kubectl,
+                    &[
+                        "get",
+                        "service",
+                        &s.name,
+                        "-n",
+                        &g.gateway.namespace,
+                        "-o",
+                        "jsonpath={.status.loadBalancer.ingress[0].ip}{.status.loadBalancer.ingress[0].hostname}",
+                    ],
+                ),
+            ),
+            ServiceType::NodePort | ServiceType::ClusterIP => (
+                if s.kind == ServiceType::NodePort {
+                    s.ports
+                        .iter()
+                        .find(|p| p.port == port)
+                        .and_then(|p| p.node_port)
+                        .unwrap_or(port)
+                } else {
+                    port
+                },
+                self.sh.tool(
+                    Tool::Kubectl,
+                    &[
+                        "get",
+                        "service",
+                        &s.name,
+                        "-n",
+                        &g.gateway.namespace,
+                        "-o",
+                        "jsonpath={.spec.clusterIP}",
+                    ],
+                ),
+            ),
+        };
+        let path = lt.path.clone().unwrap_or_else(|| "/".into());
+        let rate = lt.rate.unwrap_or(10);
+        let duration = lt.duration.clone().unwrap_or_else(|| "60m".into());
+        let file = format!("load-test-{}.bin", g.gateway.name);
+        let mut attack = vec![
+            "vegeta".to_string(),
+            "attack".into(),
+            format!("-rate={rate}/1s"),
+            format!("-duration={duration}"),
+        ];
+        if let Some(h) = &lt.host {
+            attack.push("-header".into());
+            attack.push(format!("Host: {h}"));
+        }
+        if scheme == "https" {
+            attack.push("-insecure".into());
+        }
+        attack.push(format!("-output={file}"));
+        json!({
+            "gateway": g.gateway.name,
+            "service": format!("{}/{}", g.gateway.namespace, s.name),
+            "kind": s.kind,
+            "address": format!("ADDRESS=$({})", crate::render::shell::join(&address)),
+            "attack": format!(
+                "echo \"GET {scheme}://$ADDRESS:{port}{}\" | {}",
+                crate::render::shell::dquote_inner(&path),
+                crate::render::shell::join(&attack)
+            ),
+            "report": format!("vegeta report {}", quote(&file)),
+            "host": lt.host,
+            "rate": rate,
+            "duration": duration,
+        })
     }
 
     /// Whether a gateway chart this hop installs needs `--skip-schema-validation`.
