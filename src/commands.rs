@@ -276,9 +276,10 @@ fn emit(
     let mut steps_body = std::io::BufWriter::new(write::scratch().map_err(scratch_io)?);
     let mut md_body = std::io::BufWriter::new(write::scratch().map_err(scratch_io)?);
     let mut summaries = Vec::new();
-    // Nothing is written until the first cluster is rendered: a broken template or a refused
-    // directory stops the run before the output directory is touched.
-    let mut w = write::Writer::begin(out, opts, diff)?;
+    // Nothing is written, and the output directory is not even locked, until the first cluster
+    // is rendered: a broken template stops the run before the directory is touched.
+    let mut diff = Some(diff);
+    let mut w: Option<write::Writer> = None;
     // Two worker threads plan and render clusters (round-robin) while this one writes them;
     // clusters are taken back in inventory order, so the output does not depend on timing.
     const WORKERS: usize = 2;
@@ -334,7 +335,16 @@ fn emit(
                 .write_all(r.steps_yaml.as_bytes())
                 .map_err(scratch_io)?;
             md_body.write_all(r.md.as_bytes()).map_err(scratch_io)?;
-            w.put(&r.tree)?;
+            if w.is_none() {
+                w = Some(write::Writer::begin(
+                    out,
+                    opts,
+                    diff.take().expect("the writer begins once"),
+                )?);
+            }
+            if let Some(w) = w.as_mut() {
+                w.put(&r.tree)?;
+            }
             summaries.push(r.summary);
         }
         Ok(())
@@ -355,6 +365,10 @@ fn emit(
     let mut md_body = md_body
         .into_inner()
         .map_err(|e| scratch_io(e.into_error()))?;
+    let mut w = match w {
+        Some(w) => w,
+        None => write::Writer::begin(out, opts, diff.take().expect("the writer begins once"))?,
+    };
     for (path, head, body) in [
         ("plan.yaml", &yaml_head, &mut steps_body),
         ("PLAN.md", &md_head, &mut md_body),

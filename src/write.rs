@@ -15,8 +15,14 @@ use crate::output::{OutputTree, check_rel_path};
 
 pub const MANIFEST: &str = ".meshplan/manifest.json";
 const JOURNAL: &str = ".meshplan/pending";
+const LOCK: &str = ".meshplan/lock";
 const TMP_PREFIX: &str = ".meshplan-";
 const TMP_SUFFIX: &str = ".tmp";
+/// A journal line naming the token of a run's temporary files: a later run deletes only
+/// temporary files whose token a killed run recorded, never a file merely named like one.
+const TOKEN_LINE: &str = "#tmp ";
+/// The largest manifest or journal meshplan reads (800,000 paths take about 80 MB).
+const MAX_BOOKKEEPING_BYTES: u64 = 256 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -44,9 +50,11 @@ struct Manifest {
 
 /// Writes the manifest of `files` (sorted) as pretty JSON, streamed: a large plan's file list is
 /// never held twice.
-fn write_manifest(path: &Path, files: &[String]) -> Result<(), WriteError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = temp_in(dir)?;
+fn write_manifest(
+    mut tmp: tempfile::NamedTempFile,
+    path: &Path,
+    files: &[String],
+) -> Result<(), WriteError> {
     {
         let mut w = io::BufWriter::new(tmp.as_file_mut());
         let mut text = String::from("{\n  \"generatedBy\": \"meshplan\",\n  \"files\": [");
@@ -141,6 +149,12 @@ pub struct Writer<'a> {
     /// Files this run generates that were not owned before.
     seen_new: Vec<String>,
     journal: Option<fs::File>,
+    /// This run's token, which names its temporary files (`.meshplan-<token>-*.tmp`).
+    token: String,
+    /// Tokens of runs killed before they finished: their temporary files may be deleted.
+    stale_tokens: Vec<String>,
+    /// Held for the whole run, so that two runs never write one directory at once.
+    _lock: Option<fs::File>,
     report: WriteReport,
     cleaned: HashSet<PathBuf>,
     /// Directories below `out` already known to be real directories (not symlinks). Hash sets:
@@ -170,17 +184,11 @@ impl<'a> Writer<'a> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => false,
             Err(e) => return Err(io_err(out)(e)),
         };
-        let old = if exists {
-            read_manifest(out, &out.join(MANIFEST))?
-        } else {
-            None
-        };
-        let pending = if exists { read_journal(out)? } else { None };
         if exists
-            && old.is_none()
-            && pending.is_none()
             && !opts.force
             && !opts.check
+            && read_manifest(out, &out.join(MANIFEST))?.is_none()
+            && read_journal(out)?.is_none()
             && !is_empty_dir(out)?
         {
             return Err(WriteError::Refused(format!(
@@ -188,9 +196,28 @@ impl<'a> Writer<'a> {
                 out.display()
             )));
         }
-        let owned_is_manifest = old.is_some() && pending.is_none();
+        // Lock before reading what earlier runs left: another run may be writing right now.
+        // (A check creates nothing: it takes the lock only when the directory has one.)
+        let lock = if !opts.check {
+            Some(lock_dir(out, false)?)
+        } else if fs::symlink_metadata(out.join(LOCK)).is_ok() {
+            Some(lock_dir(out, true)?)
+        } else {
+            None
+        };
+        let old = if exists {
+            read_manifest(out, &out.join(MANIFEST))?
+        } else {
+            None
+        };
+        let pending = if exists { read_journal(out)? } else { None };
+        let (pending_files, stale_tokens) = match pending {
+            Some(j) => (Some(j.files), j.tokens),
+            None => (None, Vec::new()),
+        };
+        let owned_is_manifest = old.is_some() && pending_files.is_none();
         let mut owned: Vec<String> = old.map(|m| m.files).unwrap_or_default();
-        owned.extend(pending.unwrap_or_default());
+        owned.extend(pending_files.unwrap_or_default());
         owned.sort_unstable();
         owned.dedup();
         Ok(Self {
@@ -202,6 +229,9 @@ impl<'a> Writer<'a> {
             owned_is_manifest,
             seen_new: Vec::new(),
             journal: None,
+            token: run_token(),
+            stale_tokens,
+            _lock: lock,
             report: WriteReport::default(),
             cleaned: HashSet::new(),
             dirs_ok: HashSet::new(),
@@ -293,18 +323,7 @@ impl<'a> Writer<'a> {
         if new.is_empty() {
             return Ok(());
         }
-        if self.journal.is_none() {
-            let dir = self.out.join(".meshplan");
-            create_dirs(&self.out, &dir)?;
-            let path = self.out.join(JOURNAL);
-            let _ = safe_join(&self.out, JOURNAL)?;
-            let f = fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(io_err(&path))?;
-            self.journal = Some(f);
-        }
+        self.open_journal()?;
         let mut text = String::new();
         for p in new {
             text.push_str(p);
@@ -314,6 +333,51 @@ impl<'a> Writer<'a> {
         if let Some(j) = self.journal.as_mut() {
             j.write_all(text.as_bytes()).map_err(io_err(&path))?;
         }
+        Ok(())
+    }
+
+    /// Opens the journal (once), recording this run's token first, so that the temporary files
+    /// it is about to create are known to be meshplan's if it is killed.
+    fn open_journal(&mut self) -> Result<(), WriteError> {
+        if self.journal.is_some() {
+            return Ok(());
+        }
+        let dir = self.out.join(".meshplan");
+        create_dirs(&self.out, &dir)?;
+        let path = safe_join(&self.out, JOURNAL)?;
+        if let Ok(m) = fs::symlink_metadata(&path)
+            && !m.is_file()
+        {
+            return Err(WriteError::Refused(format!(
+                "`{}` is not a regular file; meshplan refuses to use it as its journal",
+                path.display()
+            )));
+        }
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        f.write_all(format!("{TOKEN_LINE}{}\n", self.token).as_bytes())
+            .map_err(io_err(&path))?;
+        self.journal = Some(f);
+        Ok(())
+    }
+
+    /// A temporary file of this run in `dir`.
+    fn temp(&mut self, dir: &Path) -> Result<tempfile::NamedTempFile, WriteError> {
+        self.open_journal()?;
+        temp_in(dir, &self.token)
+    }
+
+    /// Writes through a temporary file in the same directory, then renames it into place.
+    fn write_atomic(&mut self, path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut tmp = self.temp(dir)?;
+        tmp.write_all(bytes).map_err(io_err(path))?;
+        // No fsync: the rename makes each file appear whole or not at all to any later run,
+        // which is what a killed run needs; surviving power loss is the file system's job.
+        tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
         Ok(())
     }
 
@@ -367,7 +431,7 @@ impl<'a> Writer<'a> {
                 self.ensure_dir(parent)?;
                 self.clean_stray_temp_files(parent)?;
             }
-            write_atomic(&full, tree.0[path].as_bytes())?;
+            self.write_atomic(&full, tree.0[path].as_bytes())?;
         }
         Ok(())
     }
@@ -416,7 +480,11 @@ impl<'a> Writer<'a> {
             self.claim(std::iter::once(&path.to_string()))?;
             create_dirs(&self.out, &parent)?;
         }
-        let mut tmp = temp_in(if self.opts.check { &tmp_dir } else { &parent })?;
+        let mut tmp = if self.opts.check {
+            temp_in(&tmp_dir, &self.token)?
+        } else {
+            self.temp(&parent)?
+        };
         {
             let mut buf = io::BufWriter::new(tmp.as_file_mut());
             produce(&mut buf).map_err(io_err(&full))?;
@@ -528,7 +596,8 @@ impl<'a> Writer<'a> {
             }
             files.extend(new_iter);
             create_dirs(&self.out, &self.out.join(".meshplan"))?;
-            write_manifest(&self.out.join(MANIFEST), &files)?;
+            let tmp = self.temp(&self.out.join(".meshplan"))?;
+            write_manifest(tmp, &self.out.join(MANIFEST), &files)?;
         }
         drop(self.journal.take());
         let journal = self.out.join(JOURNAL);
@@ -547,9 +616,10 @@ impl<'a> Writer<'a> {
             })
     }
 
-    /// Removes temporary files a killed run left in a directory this run writes to.
+    /// Removes temporary files a killed run left in a directory this run writes to: only those
+    /// whose token that run's journal recorded.
     fn clean_stray_temp_files(&mut self, dir: &Path) -> Result<(), WriteError> {
-        if !self.cleaned.insert(dir.to_path_buf()) {
+        if self.stale_tokens.is_empty() || !self.cleaned.insert(dir.to_path_buf()) {
             return Ok(());
         }
         let Ok(entries) = fs::read_dir(dir) else {
@@ -562,7 +632,10 @@ impl<'a> Writer<'a> {
         names.sort();
         for name in names {
             let name = name.to_string_lossy();
-            if name.starts_with(TMP_PREFIX) && name.ends_with(TMP_SUFFIX) {
+            let ours = self.stale_tokens.iter().any(|t| {
+                name.starts_with(&format!("{TMP_PREFIX}{t}-")) && name.ends_with(TMP_SUFFIX)
+            });
+            if ours {
                 let p = dir.join(name.as_ref());
                 if fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()) {
                     fs::remove_file(&p).map_err(io_err(&p))?;
@@ -573,17 +646,115 @@ impl<'a> Writer<'a> {
     }
 }
 
-fn read_journal(out: &Path) -> Result<Option<BTreeSet<String>>, WriteError> {
-    let path = out.join(JOURNAL);
-    match fs::read_to_string(&path) {
-        Ok(text) => Ok(Some(
-            text.lines()
-                .filter(|l| !l.is_empty())
-                .map(str::to_string)
-                .collect(),
-        )),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_err(&path)(e)),
+/// What a killed run left in its journal: the files it may have written, and the tokens of
+/// its temporary files.
+struct Journal {
+    files: BTreeSet<String>,
+    tokens: Vec<String>,
+}
+
+fn read_journal(out: &Path) -> Result<Option<Journal>, WriteError> {
+    let path = safe_join(out, JOURNAL)?;
+    let Some(text) = read_bookkeeping(&path)? else {
+        return Ok(None);
+    };
+    let mut j = Journal {
+        files: BTreeSet::new(),
+        tokens: Vec::new(),
+    };
+    for l in text.lines().filter(|l| !l.is_empty()) {
+        match l.strip_prefix(TOKEN_LINE) {
+            Some(t) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+                j.tokens.push(t.to_string())
+            }
+            Some(_) => {}
+            None => {
+                j.files.insert(l.to_string());
+            }
+        }
+    }
+    Ok(Some(j))
+}
+
+/// Reads meshplan's own bookkeeping file (manifest or journal): a regular file, never a symlink,
+/// a FIFO or a device, and of bounded size. `None` when it does not exist.
+fn read_bookkeeping(path: &Path) -> Result<Option<String>, WriteError> {
+    let before = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    if !before.is_file() {
+        return Err(WriteError::Refused(format!(
+            "`{}` is not a regular file (a symlink, FIFO or device?); meshplan refuses to read it as its own bookkeeping",
+            path.display()
+        )));
+    }
+    let f = fs::File::open(path).map_err(io_err(path))?;
+    let meta = f.metadata().map_err(io_err(path))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if meta.ino() != before.ino() || meta.dev() != before.dev() {
+            return Err(WriteError::Refused(format!(
+                "`{}` changed while it was opened; meshplan refuses to read it",
+                path.display()
+            )));
+        }
+    }
+    if !meta.is_file() || meta.len() > MAX_BOOKKEEPING_BYTES {
+        return Err(WriteError::Refused(format!(
+            "`{}` is {} bytes, more than meshplan ever writes ({} MiB); delete it only if the directory holds nothing you wrote by hand",
+            path.display(),
+            meta.len(),
+            MAX_BOOKKEEPING_BYTES >> 20
+        )));
+    }
+    let mut text = String::new();
+    io::Read::read_to_string(&mut io::Read::take(f, MAX_BOOKKEEPING_BYTES + 1), &mut text)
+        .map_err(io_err(path))?;
+    Ok(Some(text))
+}
+
+/// A token for one run's temporary files: process id and clock, in hex.
+fn run_token() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{:x}{:x}", std::process::id(), nanos & 0xffff_ffff_ffff)
+}
+
+/// Takes the output directory's lock (`.meshplan/lock`): exclusive when writing, shared when
+/// only checking. Refuses when another run holds it.
+fn lock_dir(out: &Path, shared: bool) -> Result<fs::File, WriteError> {
+    create_dirs(out, &out.join(".meshplan"))?;
+    let path = safe_join(out, LOCK)?;
+    if let Ok(m) = fs::symlink_metadata(&path)
+        && !m.is_file()
+    {
+        return Err(WriteError::Refused(format!(
+            "`{}` is not a regular file; meshplan refuses to use it as its lock",
+            path.display()
+        )));
+    }
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    let locked = if shared {
+        f.try_lock_shared()
+    } else {
+        f.try_lock()
+    };
+    match locked {
+        Ok(()) => Ok(f),
+        Err(fs::TryLockError::WouldBlock) => Err(WriteError::Refused(format!(
+            "another meshplan run is writing `{}` (it holds {LOCK}); wait for it to finish and run again",
+            out.display()
+        ))),
+        Err(fs::TryLockError::Error(e)) => Err(io_err(&path)(e)),
     }
 }
 
@@ -616,20 +787,35 @@ fn files_equal(a: &Path, b: &Path) -> io::Result<bool> {
 
 fn read_manifest(out: &Path, path: &Path) -> Result<Option<Manifest>, WriteError> {
     let _ = safe_join(out, MANIFEST)?;
-    match fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
-            WriteError::Refused(format!(
-                "`{}` is not a meshplan manifest ({e}); delete it only if the directory holds nothing you wrote by hand",
-                path.display()
-            ))
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_err(path)(e)),
-    }
+    let Some(text) = read_bookkeeping(path)? else {
+        return Ok(None);
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        WriteError::Refused(format!(
+            "`{}` is not a meshplan manifest ({e}); delete it only if the directory holds nothing you wrote by hand",
+            path.display()
+        ))
+    })
 }
 
+/// Whether `dir` holds nothing but, at most, the lock of a run that wrote nothing.
 fn is_empty_dir(dir: &Path) -> Result<bool, WriteError> {
-    Ok(fs::read_dir(dir).map_err(io_err(dir))?.next().is_none())
+    for e in fs::read_dir(dir).map_err(io_err(dir))? {
+        let e = e.map_err(io_err(dir))?;
+        if e.file_name() != ".meshplan" {
+            return Ok(false);
+        }
+        let inner = dir.join(".meshplan");
+        if !fs::symlink_metadata(&inner).is_ok_and(|m| m.is_dir()) {
+            return Ok(false);
+        }
+        for f in fs::read_dir(&inner).map_err(io_err(&inner))? {
+            if f.map_err(io_err(&inner))?.file_name() != "lock" {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// Refuses a path whose last component is a symlink.
@@ -708,25 +894,16 @@ fn create_dirs(out: &Path, dir: &Path) -> Result<(), WriteError> {
     Ok(())
 }
 
-/// A temporary file in `dir`, named so that a later run recognises it as its own leftover.
-fn temp_in(dir: &Path) -> Result<tempfile::NamedTempFile, WriteError> {
+/// A temporary file in `dir`, named after the run's token so that a later run recognises it as
+/// a killed run's leftover (and nothing else as one).
+fn temp_in(dir: &Path, token: &str) -> Result<tempfile::NamedTempFile, WriteError> {
     let mut builder = tempfile::Builder::new();
-    builder.prefix(TMP_PREFIX).suffix(TMP_SUFFIX);
+    let prefix = format!("{TMP_PREFIX}{token}-");
+    builder.prefix(&prefix).suffix(TMP_SUFFIX);
     // Generated files are ordinary repository files (0644 less the umask), not private ones.
     #[cfg(unix)]
     builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
     builder.tempfile_in(dir).map_err(io_err(dir))
-}
-
-/// Writes through a temporary file in the same directory, flushed, then renamed into place.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = temp_in(dir)?;
-    tmp.write_all(bytes).map_err(io_err(path))?;
-    // No fsync: the rename makes each file appear whole or not at all to any later run, which
-    // is what a killed run needs; surviving power loss is the file system's journal's job.
-    tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
-    Ok(())
 }
 
 /// Removes the directories above a removed file that are now empty, up to `out`.
@@ -890,8 +1067,42 @@ mod tests {
         let files = list_files(&out).unwrap();
         assert_eq!(
             files.keys().cloned().collect::<Vec<_>>(),
-            vec![".meshplan/manifest.json", "a.yaml"]
+            vec![".meshplan/lock", ".meshplan/manifest.json", "a.yaml"]
         );
+    }
+
+    #[test]
+    fn refuses_a_journal_that_is_not_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("plan");
+        write_tree(&out, &tree(&[("a.yaml", "1\n")]), W).unwrap();
+        fs::write(dir.path().join("victim.txt"), "mine\n").unwrap();
+        fs::write(dir.path().join("list"), "../victim.txt\n").unwrap();
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(dir.path().join("list"), out.join(JOURNAL)).unwrap();
+            let err = write_tree(&out, &tree(&[("a.yaml", "2\n")]), W).unwrap_err();
+            assert!(matches!(err, WriteError::Refused(_)), "{err}");
+            assert!(dir.path().join("victim.txt").exists());
+            fs::remove_file(out.join(JOURNAL)).unwrap();
+            std::os::unix::fs::symlink("/dev/zero", out.join(JOURNAL)).unwrap();
+            let err = write_tree(&out, &tree(&[("a.yaml", "2\n")]), W).unwrap_err();
+            assert!(matches!(err, WriteError::Refused(_)), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_second_run_is_refused_while_the_first_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("plan");
+        let mut sink = Vec::new();
+        let first = Writer::begin(&out, W, &mut sink).unwrap();
+        let mut sink2 = Vec::new();
+        let err = Writer::begin(&out, W, &mut sink2).err().expect("refused");
+        assert!(err.to_string().contains("another meshplan run"), "{err}");
+        drop(first);
+        let mut sink3 = Vec::new();
+        assert!(Writer::begin(&out, W, &mut sink3).is_ok());
     }
 
     #[test]
@@ -903,17 +1114,27 @@ mod tests {
         // temporary file left behind.
         fs::create_dir_all(out.join(".meshplan")).unwrap();
         write_manifest(
+            temp_in(&out.join(".meshplan"), "t").unwrap(),
             &out.join(MANIFEST),
             &t.0.keys().cloned().collect::<Vec<_>>(),
         )
         .unwrap();
+        fs::write(out.join(JOURNAL), format!("{TOKEN_LINE}abc\n")).unwrap();
         fs::write(out.join("a.yaml"), "half").unwrap();
-        fs::write(out.join(".meshplan-abc.tmp"), "junk").unwrap();
+        fs::write(out.join(".meshplan-abc-x1.tmp"), "junk").unwrap();
+        // Named like a temporary file, but no journal names its token: hand-written.
+        fs::write(out.join(".meshplan-notes.tmp"), "mine").unwrap();
         write_tree(&out, &t, W).unwrap();
         let files = list_files(&out).unwrap();
         assert_eq!(
             files.keys().cloned().collect::<Vec<_>>(),
-            vec![".meshplan/manifest.json", "a.yaml", "b.yaml"]
+            vec![
+                ".meshplan-notes.tmp",
+                ".meshplan/lock",
+                ".meshplan/manifest.json",
+                "a.yaml",
+                "b.yaml"
+            ]
         );
         assert_eq!(files["a.yaml"], "1\n");
     }

@@ -528,3 +528,55 @@ fn examples_pass_check() {
         }
     }
 }
+
+/// Two compiles into one directory at the same time: the second is refused with a clear
+/// message while the first holds the lock, and the directory always ends complete (a check
+/// finds nothing to change, the manifest lists every file).
+#[test]
+fn concurrent_compiles_are_serialised_by_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("inv.yaml"),
+        meshplan::synthetic::inventory(2, 60, 3),
+    )
+    .unwrap();
+    let args = [
+        "compile", "inv.yaml", "--to", "1.20.2", "--out", "plan", "--quiet",
+    ];
+    for round in 0..6 {
+        let spawn = || {
+            std::process::Command::new(crate::support::bin())
+                .current_dir(dir.path())
+                .args(args)
+                .env("MESHPLAN_TODAY", crate::support::TODAY)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(), spawn());
+        for out in [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()] {
+            let code = out.status.code().unwrap_or(-1);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                code == 0 || (code == 4 && err.contains("another meshplan run")),
+                "round {round}: exit {code}: {err}"
+            );
+        }
+        let check = run_in(dir.path(), &[&args[..], &["--check"]].concat(), None);
+        assert_eq!(check.status, 0, "round {round}: {}", check.stderr);
+        let manifest: Value = serde_json::from_str(
+            &fs::read_to_string(dir.path().join("plan/.meshplan/manifest.json")).unwrap(),
+        )
+        .unwrap();
+        let listed = manifest["files"].as_array().unwrap().len();
+        let files = list_tree(&dir.path().join("plan"))
+            .keys()
+            .filter(|p| !p.starts_with(".meshplan/"))
+            .count();
+        assert_eq!(
+            listed, files,
+            "round {round}: the manifest lists every file"
+        );
+    }
+}
