@@ -87,6 +87,8 @@ pub struct Release {
     pub notes: Vec<String>,
     /// The release as written, for `meshplan versions --output json`.
     pub raw: RawRelease,
+    /// Its position in the catalog file's `releases`, for diagnostics.
+    pub index: usize,
 }
 
 /// How a cluster's Kubernetes version relates to a release.
@@ -128,7 +130,15 @@ impl Date {
             month: m.parse().ok()?,
             day: d.parse().ok()?,
         };
-        ((1..=12).contains(&date.month) && (1..=31).contains(&date.day) && y.len() == 4)
+        let leap = date.year % 4 == 0 && (date.year % 100 != 0 || date.year % 400 == 0);
+        let days_in_month = match date.month {
+            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+            4 | 6 | 9 | 11 => 30,
+            2 if leap => 29,
+            2 => 28,
+            _ => return None,
+        };
+        ((1..=days_in_month).contains(&date.day) && y.len() == 4 && m.len() == 2 && d.len() == 2)
             .then_some(date)
     }
 
@@ -183,6 +193,75 @@ pub struct Catalog {
     pub origin: String,
 }
 
+/// What a catalog must mean, beyond its shape: dates in order, and upgrade edges that go from
+/// older minors the catalog knows, no further than Istio ever allowed. A catalog that breaks
+/// these would make meshplan plan paths Istio does not support.
+fn check_meaning(releases: &BTreeMap<Minor, Release>, src: &Source, diags: &mut Diagnostics) {
+    let first = releases.keys().next().copied();
+    for r in releases.values() {
+        let at = YamlPath::root().key("releases").index(r.index);
+        let minor = r.minor;
+        if let Some(eol) = r.eol
+            && eol.to_days() < r.ga.to_days()
+        {
+            diags.push(
+                Diagnostic::error(
+                    Code::CatalogInvalid,
+                    format!(
+                        "{minor} reaches its end of life ({eol}) before its release ({})",
+                        r.ga
+                    ),
+                )
+                .at(src, &at.key("eol"))
+                .help("an end-of-life date comes after the GA date"),
+            );
+        }
+        let raw = &r.raw.upgrade_from;
+        for (field, listed, widest) in [
+            ("inPlace", &raw.in_place, 1),
+            ("canary", &raw.canary, 2),
+            ("canaryAlpha", &raw.canary_alpha, 2),
+        ] {
+            for (j, text) in listed.iter().enumerate() {
+                let Ok(f) = text.parse::<Minor>() else {
+                    continue;
+                };
+                let distance = minor.distance_from(f);
+                let problem = if distance <= 0 {
+                    Some((
+                        format!("{minor} lists `{f}` in upgradeFrom.{field}: an upgrade goes from an older minor"),
+                        "list only older minors; an edge from the same or a newer minor would let paths go round in circles or backwards".to_string(),
+                    ))
+                } else if distance > widest {
+                    Some((
+                        format!(
+                            "{minor} lists `{f}` in upgradeFrom.{field}: {distance} minors at once, more than Istio supports for {field} upgrades ({widest})"
+                        ),
+                        "in-place upgrades go one minor at a time, canary upgrades at most two"
+                            .to_string(),
+                    ))
+                } else if first.is_some_and(|first| f >= first) && !releases.contains_key(&f) {
+                    Some((
+                        format!(
+                            "{minor} lists `{f}` in upgradeFrom.{field}, a minor the catalog does not list"
+                        ),
+                        format!("add {f} to the catalog, or remove the edge"),
+                    ))
+                } else {
+                    None
+                };
+                if let Some((message, help)) = problem {
+                    diags.push(
+                        Diagnostic::error(Code::CatalogInvalid, message)
+                            .at(src, &at.key("upgradeFrom").key(field).index(j))
+                            .help(help),
+                    );
+                }
+            }
+        }
+    }
+}
+
 impl Catalog {
     /// The catalog compiled into the binary.
     pub fn embedded() -> Catalog {
@@ -206,7 +285,7 @@ impl Catalog {
     }
 
     fn from_source_unlocated(src: &Source) -> Result<Catalog, Diagnostics> {
-        let value = schema::parse_yaml(src)?;
+        let value = schema::parse_yaml(src, schema::Kind::Catalog)?;
         let mut diags = schema::validate(src, &value, schema::Kind::Catalog);
         if diags.has_errors() {
             return Err(diags);
@@ -285,6 +364,7 @@ impl Catalog {
                             from_canary_alpha: alpha,
                             notes: r.notes.clone(),
                             raw: r,
+                            index: i,
                         },
                     );
                 }
@@ -324,6 +404,10 @@ impl Catalog {
                 }
             }
         }
+        if diags.has_errors() {
+            return Err(diags);
+        }
+        check_meaning(&releases, src, &mut diags);
         if diags.has_errors() {
             return Err(diags);
         }
@@ -435,5 +519,79 @@ mod tests {
         let d = &err.0[0];
         assert_eq!(d.code, Code::CatalogInvalid);
         assert_eq!(d.position.map(|p| p.line), Some(5));
+    }
+
+    fn release(minor: &str, ga: &str, eol: &str, from: &str) -> String {
+        format!(
+            "  - minor: \"{minor}\"\n    ga: \"{ga}\"\n{eol}    latestPatch: {minor}.0\n    kubernetes: {{supported: [\"1.28\"]}}\n    inClusterOperator: false\n    helm: stable\n    gatewayChart: true\n    crdTemplates: true\n    upgradeFrom: {from}\n"
+        )
+    }
+
+    #[test]
+    fn rejects_catalogs_that_contradict_themselves() {
+        let cases = [
+            (release("1.20", "2024-02-30", "", "{}"), "not a date"),
+            (
+                release("1.20", "2024-02-01", "    eol: \"2023-01-01\"\n", "{}"),
+                "end of life (2023-01-01) before its release",
+            ),
+            (
+                release("1.20", "2024-02-01", "", "{inPlace: [\"1.20\"]}"),
+                "from an older minor",
+            ),
+            (
+                release("1.20", "2024-02-01", "", "{canary: [\"1.21\"]}"),
+                "from an older minor",
+            ),
+            (
+                release("1.20", "2024-02-01", "", "{canary: [\"1.17\"]}"),
+                "3 minors at once",
+            ),
+            (
+                release("1.20", "2024-02-01", "", "{inPlace: [\"1.18\"]}"),
+                "2 minors at once",
+            ),
+        ];
+        for (body, expected) in cases {
+            let text = format!(
+                "schemaVersion: 1\nreleases:\n{}{body}",
+                release("1.17", "2023-01-01", "", "{}")
+                    + &release("1.18", "2023-04-01", "", "{}")
+                    + &release("1.19", "2023-08-01", "", "{}")
+            );
+            let err = Catalog::from_source(&Source::new("cat.yaml", &text))
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {body}"));
+            assert!(
+                err.0.iter().any(|d| d.code == Code::CatalogInvalid
+                    && d.message.contains(expected)
+                    && d.position.is_some()),
+                "{expected}: {:?}",
+                err.0
+            );
+        }
+        // A minor between the first and the last that the catalog does not list.
+        let text = format!(
+            "schemaVersion: 1\nreleases:\n{}{}",
+            release("1.17", "2023-01-01", "", "{}"),
+            release("1.19", "2023-08-01", "", "{canary: [\"1.18\", \"1.17\"]}")
+        );
+        let err = Catalog::from_source(&Source::new("cat.yaml", &text)).unwrap_err();
+        assert!(
+            err.0[0]
+                .message
+                .contains("a minor the catalog does not list"),
+            "{:?}",
+            err.0
+        );
+        // Edges from before the catalog's first minor are history, not contradictions.
+        let text = format!(
+            "schemaVersion: 1\nreleases:\n{}",
+            release("1.17", "2023-01-01", "", "{inPlace: [\"1.16\"]}")
+        );
+        assert!(Catalog::from_source(&Source::new("cat.yaml", &text)).is_ok());
+        assert_eq!(Date::parse("2024-02-29").map(|d| d.day), Some(29));
+        assert!(Date::parse("2023-02-29").is_none());
+        assert!(Date::parse("2024-4-01").is_none());
     }
 }

@@ -172,7 +172,6 @@ pub(crate) fn compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
     };
     let result = render::environment(&overrides)
         .map_err(CompileError::Render)
-        .and_then(|env| verify(mesh, paths, catalog).map(|()| env))
         .and_then(|env| {
             emit(
                 mesh,
@@ -233,13 +232,20 @@ pub(crate) fn compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
     }
 }
 
-/// One cluster, planned and rendered.
-struct Rendered {
-    tree: output::OutputTree,
-    steps_yaml: String,
-    md: String,
-    summary: plan::ClusterPlan,
+/// What a worker sends for a cluster: its files in chunks, then the rest.
+enum Rendered {
+    Files(output::OutputTree),
+    Done {
+        /// The cluster's items of `plan.yaml`'s `steps:` and its section of `PLAN.md`, in
+        /// scratch files: a large cluster never holds them in memory.
+        steps_yaml: std::fs::File,
+        md: std::fs::File,
+        summary: Box<plan::ClusterPlan>,
+    },
 }
+
+/// How many files a worker renders before handing them to the writer.
+const FILES_PER_CHUNK: usize = 512;
 
 #[derive(Debug, thiserror::Error)]
 enum CompileError {
@@ -280,75 +286,116 @@ fn emit(
     // is rendered: a broken template stops the run before the directory is touched.
     let mut diff = Some(diff);
     let mut w: Option<write::Writer> = None;
-    // Two worker threads plan and render clusters (round-robin) while this one writes them;
+    // Worker threads plan and render clusters (round-robin) while this one writes them;
     // clusters are taken back in inventory order, so the output does not depend on timing.
-    const WORKERS: usize = 2;
+    // The same threads first run every cluster's plan on the model (a plan the model rejects
+    // never reaches the output directory), then, once all passed, plan and render again.
+    // A cluster's plan is held whole while it is checked and rendered, and the memory a thread
+    // freed is not reused by another: two threads only when every cluster is small.
+    let largest = mesh
+        .clusters
+        .iter()
+        .zip(&paths.clusters)
+        .map(|(c, p)| crate::path::moves(c, p))
+        .max()
+        .unwrap_or(0);
+    let workers = if largest > crate::path::MAX_MOVES_PER_CLUSTER / 4 {
+        1
+    } else {
+        2
+    };
+    let failures: std::sync::Mutex<Vec<(usize, crate::model::Failure)>> = Default::default();
+    let checked = std::sync::Barrier::new(workers);
     let result: Result<(), CompileError> = std::thread::scope(|scope| {
         let mut queues = Vec::new();
-        for k in 0..WORKERS {
+        for k in 0..workers {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Rendered, CompileError>>(0);
             queues.push(rx);
+            let (failures, checked) = (&failures, &checked);
             scope.spawn(move || {
-                let mine = mesh
-                    .clusters
-                    .iter()
-                    .zip(&paths.clusters)
-                    .enumerate()
-                    .skip(k)
-                    .step_by(WORKERS);
-                for (i, (c, p)) in mine {
-                    let part = plan::build_cluster(i, c, p, catalog);
-                    let rendered = match crate::model::check_cluster(c, &part, catalog) {
-                        Err(f) => Err(CompileError::Model(f)),
-                        Ok(states) => render::render_files(&part.artifacts, inventory_name, env)
-                            .and_then(|tree| {
-                                Ok(Rendered {
-                                    tree,
-                                    steps_yaml: render::plan_yaml_steps(
-                                        c.context.as_deref(),
-                                        &part.steps,
-                                    )?,
-                                    md: render::plan_md_cluster(
-                                        &part.summary,
-                                        &part.steps,
-                                        &states,
-                                        env,
-                                    )?,
-                                    summary: part.summary,
-                                })
-                            })
-                            .map_err(CompileError::Render),
-                    };
-                    let failed = rendered.is_err();
-                    if tx.send(rendered).is_err() || failed {
+                let mine = || {
+                    mesh.clusters
+                        .iter()
+                        .zip(&paths.clusters)
+                        .enumerate()
+                        .skip(k)
+                        .step_by(workers)
+                };
+                // A panic must not leave the other worker waiting at the barrier forever.
+                let check = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    for (i, (c, p)) in mine() {
+                        let part = plan::build_cluster(i, c, p, catalog);
+                        if let Err(f) = crate::model::check_cluster(c, &part, catalog) {
+                            return Some((i, f));
+                        }
+                    }
+                    None
+                }));
+                match check {
+                    Ok(None) => {}
+                    Ok(Some(f)) => lock(failures).push(f),
+                    Err(_) => lock(failures).push((
+                        k,
+                        crate::model::Failure {
+                            cluster: mesh.clusters[k].name.clone(),
+                            step: String::new(),
+                            operation: None,
+                            during: "the model check".into(),
+                            problem: "the model panicked (see above)".into(),
+                        },
+                    )),
+                }
+                checked.wait();
+                if !lock(failures).is_empty() {
+                    return;
+                }
+                for (i, (c, p)) in mine() {
+                    if render_cluster(i, c, p, catalog, inventory_name, env, &tx).is_err() {
                         break;
                     }
                 }
             });
         }
         for i in 0..mesh.clusters.len() {
-            let Ok(rendered) = queues[i % WORKERS].recv() else {
-                break;
-            };
-            let r = rendered?;
-            steps_body
-                .write_all(r.steps_yaml.as_bytes())
-                .map_err(scratch_io)?;
-            md_body.write_all(r.md.as_bytes()).map_err(scratch_io)?;
-            if w.is_none() {
-                w = Some(write::Writer::begin(
-                    out,
-                    opts,
-                    diff.take().expect("the writer begins once"),
-                )?);
+            loop {
+                let Ok(rendered) = queues[i % workers].recv() else {
+                    return Ok(());
+                };
+                match rendered? {
+                    Rendered::Files(tree) => {
+                        if w.is_none() {
+                            w = Some(write::Writer::begin(
+                                out,
+                                opts,
+                                diff.take().expect("the writer begins once"),
+                            )?);
+                        }
+                        if let Some(w) = w.as_mut() {
+                            w.put(&tree)?;
+                        }
+                    }
+                    Rendered::Done {
+                        mut steps_yaml,
+                        mut md,
+                        summary,
+                    } => {
+                        for (from, to) in
+                            [(&mut steps_yaml, &mut steps_body), (&mut md, &mut md_body)]
+                        {
+                            from.seek(SeekFrom::Start(0)).map_err(scratch_io)?;
+                            std::io::copy(from, to).map_err(scratch_io)?;
+                        }
+                        summaries.push(*summary);
+                        break;
+                    }
+                }
             }
-            if let Some(w) = w.as_mut() {
-                w.put(&r.tree)?;
-            }
-            summaries.push(r.summary);
         }
         Ok(())
     });
+    if let Some((_, f)) = lock(&failures).drain(..).min_by_key(|(i, _)| *i) {
+        return Err(CompileError::Model(f));
+    }
     result?;
     let head = render::PlanHead {
         mesh: &mesh.name,
@@ -383,40 +430,58 @@ fn emit(
     Ok(w.finish()?)
 }
 
-/// Plans every cluster and runs its plan on the model, on two threads, before anything is
-/// written: a plan the model rejects never reaches the output directory.
-fn verify(mesh: &Mesh, paths: &MeshPath, catalog: &Catalog) -> Result<(), CompileError> {
-    const WORKERS: usize = 2;
-    let failures: Vec<(usize, crate::model::Failure)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..WORKERS)
-            .map(|k| {
-                scope.spawn(move || {
-                    for (i, (c, p)) in mesh
-                        .clusters
-                        .iter()
-                        .zip(&paths.clusters)
-                        .enumerate()
-                        .skip(k)
-                        .step_by(WORKERS)
-                    {
-                        let part = plan::build_cluster(i, c, p, catalog);
-                        if let Err(f) = crate::model::check_cluster(c, &part, catalog) {
-                            return Some((i, f));
-                        }
-                    }
-                    None
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().ok().flatten())
-            .collect()
-    });
-    match failures.into_iter().min_by_key(|(i, _)| *i) {
-        Some((_, f)) => Err(CompileError::Model(f)),
-        None => Ok(()),
+/// Plans, checks and renders cluster `i`, sending its files in chunks and then the rest.
+/// An error is sent too; `Err` means: stop (the error was sent, or nobody listens).
+fn render_cluster(
+    i: usize,
+    c: &crate::validate::ClusterSpec,
+    p: &crate::path::ClusterPath,
+    catalog: &Catalog,
+    inventory_name: &str,
+    env: &minijinja::Environment<'_>,
+    tx: &std::sync::mpsc::SyncSender<Result<Rendered, CompileError>>,
+) -> Result<(), ()> {
+    let send = |r: Result<Rendered, CompileError>| {
+        let failed = r.is_err();
+        match tx.send(r) {
+            Ok(()) if !failed => Ok(()),
+            _ => Err(()),
+        }
+    };
+    let part = plan::build_cluster(i, c, p, catalog);
+    let states = match crate::model::check_cluster(c, &part, catalog) {
+        Ok(s) => s,
+        Err(f) => return send(Err(CompileError::Model(f))),
+    };
+    for chunk in part.artifacts.chunks(FILES_PER_CHUNK) {
+        match render::render_files(chunk, inventory_name, env) {
+            Ok(tree) => send(Ok(Rendered::Files(tree)))?,
+            Err(e) => return send(Err(CompileError::Render(e))),
+        }
     }
+    let plan::ClusterOut { summary, steps, .. } = part;
+    let texts = (|| -> Result<(std::fs::File, std::fs::File), CompileError> {
+        let mut steps_yaml = std::io::BufWriter::new(write::scratch().map_err(scratch_io)?);
+        render::plan_yaml_steps(c.context.as_deref(), &steps, &mut steps_yaml)?;
+        let mut md = std::io::BufWriter::new(write::scratch().map_err(scratch_io)?);
+        render::plan_md_cluster(&summary, std::sync::Arc::new(steps), &states, env, &mut md)?;
+        let done = |b: std::io::BufWriter<std::fs::File>| {
+            b.into_inner().map_err(|e| scratch_io(e.into_error()))
+        };
+        Ok((done(steps_yaml)?, done(md)?))
+    })();
+    match texts {
+        Ok((steps_yaml, md)) => send(Ok(Rendered::Done {
+            steps_yaml,
+            md,
+            summary: Box::new(summary),
+        })),
+        Err(e) => send(Err(e)),
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The inventory's name as generated files show it: its file name only, never a directory.
@@ -437,8 +502,8 @@ pub(crate) fn versions(
             let src = match load::read(&p.to_string_lossy(), io.stdin) {
                 Ok(s) => s,
                 Err(e) => {
-                    let _ = writeln!(io.stderr, "error: {e}");
-                    return exit::IO;
+                    let _ = io.stderr.write_all(e.message().as_bytes());
+                    return e.exit_code();
                 }
             };
             match Catalog::from_source(&src) {

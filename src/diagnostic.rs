@@ -52,6 +52,7 @@ codes! {
     SchemaMissingField = "schema-missing-field": "a required field is missing",
     SchemaInvalidValue = "schema-invalid-value": "a value outside what the format allows",
     InvalidName = "invalid-name": "a name is not a DNS-1123 label",
+    NameTooLong = "name-too-long": "a name the plan derives is longer than the place it goes allows",
     InvalidRevision = "invalid-revision": "a revision name Istio cannot use",
     InvalidVersion = "invalid-version": "a version that is not a semantic version",
     DuplicateName = "duplicate-name": "a cluster, namespace or gateway defined twice",
@@ -75,6 +76,7 @@ codes! {
     KubernetesUntested = "kubernetes-untested": "a version on the path is tested but not supported on the cluster's Kubernetes",
     OperatorRemoved = "operator-removed": "the in-cluster operator cannot install this version",
     HelmUnsupported = "helm-unsupported": "Istio publishes no usable Helm charts for this version",
+    ClusterTooLarge = "cluster-too-large": "one cluster's plan would hold more namespace and workload moves than meshplan allows",
     CompatibilityUnavailable = "compatibility-unavailable": "the target ships no compatibility profile for the requested minor",
     HelmAlpha = "helm-alpha": "Helm installs of this version are alpha",
     RetiredHub = "retired-hub": "the image hub no longer receives this version",
@@ -225,15 +227,26 @@ impl Diagnostics {
     }
 }
 
+/// How many diagnostics are shown; the summary line counts the rest.
+pub const MAX_SHOWN: usize = 200;
+
 /// Renders diagnostics as plain text, with the source line and a caret where the position is
-/// known. `src` is the inventory the positions refer to, when there is one.
+/// known. `src` is the inventory the positions refer to, when there is one. At most
+/// [`MAX_SHOWN`] are shown; the summary says how many more there are.
 pub fn render(diags: &Diagnostics, src: Option<&Source>) -> String {
     let mut out = String::new();
-    for (i, d) in diags.iter().enumerate() {
+    for (i, d) in diags.iter().take(MAX_SHOWN).enumerate() {
         if i > 0 {
             out.push('\n');
         }
         render_one(&mut out, d, src);
+    }
+    if diags.0.len() > MAX_SHOWN {
+        let _ = write!(
+            out,
+            "\n... and {} more, not shown (the first {MAX_SHOWN} are above; fix those and run again)\n",
+            diags.0.len() - MAX_SHOWN
+        );
     }
     let errors = diags
         .iter()
@@ -285,13 +298,14 @@ fn render_one(out: &mut String, d: &Diagnostic, src: Option<&Source>) {
                 .filter(|s| s.name == d.file)
                 .and_then(|s| s.line_text(p.line));
             if let Some(line) = line {
-                let width = token_width(line, p.col);
+                let (shown, col) = window(line.trim_end(), p.col);
+                let width = token_width(&shown, col).min(WINDOW);
                 let _ = writeln!(out, "{pad} |");
-                let _ = writeln!(out, "{num} | {}", line.trim_end());
+                let _ = writeln!(out, "{num} | {shown}");
                 let _ = writeln!(
                     out,
                     "{pad} | {}{}",
-                    " ".repeat(p.col.saturating_sub(1)),
+                    " ".repeat(col.saturating_sub(1)),
                     "^".repeat(width)
                 );
             }
@@ -307,9 +321,40 @@ fn render_one(out: &mut String, d: &Diagnostic, src: Option<&Source>) {
     }
 }
 
+/// How many characters of a source line a diagnostic quotes.
+const WINDOW: usize = 120;
+
+/// At most [`WINDOW`] characters of `line` around column `col` (1-based, in characters), with
+/// `…` where it was cut, and the column in what is shown.
+fn window(line: &str, col: usize) -> (String, usize) {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= WINDOW {
+        return (line.to_string(), col);
+    }
+    let start = col
+        .saturating_sub(1)
+        .saturating_sub(WINDOW / 3)
+        .min(chars.len());
+    let end = (start + WINDOW).min(chars.len());
+    let mut shown: String = chars[start..end].iter().collect();
+    let mut col = col - start;
+    if start > 0 {
+        shown.insert(0, '…');
+        col += 1;
+    }
+    if end < chars.len() {
+        shown.push('…');
+    }
+    (shown, col)
+}
+
 /// How many characters from `col` (1-based) make up the token there.
 fn token_width(line: &str, col: usize) -> usize {
-    let rest: Vec<char> = line.chars().skip(col.saturating_sub(1)).collect();
+    let rest: Vec<char> = line
+        .chars()
+        .skip(col.saturating_sub(1))
+        .take(WINDOW)
+        .collect();
     let Some(&first) = rest.first() else { return 1 };
     let width = if first == '"' || first == '\'' {
         rest.iter()

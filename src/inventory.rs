@@ -376,7 +376,7 @@ fn default_wave() -> u32 {
     1
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 pub enum WorkloadKind {
     Deployment,
     StatefulSet,

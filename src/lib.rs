@@ -130,10 +130,17 @@ pub fn check(
     artifacts: bool,
 ) -> Result<Checked, (String, i32)> {
     let mut diags = Diagnostics::default();
+    if args.inventory == "-" && args.catalog.as_deref() == Some(std::path::Path::new("-")) {
+        return Err((
+            "error: standard input can feed the inventory or --catalog, not both; give the catalog as a file\n".to_string(),
+            exit::USAGE,
+        ));
+    }
     let catalog = match &args.catalog {
         None => Some(Catalog::embedded()),
         Some(p) => {
-            let src = load::read(&p.to_string_lossy(), stdin).map_err(|e| (e, exit::IO))?;
+            let src = load::read(&p.to_string_lossy(), stdin)
+                .map_err(|e| (e.message().to_string(), e.exit_code()))?;
             match Catalog::from_source(&src) {
                 Ok(c) => Some(c),
                 Err(d) => {
@@ -143,7 +150,8 @@ pub fn check(
             }
         }
     };
-    let source = load::read(&args.inventory, stdin).map_err(|e| (e, exit::IO))?;
+    let source =
+        load::read(&args.inventory, stdin).map_err(|e| (e.message().to_string(), e.exit_code()))?;
     let target = parse_target(args, catalog.as_ref(), &mut diags, today, artifacts);
     let (inventory, loaded) = load::inventory(&source);
     diags.extend(loaded);
@@ -229,13 +237,21 @@ fn parse_target(
 }
 
 /// Today's date from `MESHPLAN_TODAY` or the system clock.
-pub fn today_from_env() -> Option<Date> {
-    if let Ok(s) = std::env::var("MESHPLAN_TODAY") {
-        return Date::parse(&s);
+/// Today's date: `MESHPLAN_TODAY` (YYYY-MM-DD) if set, else the clock. A `MESHPLAN_TODAY`
+/// that is not a date is an error, not silently the clock's date.
+pub fn today_from_env() -> Result<Option<Date>, String> {
+    match std::env::var("MESHPLAN_TODAY") {
+        Ok(s) => Date::parse(&s).map(Some).ok_or_else(|| {
+            format!("error: MESHPLAN_TODAY is `{s}`, not a date of the form YYYY-MM-DD (a real day); unset it to use today's date")
+        }),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err("error: MESHPLAN_TODAY is not UTF-8 text; give a date of the form YYYY-MM-DD".into())
+        }
+        Err(std::env::VarError::NotPresent) => {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            Ok(i64::try_from(secs / 86_400).ok().map(Date::from_days))
+        }
     }
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_secs();
-    Some(Date::from_days(i64::try_from(secs / 86_400).ok()?))
 }

@@ -44,36 +44,103 @@ pub fn check_rel_path(path: &str) -> Result<(), String> {
 /// Canonical bytes: LF line endings, no trailing white space, no blank lines at the end, exactly
 /// one final newline.
 pub fn normalize(text: &str) -> String {
-    let text = text.replace("\r\n", "\n");
-    let mut out = String::with_capacity(text.len() + 1);
-    for line in text.lines() {
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    while out.ends_with("\n\n") {
-        out.pop();
-    }
-    if out.is_empty() {
-        out.push('\n');
-    }
-    // Collapse runs of blank lines left by conditional template blocks.
-    let mut collapsed = String::with_capacity(out.len());
-    let mut blank = 0;
-    for line in out.split_inclusive('\n') {
-        if line == "\n" {
-            blank += 1;
-            if blank > 1 {
-                continue;
-            }
-        } else {
-            blank = 0;
+    let mut n = Normalizer::new(Vec::with_capacity(text.len() + 1));
+    n.push(text.as_bytes());
+    let bytes = n.finish().unwrap_or_default();
+    String::from_utf8(bytes).expect("normalizing keeps UTF-8 intact")
+}
+
+/// [`normalize`] as a stream: canonical bytes go to `out` as they come, so a large file is
+/// never held whole. Runs of blank lines (left by conditional template blocks) become one;
+/// blank lines at the start and end go.
+pub struct Normalizer<W> {
+    out: W,
+    line: Vec<u8>,
+    blank: bool,
+    started: bool,
+    failed: Option<std::io::Error>,
+}
+
+impl<W: std::io::Write> Normalizer<W> {
+    pub fn new(out: W) -> Self {
+        Normalizer {
+            out,
+            line: Vec::new(),
+            blank: false,
+            started: false,
+            failed: None,
         }
-        collapsed.push_str(line);
     }
-    if collapsed.starts_with('\n') && collapsed.len() > 1 {
-        collapsed.remove(0);
+
+    fn push(&mut self, mut data: &[u8]) {
+        while let Some(i) = data.iter().position(|&b| b == b'\n') {
+            self.line.extend_from_slice(&data[..i]);
+            self.end_line();
+            data = &data[i + 1..];
+        }
+        self.line.extend_from_slice(data);
     }
-    collapsed
+
+    fn end_line(&mut self) {
+        let line = std::mem::take(&mut self.line);
+        // White space is trimmed as `str::trim_end` does; invalid UTF-8 is kept as it is.
+        let trimmed = match std::str::from_utf8(&line) {
+            Ok(s) => s.trim_end().as_bytes(),
+            Err(_) => &line[..],
+        };
+        if trimmed.is_empty() {
+            self.blank = self.started;
+        } else {
+            let mut write = || -> std::io::Result<()> {
+                if self.blank {
+                    self.out.write_all(b"\n")?;
+                }
+                self.out.write_all(trimmed)?;
+                self.out.write_all(b"\n")
+            };
+            if let Err(e) = write()
+                && self.failed.is_none()
+            {
+                self.failed = Some(e);
+            }
+            self.blank = false;
+            self.started = true;
+        }
+        self.line = line;
+        self.line.clear();
+    }
+
+    /// Ends the text (a text with nothing but white space becomes one newline), reporting
+    /// any write to `out` that failed.
+    pub fn finish(mut self) -> std::io::Result<W> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        if !self.line.is_empty() {
+            self.end_line();
+        }
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        if !self.started {
+            self.out.write_all(b"\n")?;
+        }
+        Ok(self.out)
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Normalizer<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.push(data);
+        match self.failed.take() {
+            Some(e) => Err(e),
+            None => Ok(data.len()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 #[cfg(test)]
@@ -84,6 +151,28 @@ mod tests {
     fn normalizes_bytes() {
         assert_eq!(normalize("a  \r\nb\n\n\n\nc\n\n"), "a\nb\n\nc\n");
         assert_eq!(normalize(""), "\n");
+        assert_eq!(normalize(" \n\n \n"), "\n");
+        assert_eq!(normalize("\n\n a\n\n\nb"), " a\n\nb\n");
+    }
+
+    #[test]
+    fn normalizes_streams_cut_anywhere_as_whole_texts() {
+        use std::io::Write;
+        for text in [
+            "a  \r\nb\n\n\n\nc\n\n",
+            "\n\nx\t\n \n\ny",
+            "é  \n\n\nü\r\n",
+            "",
+        ] {
+            // Cut at every byte, inside characters too.
+            for cut in 0..=text.len() {
+                let mut n = Normalizer::new(Vec::new());
+                n.write_all(&text.as_bytes()[..cut]).unwrap();
+                n.write_all(&text.as_bytes()[cut..]).unwrap();
+                let out = String::from_utf8(n.finish().unwrap()).unwrap();
+                assert_eq!(out, normalize(text), "{text:?} cut at {cut}");
+            }
+        }
     }
 
     #[test]

@@ -105,9 +105,23 @@ pub fn plan_paths(
     let before = error_count(diags);
     let target_release = check_target(target, catalog, diags)?;
     let via = check_via(target, catalog, diags);
+    for v in &via {
+        if !mesh.clusters.is_empty() && mesh.clusters.iter().all(|c| *v <= c.version) {
+            diags.push(
+                Diagnostic::error(
+                    Code::InvalidVia,
+                    format!("--via {v} is at or below the version every cluster runs, so it forces no hop"),
+                )
+                .on_flag("--via")
+                .help("--via lists intermediate versions, each newer than what a cluster runs and of a minor below the target"),
+            );
+        }
+    }
     let mut clusters = Vec::new();
     for c in &mesh.clusters {
         if let Some(p) = cluster_path(c, target, &via, target_release, catalog, src, diags) {
+            check_size(c, &p, src, diags);
+            check_derived_names(c, &p, src, diags);
             clusters.push(p);
         }
     }
@@ -118,6 +132,116 @@ pub fn plan_paths(
         target: target.version.clone(),
         clusters,
     })
+}
+
+/// The longest Helm release name (Helm stores a release in Secrets named after it).
+pub const MAX_HELM_RELEASE: usize = 53;
+
+/// The longest Kubernetes Service name (a DNS-1035 label), which a gateway's Deployment and
+/// Service names share.
+pub const MAX_SERVICE_NAME: usize = 63;
+
+/// Checks the names the plan derives from the new revisions against the limits of the places
+/// they go, so that a plan never fails half-way with a name Helm or Kubernetes refuses.
+fn check_derived_names(c: &ClusterSpec, p: &ClusterPath, src: &Source, diags: &mut Diagnostics) {
+    let mut seen = std::collections::BTreeSet::new();
+    for hop in &p.hops {
+        if hop.strategy != Strategy::Canary {
+            continue;
+        }
+        let rev = hop.to_label();
+        let mut derived: Vec<(String, usize, &str, YamlPath, String)> = Vec::new();
+        let istiod = crate::plan::names::istiod(hop.to_revision.as_deref());
+        if c.install == InstallMethod::Helm {
+            derived.push((
+                istiod,
+                MAX_HELM_RELEASE,
+                "the Helm release of the new istiod",
+                c.at.key("istio").key("version"),
+                format!("use a shorter revision than `{rev}` (revisionFormat `minor` gives `1-N`)"),
+            ));
+        }
+        for g in c
+            .gateways
+            .iter()
+            .filter(|g| crate::plan::state::blue_green(g, hop))
+        {
+            let name = format!("{}-{rev}", g.gateway.name);
+            let (limit, place) = if c.install == InstallMethod::Helm {
+                (
+                    MAX_HELM_RELEASE,
+                    "the Helm release (and Deployment) of the new gateway",
+                )
+            } else {
+                (
+                    MAX_SERVICE_NAME,
+                    "the Deployment and Service of the new gateway",
+                )
+            };
+            let keep = limit.saturating_sub(rev.len() + 1);
+            derived.push((
+                name,
+                limit,
+                place,
+                g.at.key("name"),
+                format!("shorten the gateway's name to at most {keep} characters, or use a shorter revision"),
+            ));
+        }
+        for (name, limit, place, at, help) in derived {
+            if name.len() > limit && seen.insert(name.clone()) {
+                diags.push(
+                    Diagnostic::error(
+                        Code::NameTooLong,
+                        format!(
+                            "`{name}`, {place} in cluster `{}`, is {} characters long; the limit is {limit}",
+                            c.name,
+                            name.len()
+                        ),
+                    )
+                    .at(src, &at)
+                    .help(help),
+                );
+            }
+        }
+    }
+}
+
+/// The most namespace and workload moves one cluster's plan may hold (each namespace and each
+/// workload counts once per hop). A cluster's plan is held in memory while it is checked and
+/// rendered, about 10 KB per move: at this limit `compile` stays under 512 MiB.
+pub const MAX_MOVES_PER_CLUSTER: usize = 40_000;
+
+fn workloads(c: &ClusterSpec) -> usize {
+    c.namespaces.iter().map(|n| n.workloads().len()).sum()
+}
+
+/// How many namespace and workload moves the plan of cluster `c` holds.
+pub fn moves(c: &ClusterSpec, p: &ClusterPath) -> usize {
+    (c.namespaces.len() + workloads(c)).saturating_mul(p.hops.len())
+}
+
+fn check_size(c: &ClusterSpec, p: &ClusterPath, src: &Source, diags: &mut Diagnostics) {
+    let workloads = workloads(c);
+    let moves = moves(c, p);
+    if moves > MAX_MOVES_PER_CLUSTER {
+        diags.push(
+            Diagnostic::error(
+                Code::ClusterTooLarge,
+                format!(
+                    "cluster `{}` has {} namespaces and {workloads} workloads to move over {} hop(s): {moves} moves, more than the {MAX_MOVES_PER_CLUSTER} one plan may hold",
+                    c.name,
+                    c.namespaces.len(),
+                    p.hops.len()
+                ),
+            )
+            .at(src, &c.at.key("namespaces"))
+            .help(if p.hops.len() > 1 {
+                "plan fewer hops at a time: compile with --to the first hop's target, apply it, then compile the rest"
+            } else {
+                "meshplan cannot hold a plan this large for one cluster; this limit is documented in the README (Limits)"
+            }),
+        );
+    }
 }
 
 fn error_count(diags: &Diagnostics) -> usize {
@@ -1120,9 +1244,20 @@ mod tests {
             .collect();
         assert_eq!(tos, ["1.19.10", "1.21.2", "1.22.8"]);
         // A forced hop that skips too far is refused.
-        let (p, diags) = plan_one(c, &target("1.22.8", &["1.21.2"], None));
+        let (p, diags) = plan_one(c.clone(), &target("1.22.8", &["1.21.2"], None));
         assert!(p.is_none());
         assert!(diags.iter().any(|d| d.code == Code::InvalidVia));
+        // So is a --via at or below what the cluster runs: it would force nothing.
+        for v in ["1.18.2", "1.17.8"] {
+            let (p, diags) = plan_one(c.clone(), &target("1.22.8", &[v], None));
+            assert!(p.is_none(), "{v}");
+            assert!(
+                diags
+                    .iter()
+                    .any(|d| d.code == Code::InvalidVia && d.message.contains("forces no hop")),
+                "{v}"
+            );
+        }
     }
 
     #[test]

@@ -50,9 +50,9 @@ impl Kind {
 }
 
 /// Parses YAML into a JSON value. A syntax error stops here, located by serde_yaml.
-pub fn parse_yaml(src: &Source) -> Result<Value, Diagnostics> {
+pub fn parse_yaml(src: &Source, kind: Kind) -> Result<Value, Diagnostics> {
     let mut diags = Diagnostics::default();
-    if let Some(empty) = empty_document(src) {
+    if let Some(empty) = empty_document(src, kind) {
         return Err(empty);
     }
     match serde_yaml::from_str::<Value>(&src.text) {
@@ -76,7 +76,7 @@ pub fn parse_yaml(src: &Source) -> Result<Value, Diagnostics> {
 }
 
 /// The diagnostic for a file with nothing but blank lines and comments, if it is one.
-pub fn empty_document(src: &Source) -> Option<Diagnostics> {
+pub fn empty_document(src: &Source, kind: Kind) -> Option<Diagnostics> {
     if !src
         .text
         .lines()
@@ -84,9 +84,10 @@ pub fn empty_document(src: &Source) -> Option<Diagnostics> {
     {
         return None;
     }
-    let mut d = Diagnostic::error(Code::YamlSyntax, "the file is empty").help(
-        "an inventory starts with `apiVersion: meshplan.dev/v1alpha1` and `kind: MeshInventory`; see `meshplan schema`",
-    );
+    let mut d = Diagnostic::error(Code::YamlSyntax, "the file is empty").help(match kind {
+        Kind::Inventory => "an inventory starts with `apiVersion: meshplan.dev/v1alpha1` and `kind: MeshInventory`; see `meshplan schema`",
+        Kind::Catalog => "a release catalog starts with `schemaVersion: 1` and lists `releases`; see `meshplan schema --catalog`",
+    });
     d.file.clone_from(&src.name);
     let mut diags = Diagnostics::default();
     diags.push(d);
@@ -321,11 +322,22 @@ fn describe(v: Option<&Value>) -> String {
         Some(Value::Number(n)) => format!("the number {n}"),
         Some(Value::String(s)) if s.is_empty() => "an empty string".to_string(),
         Some(Value::String(s)) => {
-            let mut s = s.clone();
+            // Control characters (a newline in a name) are shown escaped, on one line.
+            let mut shown: String = s
+                .chars()
+                .take(40)
+                .flat_map(|c| {
+                    if c.is_control() {
+                        c.escape_default().collect::<Vec<_>>()
+                    } else {
+                        vec![c]
+                    }
+                })
+                .collect();
             if s.chars().count() > 40 {
-                s = s.chars().take(40).collect::<String>() + "…";
+                shown.push('…');
             }
-            format!("`{s}`")
+            format!("`{shown}`")
         }
         Some(Value::Array(_)) => "a list".to_string(),
         Some(Value::Object(_)) => "a mapping".to_string(),
@@ -416,7 +428,7 @@ mod tests {
     #[test]
     fn syntax_errors_are_located() {
         let src = Source::new("bad.yaml", "a: [1, 2\nb: 3\n");
-        let err = parse_yaml(&src).unwrap_err();
+        let err = parse_yaml(&src, Kind::Catalog).unwrap_err();
         let d = &err.0[0];
         assert_eq!(d.code, Code::YamlSyntax);
         assert!(d.position.is_some());

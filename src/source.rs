@@ -103,15 +103,16 @@ struct Place {
     value: Option<Position>,
 }
 
-/// A document's text, the name it is shown under, and the position of every path in it.
 /// A document's text and the name it is shown under. Positions are found by walking the
 /// document's events, for a batch of paths at a time ([`Source::locate`]): a large valid
-/// inventory never pays for an index of every path.
+/// inventory never pays for an index of every path. Line starts are indexed once, when a
+/// diagnostic first quotes a line.
 #[derive(Debug)]
 pub struct Source {
     /// The name shown in diagnostics: the path as the user gave it, or `<stdin>`.
     pub name: String,
     pub text: String,
+    lines: std::sync::OnceLock<Vec<usize>>,
 }
 
 /// The position of a path, for a value or for its key.
@@ -126,6 +127,7 @@ impl Source {
         Self {
             name: name.into(),
             text: text.into(),
+            lines: std::sync::OnceLock::new(),
         }
     }
 
@@ -178,7 +180,17 @@ impl Source {
 
     /// The text of a 1-based line, without its line ending.
     pub fn line_text(&self, line: usize) -> Option<&str> {
-        self.text.lines().nth(line.checked_sub(1)?)
+        let starts = self.lines.get_or_init(|| {
+            std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect()
+        });
+        let start = *starts.get(line.checked_sub(1)?)?;
+        if start > self.text.len() || (start == self.text.len() && line > 1) {
+            return None;
+        }
+        let end = starts.get(line).map_or(self.text.len(), |e| e - 1);
+        Some(self.text[start..end].trim_end_matches('\r'))
     }
 }
 

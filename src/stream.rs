@@ -23,23 +23,65 @@ enum Frame {
         map: Map<String, Value>,
         key: Option<(String, Position)>,
         anchor: usize,
+        start: Position,
+        nodes: usize,
     },
     Seq {
         items: Vec<Value>,
         anchor: usize,
+        start: Position,
+        nodes: usize,
     },
+}
+
+/// How deep mappings and sequences may nest: far more than any inventory needs, far less than
+/// what would exhaust the stack of a later stage.
+pub const MAX_DEPTH: usize = 100;
+
+/// How many nodes aliases may add to a document, all aliases together: enough for anchors that
+/// share values between gateways or clusters, too few for "billion laughs" expansion.
+pub const MAX_ALIAS_NODES: usize = 250_000;
+
+fn tag_allowed(tag: Option<&saphyr_parser::Tag>) -> bool {
+    tag.is_none_or(|t| t.handle.ends_with("yaml.org,2002:") && t.suffix == "str")
+}
+
+fn tag_name(t: &saphyr_parser::Tag) -> String {
+    if t.handle.ends_with("yaml.org,2002:") {
+        format!("!!{}", t.suffix)
+    } else {
+        format!("{}{}", t.handle, t.suffix)
+    }
+}
+
+fn tag_error(t: &saphyr_parser::Tag, pos: Position) -> SyntaxError {
+    SyntaxError {
+        message: format!(
+            "the YAML tag `{}` is not allowed: meshplan reads plain YAML values, and a tag would change what one means (only `!!str` is accepted)",
+            tag_name(t)
+        ),
+        position: Some(pos),
+    }
 }
 
 /// Parses `text`. Each element of the top-level `clusters` sequence goes to `on_cluster` with its
 /// index, and a `null` stands in its place in the returned document.
 pub fn load(text: &str, mut on_cluster: impl FnMut(usize, Value)) -> Result<Value, SyntaxError> {
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: BTreeMap<usize, Value> = BTreeMap::new();
+    let mut anchors: BTreeMap<usize, (Value, usize)> = BTreeMap::new();
     let mut root: Option<Value> = None;
     let mut docs = 0;
+    let mut alias_nodes = 0usize;
     for item in Parser::new_from_str(text) {
         let (event, span) = item.map_err(|e| SyntaxError {
-            message: e.info().to_string(),
+            // The parser's own guard against deep flow collections ([[[[...).
+            message: if e.info() == "recursion limit exceeded" {
+                format!(
+                    "mappings and sequences nest deeper than {MAX_DEPTH} levels here; no inventory needs that many"
+                )
+            } else {
+                e.info().to_string()
+            },
             position: Some(Position {
                 line: e.marker().line(),
                 col: e.marker().col() + 1,
@@ -49,7 +91,8 @@ pub fn load(text: &str, mut on_cluster: impl FnMut(usize, Value)) -> Result<Valu
             line: span.start.line(),
             col: span.start.col() + 1,
         };
-        let value = match event {
+        // The finished value, where it starts, and how many nodes it holds.
+        let (value, start, nodes) = match event {
             Event::DocumentStart(_) => {
                 docs += 1;
                 if docs > 1 {
@@ -60,11 +103,27 @@ pub fn load(text: &str, mut on_cluster: impl FnMut(usize, Value)) -> Result<Valu
                 }
                 continue;
             }
+            Event::MappingStart(anchor, tag) | Event::SequenceStart(anchor, tag)
+                if !tag_allowed(tag.as_deref()) || stack.len() >= MAX_DEPTH =>
+            {
+                let _ = anchor;
+                return Err(match tag {
+                    Some(t) if !tag_allowed(Some(&t)) => tag_error(&t, pos),
+                    _ => SyntaxError {
+                        message: format!(
+                            "mappings and sequences nest deeper than {MAX_DEPTH} levels here; no inventory needs that many"
+                        ),
+                        position: Some(pos),
+                    },
+                });
+            }
             Event::MappingStart(anchor, _) => {
                 stack.push(Frame::Map {
                     map: Map::new(),
                     key: None,
                     anchor,
+                    start: pos,
+                    nodes: 1,
                 });
                 continue;
             }
@@ -72,31 +131,65 @@ pub fn load(text: &str, mut on_cluster: impl FnMut(usize, Value)) -> Result<Valu
                 stack.push(Frame::Seq {
                     items: Vec::new(),
                     anchor,
+                    start: pos,
+                    nodes: 1,
                 });
                 continue;
             }
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map { map, anchor, .. }) => {
-                    remember(&mut anchors, anchor, Value::Object(map))
-                }
+                Some(Frame::Map {
+                    map,
+                    anchor,
+                    start,
+                    nodes,
+                    ..
+                }) => (
+                    remember(&mut anchors, anchor, Value::Object(map), nodes),
+                    start,
+                    nodes,
+                ),
                 _ => continue,
             },
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq { items, anchor }) => {
-                    remember(&mut anchors, anchor, Value::Array(items))
-                }
+                Some(Frame::Seq {
+                    items,
+                    anchor,
+                    start,
+                    nodes,
+                }) => (
+                    remember(&mut anchors, anchor, Value::Array(items), nodes),
+                    start,
+                    nodes,
+                ),
                 _ => continue,
             },
             Event::Scalar(text, style, anchor, tag) => {
-                let is_str_tag = tag.as_ref().is_some_and(|t| t.suffix == "str");
+                if let Some(t) = &tag
+                    && !tag_allowed(Some(t))
+                {
+                    return Err(tag_error(t, pos));
+                }
+                let is_str_tag = tag.is_some();
                 let v = if style == ScalarStyle::Plain && !is_str_tag {
                     resolve(&text)
                 } else {
                     Value::String(text.into_owned())
                 };
-                remember(&mut anchors, anchor, v)
+                (remember(&mut anchors, anchor, v, 1), pos, 1)
             }
-            Event::Alias(id) => anchors.get(&id).cloned().unwrap_or(Value::Null),
+            Event::Alias(id) => {
+                let (v, n) = anchors.get(&id).cloned().unwrap_or((Value::Null, 1));
+                alias_nodes += n;
+                if alias_nodes > MAX_ALIAS_NODES {
+                    return Err(SyntaxError {
+                        message: format!(
+                            "aliases expand to more than {MAX_ALIAS_NODES} values in this document; anchors may share values, not multiply them"
+                        ),
+                        position: Some(pos),
+                    });
+                }
+                (v, pos, n)
+            }
             _ => continue,
         };
         // Attach the finished value to its parent.
@@ -105,7 +198,10 @@ pub fn load(text: &str, mut on_cluster: impl FnMut(usize, Value)) -> Result<Valu
             && matches!(&stack[0], Frame::Map { key: Some((k, _)), .. } if k == "clusters");
         match stack.last_mut() {
             None => root = Some(value),
-            Some(Frame::Seq { items, .. }) => {
+            Some(Frame::Seq {
+                items, nodes: n, ..
+            }) => {
+                *n += nodes;
                 if in_clusters {
                     on_cluster(items.len(), value);
                     items.push(Value::Null);
@@ -113,22 +209,41 @@ pub fn load(text: &str, mut on_cluster: impl FnMut(usize, Value)) -> Result<Valu
                     items.push(value);
                 }
             }
-            Some(Frame::Map { map, key, .. }) => match key.take() {
+            Some(Frame::Map {
+                map, key, nodes: n, ..
+            }) => match key.take() {
                 None => {
+                    *n += nodes;
+                    // Keys are strings, as Helm and Kubernetes read them (a plain `1:` is "1").
                     let k = match value {
                         Value::String(s) => s,
-                        Value::Null => "null".to_string(),
-                        other => other.to_string(),
+                        Value::Number(n) => n.to_string(),
+                        Value::Bool(b) => b.to_string(),
+                        Value::Null => {
+                            return Err(SyntaxError {
+                                message: "a key is null (`~`, `null` or nothing before `:`); keys are names".to_string(),
+                                position: Some(start),
+                            });
+                        }
+                        Value::Array(_) | Value::Object(_) => {
+                            return Err(SyntaxError {
+                                message:
+                                    "a key is a sequence or a mapping (`? ...`); keys are names"
+                                        .to_string(),
+                                position: Some(start),
+                            });
+                        }
                     };
                     if map.contains_key(&k) {
                         return Err(SyntaxError {
                             message: format!("duplicate key `{k}`"),
-                            position: Some(pos),
+                            position: Some(start),
                         });
                     }
-                    *key = Some((k, pos));
+                    *key = Some((k, start));
                 }
                 Some((k, _)) => {
+                    *n += nodes;
                     map.insert(k, value);
                 }
             },
@@ -137,9 +252,14 @@ pub fn load(text: &str, mut on_cluster: impl FnMut(usize, Value)) -> Result<Valu
     Ok(root.unwrap_or(Value::Null))
 }
 
-fn remember(anchors: &mut BTreeMap<usize, Value>, anchor: usize, v: Value) -> Value {
+fn remember(
+    anchors: &mut BTreeMap<usize, (Value, usize)>,
+    anchor: usize,
+    v: Value,
+    nodes: usize,
+) -> Value {
     if anchor > 0 {
-        anchors.insert(anchor, v.clone());
+        anchors.insert(anchor, (v.clone(), nodes));
     }
     v
 }
@@ -254,6 +374,38 @@ mod tests {
         assert_eq!(top["clusters"], json!([null, null]));
         assert_eq!(top["b"], full["b"]);
         assert_eq!(top["quoted"], json!("1.20"));
+    }
+
+    #[test]
+    fn refuses_tags_deep_nesting_alias_bombs_and_odd_keys() {
+        let err = load("a: !!binary L2Rldi9zdGRvdXQ=\n", |_, _| {}).unwrap_err();
+        assert!(err.message.contains("`!!binary`"), "{}", err.message);
+        assert_eq!(err.position.map(|p| (p.line, p.col)), Some((1, 4)));
+        for text in ["a: !!int \"1.28\"\n", "a: !custom x\n", "a: !!map {b: 1}\n"] {
+            assert!(load(text, |_, _| {}).is_err(), "{text}");
+        }
+        assert_eq!(
+            load("a: !!str 1.28\n", |_, _| {}).unwrap(),
+            json!({"a": "1.28"})
+        );
+        let deep = format!("{}x\n", "- ".repeat(MAX_DEPTH + 5));
+        let err = load(&deep, |_, _| {}).unwrap_err();
+        assert!(err.message.contains("nest deeper"), "{}", err.message);
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..8 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            bomb.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let err = load(&bomb, |_, _| {}).unwrap_err();
+        assert!(err.message.contains("aliases expand"), "{}", err.message);
+        let err = load("top:\n  x: 1\n  ~: 2\n", |_, _| {}).unwrap_err();
+        assert_eq!(err.position.map(|p| p.line), Some(3), "{}", err.message);
+        let err = load("top:\n  x: 1\n  ? [a, b]\n  : 2\n", |_, _| {}).unwrap_err();
+        assert_eq!(err.position.map(|p| p.line), Some(3), "{}", err.message);
+        assert_eq!(
+            load("m: {1: a}\n", |_, _| {}).unwrap(),
+            json!({"m": {"1": "a"}})
+        );
     }
 
     #[test]

@@ -136,11 +136,9 @@ fn validate_cluster(
     let ci = c.index;
     let at = YamlPath::root().key("clusters").index(ci);
     let settings: Settings = c.settings.or(&inv.defaults);
-    let errors_before = diags
-        .0
-        .iter()
-        .filter(|d| d.severity == crate::diagnostic::Severity::Error)
-        .count();
+    // Only what this cluster adds is looked at: counting every diagnostic so far for each
+    // cluster made many errors quadratic.
+    let first_new = diags.0.len();
 
     let kubernetes = match c.kubernetes_version.parse::<Minor>() {
         Ok(m) => Some(m),
@@ -185,6 +183,24 @@ fn validate_cluster(
     for (ti, tag) in c.istio.tags.iter().enumerate() {
         let p = at.key("istio").key("tags").index(ti);
         check_revision(src, diags, &p, tag);
+        let service = format!("istiod-revision-tag-{tag}");
+        if is_dns_label(tag, MAX_REVISION_LEN) && service.len() > crate::path::MAX_SERVICE_NAME {
+            diags.push(
+                Diagnostic::error(
+                    Code::NameTooLong,
+                    format!(
+                        "tag `{tag}` gives the Service `{service}` ({} characters); a Service name has at most {}",
+                        service.len(),
+                        crate::path::MAX_SERVICE_NAME
+                    ),
+                )
+                .at(src, &p)
+                .help(format!(
+                    "Istio's charts (1.28 and later) create that Service for every tag: use a tag of at most {} characters",
+                    crate::path::MAX_SERVICE_NAME - "istiod-revision-tag-".len()
+                )),
+            );
+        }
         if Some(tag) == c.istio.revision.as_ref() {
             diags.push(
                 Diagnostic::error(Code::InvalidRevision, format!("tag `{tag}` has the same name as the revision it points at"))
@@ -595,12 +611,10 @@ fn validate_cluster(
         }
     }
 
-    let errors_after = diags
-        .0
+    if diags.0[first_new..]
         .iter()
-        .filter(|d| d.severity == crate::diagnostic::Severity::Error)
-        .count();
-    if errors_after > errors_before {
+        .any(|d| d.severity == crate::diagnostic::Severity::Error)
+    {
         return None;
     }
     let version = version?;

@@ -3,7 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// A released Istio version (`1.20.2`). Pre-release suffixes are kept but rarely used.
+/// An Istio version (`1.20.2`, or a pre-release such as `1.21.0-rc.0`). Build metadata
+/// (`+...`) is refused: no Istio release has it, and an image tag cannot carry it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IstioVersion(pub semver::Version);
 
@@ -19,11 +20,23 @@ impl IstioVersion {
         }
     }
 
-    /// The revision name of this version in the given format: `1-20` or `1-20-2`.
+    /// The revision name of this version in the given format: `1-20` or `1-20-2`. A
+    /// pre-release keeps its suffix in the patch format (`1.21.0-rc.0`: `1-21-0-rc-0`), so that
+    /// it never shares a revision with the release; in the minor format it shares `1-21` with
+    /// every patch of the minor, as patches do.
     pub fn revision(&self, format: RevisionFormat) -> String {
         match format {
             RevisionFormat::Minor => format!("{}-{}", self.0.major, self.0.minor),
-            RevisionFormat::Patch => format!("{}-{}-{}", self.0.major, self.0.minor, self.0.patch),
+            RevisionFormat::Patch if self.0.pre.is_empty() => {
+                format!("{}-{}-{}", self.0.major, self.0.minor, self.0.patch)
+            }
+            RevisionFormat::Patch => format!(
+                "{}-{}-{}-{}",
+                self.0.major,
+                self.0.minor,
+                self.0.patch,
+                self.0.pre.as_str().replace('.', "-")
+            ),
         }
     }
 }
@@ -34,9 +47,25 @@ impl FromStr for IstioVersion {
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
         let t = t.strip_prefix('v').unwrap_or(t);
-        semver::Version::parse(t)
-            .map(Self)
-            .map_err(|e| format!("`{s}` is not a version of the form MAJOR.MINOR.PATCH ({e})"))
+        let v = semver::Version::parse(t)
+            .map_err(|e| format!("`{s}` is not a version of the form MAJOR.MINOR.PATCH ({e})"))?;
+        if !v.build.is_empty() {
+            return Err(format!(
+                "`{s}` carries build metadata (`+{}`), which no Istio release has and no image tag can carry; give the version without it",
+                v.build
+            ));
+        }
+        if !v
+            .pre
+            .as_str()
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        {
+            return Err(format!(
+                "`{s}` has a pre-release suffix with characters Istio's releases never use; pre-releases look like `1.21.0-rc.0` (lower-case letters, digits, `.` and `-`)"
+            ));
+        }
+        Ok(Self(v))
     }
 }
 
@@ -175,6 +204,9 @@ mod tests {
             ("1.20", false),
             ("1.20.x", false),
             ("", false),
+            ("1.20.2+meta", false),
+            ("1.21.0-rc.0", true),
+            ("1.21.0-RC.0", false),
         ];
         for (s, ok) in cases {
             assert_eq!(s.parse::<IstioVersion>().is_ok(), *ok, "{s}");
@@ -196,6 +228,9 @@ mod tests {
         let v: IstioVersion = "1.20.2".parse().unwrap();
         assert_eq!(v.revision(RevisionFormat::Minor), "1-20");
         assert_eq!(v.revision(RevisionFormat::Patch), "1-20-2");
+        let rc: IstioVersion = "1.21.0-rc.0".parse().unwrap();
+        assert_eq!(rc.revision(RevisionFormat::Patch), "1-21-0-rc-0");
+        assert_eq!(rc.revision(RevisionFormat::Minor), "1-21");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod cli;
 mod golden;
+mod hostile;
 mod property;
 mod shell_words;
 mod support;

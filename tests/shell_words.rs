@@ -103,9 +103,10 @@ fn every_command_is_the_argv_of_its_operation() {
         let sh = Shell {
             context: c.context.as_deref(),
         };
-        for step in &out.steps {
+        for (k, step) in out.steps.iter().enumerate() {
+            let rollback = meshplan::plan::rollback::ops(&out.steps, k);
             let mut cmds: Vec<Cmd> = Vec::new();
-            for op in step.ops.iter().chain(&step.undo).chain(&step.rollback) {
+            for op in step.ops.iter().chain(&step.undo).chain(&rollback) {
                 cmds.extend(sh.op(op));
             }
             cmds.extend(step.waits.iter().map(|w| sh.wait(w)));

@@ -229,12 +229,7 @@ impl Cluster {
             Op::LabelNamespace {
                 namespace, patch, ..
             } => {
-                let Some(i) = self
-                    .namespaces
-                    .items
-                    .iter()
-                    .position(|n| n.name == *namespace)
-                else {
+                let Some(i) = self.namespace_index(namespace) else {
                     return Err(format!("namespace {namespace} is not in the inventory"));
                 };
                 let mut n = self.namespaces.items[i].clone();
@@ -277,11 +272,7 @@ impl Cluster {
                 method,
                 ..
             } => {
-                let Some(i) = self.workloads.items.iter().position(|w| {
-                    w.kind == *kind
-                        && w.name == *name
-                        && self.namespaces.items[w.namespace].name == *namespace
-                }) else {
+                let Some(i) = self.workload_at(*kind, name, namespace) else {
                     return Err(format!(
                         "{kind:?} {namespace}/{name} is not in the inventory"
                     ));

@@ -8,6 +8,7 @@
 //! the segment touched it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -47,7 +48,7 @@ impl std::fmt::Display for Failure {
 }
 
 /// What the cluster looks like after a step, for reviewers.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StepState {
     /// Traffic Service -> the gateway Deployments it sends traffic to.
@@ -130,11 +131,10 @@ impl Cluster {
                 {
                     return Ok(());
                 }
-                match self.workloads.items.iter().find(|x| {
-                    x.kind == *kind
-                        && x.name == *name
-                        && self.namespaces.items[x.namespace].name == *namespace
-                }) {
+                match self
+                    .workload_at(*kind, name, namespace)
+                    .map(|i| &self.workloads.items[i])
+                {
                     Some(x) if x.on_delete => Err(format!(
                         "`kubectl rollout status` fails on {kind:?} {namespace}/{name}: it uses updateStrategy OnDelete"
                     )),
@@ -192,10 +192,8 @@ impl Cluster {
                 value,
             } => {
                 let n = self
-                    .namespaces
-                    .items
-                    .iter()
-                    .find(|n| n.name == *namespace)
+                    .namespace_index(namespace)
+                    .map(|i| &self.namespaces.items[i])
                     .ok_or_else(|| format!("namespace {namespace} does not exist"))?;
                 let v = match key.as_str() {
                     "istio.io/rev" => n.rev.as_ref(),
@@ -279,12 +277,12 @@ fn op_text(sh: &Shell, op: &Op) -> String {
 }
 
 /// Runs `out` (the plan of cluster `c`) on the model; returns what reviewers see after each
-/// step, or the first failure.
+/// step (shared between steps that leave the same), or the first failure.
 pub fn check_cluster(
     c: &ClusterSpec,
     out: &ClusterOut,
     catalog: &Catalog,
-) -> Result<Vec<StepState>, Failure> {
+) -> Result<Vec<Arc<StepState>>, Failure> {
     let mut m = Cluster::from_spec(c, catalog);
     let sh = Shell {
         context: c.context.as_deref(),
@@ -296,7 +294,7 @@ pub fn check_cluster(
         .into_iter()
         .map(|v| v.key)
         .collect();
-    let mut states = Vec::with_capacity(out.steps.len());
+    let mut states: Vec<Arc<StepState>> = Vec::with_capacity(out.steps.len());
     let fail = |step: &Step, op: Option<&Op>, during: &str, problem: String| Failure {
         cluster: c.name.clone(),
         step: step.id.clone(),
@@ -320,7 +318,7 @@ pub fn check_cluster(
         m.namespaces.begin_segment();
         m.workloads.begin_segment();
         let mut seg_canon = canon(&m.small);
-        for step in steps {
+        for (k, step) in steps.iter().enumerate() {
             let selection = m.traffic_selection();
             for op in &step.ops {
                 m.apply(op, catalog)
@@ -346,14 +344,19 @@ pub fn check_cluster(
                     ),
                 ));
             }
-            states.push(m.summary());
+            // Consecutive steps mostly leave the same state: it is shared, not copied.
+            let now = m.summary();
+            match states.last() {
+                Some(last) if **last == now => states.push(Arc::clone(last)),
+                _ => states.push(Arc::new(now)),
+            }
 
             // The rollback from here, back to the previous checkpoint.
             let during = format!("rollback from `{}`", step.id);
             let kept = m.small.clone();
             m.namespaces.begin_trial();
             m.workloads.begin_trial();
-            for op in &step.rollback {
+            for op in &crate::plan::rollback::ops(steps, k) {
                 m.apply(op, catalog)
                     .map_err(|e| fail(step, Some(op), &during, e))?;
                 if let Some(v) = m.new_violations(rollback, &baseline) {

@@ -291,6 +291,9 @@ pub struct Cluster {
     pub ns_counts: BTreeMap<(Option<String>, Option<String>), usize>,
     /// How many workloads run each proxy.
     pub proxy_counts: BTreeMap<Proxy, usize>,
+    /// Lookups by name (never iterated).
+    pub ns_index: std::collections::HashMap<String, usize>,
+    pub workload_index: std::collections::HashMap<(usize, WorkloadKind, String), usize>,
 }
 
 impl Small {
@@ -729,7 +732,12 @@ impl Cluster {
             traffic,
             ns_counts: BTreeMap::new(),
             proxy_counts: BTreeMap::new(),
+            ns_index: Default::default(),
+            workload_index: Default::default(),
         };
+        for (i, n) in cluster.namespaces.items.iter().enumerate() {
+            cluster.ns_index.insert(n.name.clone(), i);
+        }
         for n in &cluster.namespaces.items {
             *cluster
                 .ns_counts
@@ -745,6 +753,10 @@ impl Cluster {
             if let Some(p) = &w.proxy {
                 *cluster.proxy_counts.entry(p.clone()).or_default() += 1;
             }
+            cluster.workload_index.insert(
+                (w.namespace, w.kind, w.name.clone()),
+                cluster.workloads.items.len(),
+            );
             cluster.workloads.items.push(w);
         }
         let gateways: Vec<Key> = cluster
@@ -758,6 +770,19 @@ impl Cluster {
             cluster.reinject_gateway(&k).ok();
         }
         cluster
+    }
+
+    /// The index of a namespace of the inventory.
+    pub fn namespace_index(&self, name: &str) -> Option<usize> {
+        self.ns_index.get(name).copied()
+    }
+
+    /// The index of a workload of the inventory.
+    pub fn workload_at(&self, kind: WorkloadKind, name: &str, namespace: &str) -> Option<usize> {
+        let ni = self.namespace_index(namespace)?;
+        self.workload_index
+            .get(&(ni, kind, name.to_string()))
+            .copied()
     }
 
     /// The content an istioctl component renders, for `IstioctlInstall`.

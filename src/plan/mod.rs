@@ -23,6 +23,7 @@ mod phases;
 pub mod rollback;
 pub mod state;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -107,7 +108,9 @@ pub struct Artifact {
     /// What the file is for, as `key: value` comment lines (chart, Istio version, release,
     /// namespace), so that it explains itself and tools can check it against the right chart.
     pub hints: Vec<String>,
-    pub data: Value,
+    /// What the template renders, as compact JSON: a cluster of thousands of workloads keeps
+    /// one string per file in memory, not a tree of values.
+    pub data: Box<str>,
 }
 
 /// One step: what it does, what must hold after it, and how to undo it.
@@ -118,8 +121,8 @@ pub struct Step {
     pub hop: usize,
     pub phase: Phase,
     pub title: String,
-    /// Why the step exists and what it changes.
-    pub why: String,
+    /// Why the step exists and what it changes (mostly the same text for many steps).
+    pub why: Cow<'static, str>,
     pub ops: Vec<Op>,
     pub waits: Vec<Wait>,
     /// What a person must confirm before the next step (no command can).
@@ -143,9 +146,8 @@ pub struct Step {
     /// A point the rollbacks of later steps return to, before they continue with this
     /// step's own rollback.
     pub checkpoint: bool,
-    /// The exact operations that return the cluster from right after this step to the
-    /// checkpoint `rollback_then` (or, when that is `None`, to where the hop started).
-    pub rollback: Vec<Op>,
+    /// The checkpoint this step's rollback returns to (`None`: the start of the hop). The
+    /// operations themselves are composed when needed ([`rollback::ops`]).
     pub rollback_then: Option<String>,
 }
 
@@ -163,10 +165,10 @@ impl Step {
         v
     }
 
-    /// The files its rollback applies.
-    pub fn rollback_files(&self) -> Vec<String> {
+    /// The files a rollback of `ops` applies.
+    pub fn files_of(ops: &[Op]) -> Vec<String> {
         let mut v: Vec<String> = Vec::new();
-        for op in &self.rollback {
+        for op in ops {
             for f in op.files() {
                 if !v.iter().any(|x| x == f) {
                     v.push(f.to_string());
@@ -417,7 +419,14 @@ impl<'a> Builder<'a> {
     }
 
     /// A new step of this cluster and hop.
-    pub fn step(&self, h: &HopCtx, phase: Phase, name: &str, title: String, why: String) -> Step {
+    pub fn step(
+        &self,
+        h: &HopCtx,
+        phase: Phase,
+        name: &str,
+        title: String,
+        why: impl Into<Cow<'static, str>>,
+    ) -> Step {
         Step {
             id: format!(
                 "{}/hop-{:02}/{}/{}",
@@ -430,7 +439,7 @@ impl<'a> Builder<'a> {
             hop: h.number,
             phase,
             title,
-            why,
+            why: why.into(),
             ops: Vec::new(),
             waits: Vec::new(),
             confirm: Vec::new(),
@@ -441,7 +450,6 @@ impl<'a> Builder<'a> {
             traffic: false,
             istioctl: None,
             checkpoint: false,
-            rollback: Vec::new(),
             rollback_then: None,
         }
     }
@@ -505,7 +513,7 @@ impl<'a> Builder<'a> {
             targets,
             apply,
             hints,
-            data,
+            data: data.to_string().into_boxed_str(),
         });
     }
 

@@ -16,10 +16,10 @@
 //! rollback runs first too: the chain then continues exactly as checked.
 
 use super::Step;
-use super::op::drop_repeated_setters;
+use super::op::{Op, drop_repeated_setters};
 
-/// Marks the phase ends as checkpoints and fills in every step's `rollback` and
-/// `rollback_then`. `steps` are one hop's steps, in order.
+/// Marks the phase ends as checkpoints and records, for every step, the checkpoint its
+/// rollback returns to. `steps` are one hop's steps, in order.
 pub fn compose(steps: &mut [Step]) {
     let n = steps.len();
     for i in 0..n {
@@ -29,23 +29,6 @@ pub fn compose(steps: &mut [Step]) {
     }
     let mut last_checkpoint: Option<usize> = None;
     for k in 0..n {
-        let from = last_checkpoint.map_or(0, |c| c + 1);
-        // The restore goes first, or right after the undo that brings the old control plane
-        // back (a tag may only point at it once it runs), and before anything that creates
-        // pods: a reinstalled gateway or a restart.
-        let mut ops = Vec::new();
-        let mut restore_at = 0;
-        for j in (from..=k).rev() {
-            ops.extend(steps[j].undo.iter().cloned());
-            if steps[j].restore_after {
-                restore_at = ops.len();
-            }
-        }
-        let restore = &steps[k].restore;
-        if !ops[restore_at..].starts_with(restore) {
-            ops.splice(restore_at..restore_at, restore.iter().cloned());
-        }
-        steps[k].rollback = drop_repeated_setters(ops);
         steps[k].rollback_then = last_checkpoint.map(|c| steps[c].id.clone());
         if steps[k].checkpoint {
             last_checkpoint = Some(k);
@@ -53,17 +36,28 @@ pub fn compose(steps: &mut [Step]) {
     }
 }
 
-/// The full rollback sequence of step `k` of a hop: its own list, then its checkpoint's, and so
-/// on back to the start of the hop.
-pub fn full(steps: &[Step], k: usize) -> Vec<&Step> {
-    let mut chain = vec![&steps[k]];
-    let mut next = steps[k].rollback_then.as_deref();
-    while let Some(id) = next {
-        let Some(s) = steps.iter().find(|s| s.id == id) else {
-            break;
-        };
-        chain.push(s);
-        next = s.rollback_then.as_deref();
+/// The exact operations that return the cluster from right after step `k` to the checkpoint
+/// its `rollback_then` names (or to the start of its hop). `steps` are a cluster's steps.
+pub fn ops(steps: &[Step], k: usize) -> Vec<Op> {
+    let hop = steps[k].hop;
+    let mut from = k;
+    while from > 0 && steps[from - 1].hop == hop && !steps[from - 1].checkpoint {
+        from -= 1;
     }
-    chain
+    // The restore goes first, or right after the undo that brings the old control plane
+    // back (a tag may only point at it once it runs), and before anything that creates
+    // pods: a reinstalled gateway or a restart.
+    let mut ops = Vec::new();
+    let mut restore_at = 0;
+    for j in (from..=k).rev() {
+        ops.extend(steps[j].undo.iter().cloned());
+        if steps[j].restore_after {
+            restore_at = ops.len();
+        }
+    }
+    let restore = &steps[k].restore;
+    if !ops[restore_at..].starts_with(restore) {
+        ops.splice(restore_at..restore_at, restore.iter().cloned());
+    }
+    drop_repeated_setters(ops)
 }

@@ -93,6 +93,7 @@ pub fn environment(
 ) -> Result<Environment<'static>, RenderError> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(TEMPLATE_FUEL));
     let syntax = minijinja::syntax::SyntaxConfig::builder()
         .trim_blocks(true)
         .lstrip_blocks(true)
@@ -206,7 +207,8 @@ pub fn render_files(
     for a in artifacts {
         let file = json!({"targets": one_line(&a.targets), "apply": one_line(&a.apply), "path": a.path,
                           "hints": a.hints.iter().map(|h| one_line(h)).collect::<Vec<_>>()});
-        let ctx = json!({"inventory": inventory, "file": file, "data": a.data});
+        let data: Value = serde_json::from_str(&a.data).map_err(|e| err(a.template, &a.path, e))?;
+        let ctx = json!({"inventory": inventory, "file": file, "data": data});
         let text = render_one(env, a.template, &a.path, &ctx)?;
         tree.insert(&a.path, text)
             .map_err(|m| err(a.template, &a.path, m))?;
@@ -278,7 +280,9 @@ fn commands(sh: &shell::Shell, ops: &[crate::plan::op::Op]) -> Vec<String> {
         .collect()
 }
 
-fn step_view<'a>(sh: &shell::Shell, s: &'a Step) -> StepView<'a> {
+fn step_view<'a>(sh: &shell::Shell, steps: &'a [Step], k: usize) -> StepView<'a> {
+    let s = &steps[k];
+    let rollback = crate::plan::rollback::ops(steps, k);
     StepView {
         id: &s.id,
         cluster: &s.cluster,
@@ -293,10 +297,10 @@ fn step_view<'a>(sh: &shell::Shell, s: &'a Step) -> StepView<'a> {
         istioctl: s.istioctl.as_ref().map(ToString::to_string),
         traffic: s.traffic,
         checkpoint: s.checkpoint,
-        rollback: commands(sh, &s.rollback),
+        rollback_files: Step::files_of(&rollback),
+        rollback: commands(sh, &rollback),
         rollback_then: s.rollback_then.as_deref(),
-        rollback_files: s.rollback_files(),
-        rollback_note: if s.rollback.is_empty() || s.undo.is_empty() {
+        rollback_note: if s.undo.is_empty() {
             s.undo_note.as_deref()
         } else {
             None
@@ -304,21 +308,29 @@ fn step_view<'a>(sh: &shell::Shell, s: &'a Step) -> StepView<'a> {
     }
 }
 
-/// One cluster's steps as items of the `steps:` list of `plan.yaml`.
-pub fn plan_yaml_steps(context: Option<&str>, steps: &[Step]) -> Result<String, RenderError> {
-    if steps.is_empty() {
-        return Ok(String::new());
-    }
+/// One cluster's steps as items of the `steps:` list of `plan.yaml`, a step at a time: a
+/// cluster of any size never has its whole list as one value.
+pub fn plan_yaml_steps(
+    context: Option<&str>,
+    steps: &[Step],
+    out: &mut dyn std::io::Write,
+) -> Result<(), RenderError> {
     let sh = shell::Shell { context };
-    let views: Vec<StepView> = steps.iter().map(|s| step_view(&sh, s)).collect();
-    let value = serde_json::to_value(&views).map_err(|e| err("plan.yaml.j2", "plan.yaml", e))?;
-    let mut out = String::new();
-    for line in yaml::to_string(&value).lines() {
-        out.push_str("  ");
-        out.push_str(line);
-        out.push('\n');
+    let mut chunk = String::new();
+    for k in 0..steps.len() {
+        let value = serde_json::to_value(step_view(&sh, steps, k))
+            .map_err(|e| err("plan.yaml.j2", "plan.yaml", e))?;
+        let text = yaml::to_string(&serde_json::Value::Array(vec![value]));
+        chunk.clear();
+        for line in text.lines() {
+            chunk.push_str("  ");
+            chunk.push_str(line);
+            chunk.push('\n');
+        }
+        out.write_all(chunk.as_bytes())
+            .map_err(|e| err("plan.yaml.j2", "plan.yaml", e))?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The top of `PLAN.md`: summary, diagram, warnings, how to apply.
@@ -333,35 +345,124 @@ pub fn plan_md_head(head: &PlanHead<'_>, env: &Environment<'_>) -> Result<String
     render_one(env, "PLAN.md.j2", "PLAN.md", &ctx)
 }
 
-/// One cluster's section of `PLAN.md`.
+/// How many data-plane steps a cluster's `PLAN.md` section shows in full.
+pub const COMPACT_DATA_PLANE_ABOVE: usize = 60;
+
+/// One cluster's section of `PLAN.md`, written to `out` as it is rendered.
 pub fn plan_md_cluster(
     cluster: &ClusterPlan,
-    steps: &[Step],
-    states: &[StepState],
+    steps: std::sync::Arc<Vec<Step>>,
+    states: &[std::sync::Arc<StepState>],
     env: &Environment<'_>,
-) -> Result<String, RenderError> {
-    let sh = shell::Shell {
-        context: cluster.context.as_deref(),
-    };
-    let mut views = Vec::with_capacity(steps.len());
+    out: &mut dyn std::io::Write,
+) -> Result<(), RenderError> {
+    // Past COMPACT_DATA_PLANE_ABOVE data-plane steps, those steps are one line each (their
+    // commands are in plan.yaml): a cluster of thousands of namespaces keeps a PLAN.md a
+    // reviewer can read, and a small one keeps every command in front of the reader.
+    let compact =
+        steps.iter().filter(|s| s.phase == Phase::DataPlane).count() > COMPACT_DATA_PLANE_ABOVE;
+    // The state after a step is shown where it changed, at the end of each phase and namespace.
+    let mut shown = Vec::with_capacity(steps.len());
     let mut last_shown: Option<&StepState> = None;
     for (i, s) in steps.iter().enumerate() {
-        let mut v = serde_json::to_value(step_view(&sh, s))
-            .map_err(|e| err("PLAN-cluster.md.j2", "PLAN.md", e))?;
-        // The state after the step, where it changed, at the end of each phase and namespace.
-        if let Some(st) = states.get(i)
-            && (s.phase != Phase::DataPlane || s.checkpoint)
-            && last_shown.is_none_or(|l| !same_state(l, st))
-        {
-            v["state"] =
-                serde_json::to_value(st).map_err(|e| err("PLAN-cluster.md.j2", "PLAN.md", e))?;
+        let show = states.get(i).filter(|st| {
+            (s.phase != Phase::DataPlane || s.checkpoint)
+                && last_shown.is_none_or(|l| !same_state(l, st))
+        });
+        if let Some(st) = show {
             last_shown = Some(st);
         }
-        views.push(v);
+        shown.push(show.cloned());
     }
-    let ctx = json!({"cluster": cluster, "steps": views});
-    let text = render_one(env, "PLAN-cluster.md.j2", "PLAN.md", &ctx)?;
-    Ok(format!("\n{text}"))
+    let ctx = minijinja::context! {
+        cluster => jvalue(cluster),
+        steps => JValue::from_object(MdSteps {
+            steps,
+            shown,
+            compact,
+            context: cluster.context.clone(),
+        }),
+    };
+    out.write_all(b"\n")
+        .map_err(|e| err("PLAN-cluster.md.j2", "PLAN.md", e))?;
+    render_to(
+        env,
+        "PLAN-cluster.md.j2",
+        "PLAN.md",
+        ctx,
+        out,
+        MAX_STREAMED_BYTES,
+    )
+}
+
+fn jvalue<T: Serialize>(x: T) -> JValue {
+    JValue::from(minijinja::value::Serde(x))
+}
+
+/// A cluster's steps as `PLAN-cluster.md.j2` reads them, each made when the template reaches
+/// it: a cluster of any size never has all of them in memory at once.
+#[derive(Debug)]
+struct MdSteps {
+    steps: std::sync::Arc<Vec<Step>>,
+    /// The state to show after each step, if any.
+    shown: Vec<Option<std::sync::Arc<StepState>>>,
+    compact: bool,
+    context: Option<String>,
+}
+
+/// A data-plane step of a large cluster, as one line of `PLAN.md`.
+#[derive(Serialize)]
+struct CompactStep<'a> {
+    hop: usize,
+    title: &'a str,
+    files: Vec<String>,
+    compact: bool,
+    checkpoint: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<&'a StepState>,
+}
+
+/// Any other step of `PLAN.md`: as `plan.yaml` shows it, with the state after it.
+#[derive(Serialize)]
+struct MdStep<'a> {
+    #[serde(flatten)]
+    view: StepView<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<&'a StepState>,
+}
+
+impl minijinja::value::Object for MdSteps {
+    fn repr(self: &std::sync::Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Seq
+    }
+
+    fn get_value(self: &std::sync::Arc<Self>, key: &JValue) -> Option<JValue> {
+        let i = key.as_usize()?;
+        let s = self.steps.get(i)?;
+        let state = self.shown.get(i)?.as_deref();
+        Some(if self.compact && s.phase == Phase::DataPlane {
+            jvalue(CompactStep {
+                hop: s.hop,
+                title: &s.title,
+                files: s.files(),
+                compact: true,
+                checkpoint: s.checkpoint,
+                state,
+            })
+        } else {
+            let sh = shell::Shell {
+                context: self.context.as_deref(),
+            };
+            jvalue(MdStep {
+                view: step_view(&sh, &self.steps, i),
+                state,
+            })
+        })
+    }
+
+    fn enumerate(self: &std::sync::Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Seq(self.steps.len())
+    }
 }
 
 fn render_one(
@@ -370,16 +471,90 @@ fn render_one(
     file: &str,
     ctx: &Value,
 ) -> Result<String, RenderError> {
-    let err = |e: JError| RenderError {
+    let mut buf = Vec::new();
+    render_to(
+        env,
+        template,
+        file,
+        JValue::from(minijinja::value::Serde(ctx)),
+        &mut buf,
+        MAX_RENDERED_BYTES,
+    )?;
+    String::from_utf8(buf).map_err(|e| RenderError {
         template: template.to_string(),
         file: file.to_string(),
-        message: describe(&e),
+        message: e.to_string(),
+    })
+}
+
+/// Renders `template` into `out`, normalized ([`crate::output::normalize`]), failing past
+/// `limit` bytes.
+fn render_to(
+    env: &Environment<'_>,
+    template: &str,
+    file: &str,
+    ctx: JValue,
+    out: &mut dyn std::io::Write,
+    limit: usize,
+) -> Result<(), RenderError> {
+    let fail = |message: String| RenderError {
+        template: template.to_string(),
+        file: file.to_string(),
+        message,
     };
-    let t = env.get_template(template).map_err(err)?;
-    let text = t
-        .render(JValue::from(minijinja::value::Serde(ctx)))
-        .map_err(err)?;
-    Ok(crate::output::normalize(&text))
+    let t = env.get_template(template).map_err(|e| fail(describe(&e)))?;
+    let mut limited = Limited {
+        out: crate::output::Normalizer::new(out),
+        written: 0,
+        limit,
+    };
+    let rendered = t.render_captured_to(ctx, &mut limited);
+    if limited.written >= limit {
+        return Err(fail(format!(
+            "the output grew past {} MiB, more than any file meshplan writes",
+            limit >> 20
+        )));
+    }
+    rendered.map_err(|e| fail(describe(&e)))?;
+    limited
+        .out
+        .finish()
+        .map_err(|e| fail(format!("cannot write the output: {e}")))?;
+    Ok(())
+}
+
+/// The most one template render into memory may produce.
+pub const MAX_RENDERED_BYTES: usize = 64 << 20;
+
+/// The most a template render streamed to disk (a cluster's section of `PLAN.md`) may produce.
+pub const MAX_STREAMED_BYTES: usize = 1 << 30;
+
+/// How much work one template render may do (minijinja's fuel: about one unit per instruction).
+/// The built-in templates use a small part of it even for a cluster of 20,000 namespaces; an
+/// override that loops without end runs out of it and fails, naming the template and line.
+pub const TEMPLATE_FUEL: u64 = 100_000_000;
+
+/// A writer that refuses to take more than `limit` bytes.
+struct Limited<W> {
+    out: W,
+    written: usize,
+    limit: usize,
+}
+
+impl<W: std::io::Write> std::io::Write for Limited<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.written + data.len() > self.limit {
+            self.written = self.limit;
+            return Err(std::io::Error::other("output limit reached"));
+        }
+        self.out.write_all(data)?;
+        self.written += data.len();
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 fn same_state(a: &StepState, b: &StepState) -> bool {

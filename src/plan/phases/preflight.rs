@@ -248,7 +248,9 @@ impl Builder<'_> {
                 "upgradeNotes": notes,
                 "twoMinor": hop.minor_distance() >= 2,
                 "kubectl": join(&self.sh.tool(Tool::Kubectl, &[])),
-            }),
+            })
+            .to_string()
+            .into_boxed_str(),
         });
         let mut s = self.step(
             h,
