@@ -34,6 +34,7 @@ pub mod stream;
 #[doc(hidden)]
 pub mod synthetic;
 pub mod validate;
+pub mod values;
 pub mod version;
 pub mod write;
 pub mod yaml;
@@ -156,12 +157,18 @@ pub fn check(
     let (inventory, loaded) = load::inventory(&source);
     diags.extend(loaded);
     let mesh = inventory.and_then(|inv| validate::validate(&inv, &source, &mut diags));
-    let paths = match (&mesh, &target, &catalog) {
+    let mut paths = match (&mesh, &target, &catalog) {
         (Some(m), Some(t), Some(c)) if !diags.has_errors() => {
             path::plan_paths(m, t, c, &source, &mut diags)
         }
         _ => None,
     };
+    if let (Some(m), Some(p)) = (&mesh, &paths) {
+        values::check(m, p, &source, &mut diags);
+        if diags.has_errors() {
+            paths = None;
+        }
+    }
     diags.locate(&source);
     Ok(Checked {
         source: Some(source),

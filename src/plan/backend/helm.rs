@@ -34,7 +34,7 @@ pub fn istiod_values(
     keep_webhooks: bool,
     compatibility: Option<&str>,
 ) -> Value {
-    let mut values: Map<String, Value> = c.values.clone().into_iter().collect();
+    let mut values = crate::values::carried_istiod(&c.values, version.minor());
     values.remove("revisionTags");
     if let Some(cv) = compatibility {
         values.insert("compatibilityVersion".into(), json!(cv));
@@ -74,8 +74,8 @@ pub fn istiod_values(
     Value::Object(values)
 }
 
-fn base_values(c: &ClusterSpec, default_revision: &str) -> Value {
-    let mut values: Map<String, Value> = c.base_values.clone().into_iter().collect();
+fn base_values(c: &ClusterSpec, version: &IstioVersion, default_revision: &str) -> Value {
+    let mut values = crate::values::carried_base(&c.base_values, version.minor());
     values.insert("defaultRevision".into(), json!(default_revision));
     object(&mut values, "global").insert("istioNamespace".into(), json!(c.namespace));
     Value::Object(values)
@@ -302,7 +302,7 @@ impl Backend for Helm {
                 hop.to
             ),
             &up,
-            json!({"values": base_values(b.c, &default_revision)}),
+            json!({"values": base_values(b.c, &hop.to, &default_revision)}),
         );
         d.ops.push(up);
         d.waits.push(Wait::CrdsEstablished {
@@ -831,7 +831,7 @@ impl Backend for Helm {
                 h.hop.to
             ),
             &up,
-            json!({"values": base_values(b.c, &new)}),
+            json!({"values": base_values(b.c, &h.hop.to, &new)}),
         );
         let back = Op::HelmUpgrade(Self::upgrade(
             b,

@@ -43,7 +43,7 @@ fn istiod_operator(
     revision: Option<&str>,
     compatibility: Option<&str>,
 ) -> Value {
-    let mut values: Map<String, Value> = c.values.clone().into_iter().collect();
+    let mut values = crate::values::carried_istiod(&c.values, version.minor());
     values.remove("revisionTags");
     let mesh_config = values.remove("meshConfig");
     let global = values.entry("global").or_insert_with(|| json!({}));
