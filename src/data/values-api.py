@@ -24,7 +24,8 @@ change between minors is stored once.
 Node: {"t": [kinds], "f": {key: node}, "c": closed, "v": map value node, "i": list item node,
 "e": enum names}; kinds: any, bool, int (JSON Schema: a number), pint (protobuf JSON: a number
 or a numeric string), num, pnum, str, dur (a Go duration), obj, list, null. References are
-indexes into "nodes".
+indexes into "nodes". "removalNotes": chart -> minor -> dotted key -> the istio/istio release
+note (`releasenotes/notes/<file>@<minor it shipped in>`) that announces the key's removal.
 """
 import json
 import re
@@ -458,10 +459,62 @@ def intern(nodes, node):
     return nodes.add(out)
 
 
+def key_paths(nodes, ref, prefix=(), depth=0):
+    """Every path of keys under a node, five levels deep."""
+    out = set()
+    if depth > 5:
+        return out
+    for key, child in nodes.nodes[ref].get("f", {}).items():
+        out.add(prefix + (key,))
+        out |= key_paths(nodes, child, prefix + (key,), depth + 1)
+    return out
+
+
+def notes(tag):
+    return set(git(ISTIO, "ls-tree", "--name-only", f"{tag}:releasenotes/notes").split())
+
+
+def removal_notes(nodes, minors, tags):
+    """For each key a minor removed, the release note that says so: a note new in that minor
+    or the next that names the key (at least its last two segments) and says "remov"."""
+    out = {}
+    order = list(minors)
+    note_sets = {m: notes(tags[m]) for m in order}
+    for chart in ("istiod", "base", "gateway"):
+        for i in range(1, len(order)):
+            before, now = order[i - 1], order[i]
+            if chart not in minors[before] or chart not in minors[now]:
+                continue
+            gone = key_paths(nodes, minors[before][chart]) - key_paths(nodes, minors[now][chart])
+            gone = {p for p in gone if p[:-1] not in gone}  # the outermost removed key only
+            later = order[i : i + 2]
+            for path in sorted(gone):
+                dotted = ".".join(path)
+                found = None
+                for m in later:
+                    new = note_sets[m] - note_sets[before]
+                    hits = git(ISTIO, "grep", "-l", "-i", "-F", path[-1], tags[m], "--", "releasenotes/notes").split()
+                    for hit in sorted(hits):
+                        name = hit.split(":", 1)[1].rsplit("/", 1)[-1]
+                        text = git(ISTIO, "show", hit).lower()
+                        # The key's last two segments, as notes name them (`stackdriver.logging`).
+                        named = len(path) > 1 and ".".join(path[-2:]).lower() in text
+                        if name in new and "remov" in text and named:
+                            found = f"releasenotes/notes/{name}@{m}"
+                            break
+                    if found:
+                        break
+                if found:
+                    out.setdefault(chart, {}).setdefault(now, {})[dotted] = found
+    return out
+
+
 def main():
     nodes = Nodes()
     minors = {}
+    tags = {}
     for minor, tag in newest_patches():
+        tags[minor] = tag
         ref = api_ref(tag)
         commit = git(API, "rev-parse", "--verify", f"{ref}^{{commit}}").strip()
         if not commit:
@@ -481,6 +534,7 @@ def main():
     out = {
         "generated": "by src/data/values-api.py from istio/istio and istio/api; do not edit by hand",
         "minors": minors,
+        "removalNotes": removal_notes(nodes, minors, tags),
         "nodes": nodes.nodes,
     }
     json.dump(out, sys.stdout, separators=(",", ":"), sort_keys=False)

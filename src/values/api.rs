@@ -80,6 +80,10 @@ pub struct Charts {
 #[derive(Debug, Deserialize)]
 pub struct Api {
     minors: BTreeMap<String, Charts>,
+    /// chart -> minor -> dotted key -> the istio/istio release note announcing the key's removal
+    /// in that minor (`releasenotes/notes/<file>@<the minor whose notes carry it>`).
+    #[serde(rename = "removalNotes")]
+    removal_notes: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>,
     nodes: Vec<Node>,
     #[serde(skip)]
     by_minor: BTreeMap<Minor, String>,
@@ -109,6 +113,16 @@ impl Api {
 
     pub fn node(&self, id: usize) -> &Node {
         &self.nodes[id]
+    }
+
+    /// The release note that announces `chart`'s key `dotted` removed in `minor`: its path in
+    /// istio/istio and the minor whose notes carry it.
+    pub fn removal_note(&self, chart: &str, minor: Minor, dotted: &str) -> Option<(&str, &str)> {
+        self.removal_notes
+            .get(chart)?
+            .get(&minor.to_string())?
+            .get(dotted)?
+            .split_once('@')
     }
 
     /// The minors the data covers, oldest first.

@@ -470,9 +470,21 @@ impl Walk<'_> {
                 .find(|m| *m < self.minor && known_in(*m))
             {
                 let removed = self.api.minors().find(|m| *m > last).unwrap_or(self.minor);
-                return Some(format!(
-                    "Istio {removed} removed it (Istio {last} still knows it): see the upgrade notes of {removed} for what replaces it"
-                ));
+                let chart = match self.chart {
+                    Chart::Istiod | Chart::Mesh => "istiod",
+                    Chart::Base => "base",
+                    Chart::Gateway => "gateway",
+                };
+                return Some(
+                    match self.api.removal_note(chart, removed, &keys.join(".")) {
+                        Some((note, release)) => format!(
+                            "Istio {removed} removed it (Istio {last} still knows it); Istio {release}'s release note says so: istio/istio {note}"
+                        ),
+                        None => format!(
+                            "Istio {removed} removed it (Istio {last} still knows it): see the upgrade notes of {removed} for what replaces it"
+                        ),
+                    },
+                );
             }
             if let Some(first) = self.api.minors().find(|m| *m > self.minor && known_in(*m)) {
                 return Some(format!("Istio {first} is the first version that knows it"));
