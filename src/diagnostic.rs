@@ -80,6 +80,7 @@ codes! {
     CompatibilityUnavailable = "compatibility-unavailable": "the target ships no compatibility profile for the requested minor",
     HelmAlpha = "helm-alpha": "Helm installs of this version are alpha",
     RetiredHub = "retired-hub": "the image hub no longer receives this version",
+    TopologyUnsupported = "topology-unsupported": "a part of the mesh meshplan cannot plan safely for this install method or version",
     ValuesUnknownKey = "values-unknown-key": "a carried values key the target version's chart or API does not know",
     ValuesInvalid = "values-invalid": "a carried value the target version's chart or API rejects (type, enumeration, duration)",
     ValuesUnchecked = "values-unchecked": "meshplan has no record of what the target version's charts accept",

@@ -153,6 +153,25 @@ pub struct Istio {
     pub base_values: BTreeMap<String, Value>,
     /// `previous` or `1.N`: the behaviour every new istiod keeps.
     pub compatibility_version: Option<String>,
+    /// The istio-cni node agent, when the cluster runs it.
+    pub cni: Option<Cni>,
+}
+
+/// The istio-cni node agent (sidecar mode): the `cni` chart, not revisioned.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cni {
+    #[serde(default = "default_cni_release")]
+    pub release: String,
+    /// Default: the control-plane namespace.
+    pub namespace: Option<String>,
+    /// Helm values of the `cni` chart carried into every upgrade of it.
+    #[serde(default)]
+    pub values: BTreeMap<String, Value>,
+}
+
+fn default_cni_release() -> String {
+    "istio-cni".to_string()
 }
 
 fn default_istio_namespace() -> String {

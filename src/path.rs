@@ -520,7 +520,11 @@ fn cluster_path(
         });
     }
 
-    let policy = if target.one_minor {
+    // istio-cni is upgraded in place once the old control plane is gone, and may run only
+    // the version of a running istiod or one minor behind it: a canary across two minors
+    // would leave it two behind the new istiod.
+    let cni_forces = c.cni.is_some() && !target.one_minor && c.policy == UpgradePolicy::Istio;
+    let policy = if target.one_minor || c.cni.is_some() {
         UpgradePolicy::OneMinorAtATime
     } else {
         c.policy
@@ -603,13 +607,15 @@ fn cluster_path(
             stops.push((v, *alpha));
         }
         if minors.len() > 1 {
-            reason = Some(multi_hop_reason(
-                from_minor,
-                to.minor(),
-                strategy,
-                policy,
-                catalog,
-            ));
+            reason = Some(if cni_forces && strategy == Strategy::Canary {
+                format!(
+                    "istio-cni is not revisioned: it is upgraded in place once the old istiod is gone, and may run only the version of a running istiod or one minor behind it (\"The CNI at version 1.x is compatible with the control plane at version 1.x+1 and 1.x\"), so a canary across two minors would leave it two behind; {} -> {} goes one minor per hop",
+                    from_minor,
+                    to.minor()
+                )
+            } else {
+                multi_hop_reason(from_minor, to.minor(), strategy, policy, catalog)
+            });
         }
     }
 
@@ -998,6 +1004,7 @@ mod tests {
             base_release: "istio-base".into(),
             base_values: Default::default(),
             compatibility_version: None,
+            cni: None,
             gateways: vec![],
             namespaces: vec![],
         }

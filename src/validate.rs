@@ -51,6 +51,8 @@ pub struct ClusterSpec {
     pub base_values: BTreeMap<String, Value>,
     /// `previous` or `1.N`: the compatibility profile every new istiod gets.
     pub compatibility_version: Option<String>,
+    /// The istio-cni node agent, when the cluster runs it.
+    pub cni: Option<CniSpec>,
     pub gateways: Vec<GatewaySpec>,
     pub namespaces: Vec<NamespaceSpec>,
 }
@@ -60,6 +62,14 @@ impl ClusterSpec {
     pub fn revision_label(&self) -> &str {
         self.revision.as_deref().unwrap_or(DEFAULT_REVISION)
     }
+}
+
+/// The istio-cni node agent: a release of the `cni` chart at the cluster's Istio version.
+#[derive(Clone, Debug)]
+pub struct CniSpec {
+    pub release: String,
+    pub namespace: String,
+    pub values: BTreeMap<String, Value>,
 }
 
 #[derive(Clone, Debug)]
@@ -611,6 +621,17 @@ fn validate_cluster(
         }
     }
 
+    if let Some(cni) = &c.istio.cni {
+        check_cni(
+            cni,
+            install,
+            version.as_ref(),
+            &at.key("istio").key("cni"),
+            src,
+            diags,
+        );
+    }
+
     if diags.0[first_new..]
         .iter()
         .any(|d| d.severity == crate::diagnostic::Severity::Error)
@@ -655,9 +676,71 @@ fn validate_cluster(
         base_release: c.istio.base_release.clone(),
         base_values: c.istio.base_values.clone(),
         compatibility_version: c.istio.compatibility_version.clone(),
+        cni: c.istio.cni.as_ref().map(|cni| CniSpec {
+            release: cni.release.clone(),
+            namespace: cni
+                .namespace
+                .clone()
+                .unwrap_or_else(|| c.istio.namespace.clone()),
+            values: cni.values.clone(),
+        }),
         gateways,
         namespaces,
     })
+}
+
+/// istio-cni is planned for Helm installs of 1.12 and later, whose `cni` chart meshplan
+/// upgrades in place.
+fn check_cni(
+    cni: &crate::inventory::Cni,
+    install: InstallMethod,
+    version: Option<&IstioVersion>,
+    at: &YamlPath,
+    src: &Source,
+    diags: &mut Diagnostics,
+) {
+    if install != InstallMethod::Helm {
+        diags.push(
+            Diagnostic::error(
+                Code::TopologyUnsupported,
+                format!("istio-cni is planned for Helm installs only, and this cluster uses {}", install.name()),
+            )
+            .at_key(src, at)
+            .help("istioctl installs istio-cni as a component of the IstioOperator (components.cni), which meshplan does not plan yet: upgrade it by hand after each hop, once the old control plane is gone, or install Istio with Helm"),
+        );
+    }
+    if let Some(v) = version
+        && v.minor()
+            < (Minor {
+                major: 1,
+                minor: 12,
+            })
+    {
+        diags.push(
+            Diagnostic::error(
+                Code::TopologyUnsupported,
+                format!("istio-cni runs {v}: meshplan upgrades the `cni` Helm chart, which Istio names so from 1.12"),
+            )
+            .at_key(src, at)
+            .help("before 1.12 the chart is `istio-cni`, from the release archive's manifests/charts; upgrade this cluster to 1.12 by hand first"),
+        );
+    }
+    if let Some(ns) = &cni.namespace {
+        check_label(src, diags, &at.key("namespace"), "namespace", ns);
+    }
+    if cni.release.len() > crate::path::MAX_HELM_RELEASE {
+        diags.push(
+            Diagnostic::error(
+                Code::NameTooLong,
+                format!(
+                    "the Helm release name `{}` is longer than Helm's {} characters",
+                    cni.release,
+                    crate::path::MAX_HELM_RELEASE
+                ),
+            )
+            .at(src, &at.key("release")),
+        );
+    }
 }
 
 fn check_label(src: &Source, diags: &mut Diagnostics, at: &YamlPath, what: &str, value: &str) {

@@ -46,6 +46,7 @@ struct GCluster {
     helm_owned_tags: bool,
     kubernetes: u8,
     context: bool,
+    cni: bool,
     gateways: Vec<GGateway>,
     namespaces: Vec<GNamespace>,
 }
@@ -116,7 +117,7 @@ fn cluster() -> impl Strategy<Value = GCluster> {
             0u8..4,
             any::<bool>(),
         ),
-        (any::<u8>(), any::<bool>()),
+        (any::<u8>(), any::<bool>(), prop::bool::weighted(0.3)),
         prop::collection::vec(gateway(), 0..3),
         prop::collection::vec(namespace(), 0..4),
     )
@@ -124,7 +125,7 @@ fn cluster() -> impl Strategy<Value = GCluster> {
             |(
                 (install, back, patch, revisioned),
                 (patch_revisions, in_place, tags, helm_owned_tags),
-                (kubernetes, context),
+                (kubernetes, context, cni),
                 gateways,
                 namespaces,
             )| GCluster {
@@ -138,6 +139,7 @@ fn cluster() -> impl Strategy<Value = GCluster> {
                 helm_owned_tags,
                 kubernetes,
                 context,
+                cni,
                 gateways,
                 namespaces,
             },
@@ -222,6 +224,9 @@ fn render(m: &GMesh, catalog: &Catalog) -> Option<(String, String)> {
         }
         if install == "helm" && c.helm_owned_tags && s >= 24 && !tags.is_empty() {
             istio["values"] = json!({"revisionTags": tags});
+        }
+        if install == "helm" && c.cni {
+            istio["cni"] = json!({"namespace": "kube-system"});
         }
         let label = rev.clone().unwrap_or_else(|| "default".into());
         let mut gateways = Vec::new();

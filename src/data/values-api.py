@@ -15,7 +15,7 @@ istio/istio is read, and istio/api at the version its go.mod requires. Sources p
   fields also at the top level, as the chart flattened them) and every `.Values.x.y` path its
   templates read; `meshConfig` is istio/api's `MeshConfig` (`defaultConfig` is `ProxyConfig`).
 - gateway: the chart's values.schema.json (1.12 and later).
-- base: the chart's values.yaml and the paths its templates read.
+- base, cni: the chart's values.yaml and the paths its templates read.
 
 Types come only from the proto messages and the gateway schema; a key known only from a
 values.yaml or a template is accepted with any value. Nodes are interned, so what does not
@@ -339,9 +339,19 @@ def add_keys(node, values):
     for key, value in values.items():
         key = str(key)
         if key not in node["f"]:
-            node["f"][key] = any_node()
-        else:
-            add_keys(node["f"][key], value)
+            # Known, with any value; its keys are recorded (not closed), so that a later
+            # minor that drops one can say which minor still had it.
+            node["f"][key] = {"t": ["any"], "f": {}} if isinstance(value, dict) and value else any_node()
+        add_keys(node["f"][key], value)
+
+
+def add_chart_keys(tree, values):
+    """A chart's values.yaml keys: its defaults sit under `defaults` (1.21 to 1.23) or
+    `_internal_defaults_do_not_set` (1.24 on) in some versions."""
+    for wrapper in ("_internal_defaults_do_not_set", "defaults"):
+        if isinstance(values.get(wrapper), dict):
+            add_keys(tree, values.pop(wrapper))
+    add_keys(tree, values)
 
 
 def istiod_tree(minor, tag, api_read):
@@ -356,26 +366,41 @@ def istiod_tree(minor, tag, api_read):
     mesh = load_protos(api_read, ["mesh/v1alpha1/config.proto"])
     tree["f"]["meshConfig"] = proto_tree(mesh, "istio.mesh.v1alpha1.MeshConfig")
     values = yaml.safe_load(git(ISTIO, "show", f"{tag}:{ISTIOD}/values.yaml")) or {}
-    flattened = "_internal_defaults_do_not_set" in values
-    if flattened:
+    if "_internal_defaults_do_not_set" in values:
         pilot = tree["f"].get("pilot", {})
         for key, node in pilot.get("f", {}).items():
             tree["f"].setdefault(key, node)
-        add_keys(tree, values.pop("_internal_defaults_do_not_set") or {})
-    add_keys(tree, values)
+    add_chart_keys(tree, values)
     for p in template_paths(tag, ISTIOD):
         add_path(tree, p)
     return tree
 
 
-def base_tree(tag):
-    chart = "manifests/charts/base"
+def keys_tree(tag, chart):
+    """A chart without a typed API: the keys its values.yaml and templates name."""
     tree = {"t": ["obj"], "f": {}, "c": True}
-    values = yaml.safe_load(git(ISTIO, "show", f"{tag}:{chart}/values.yaml")) or {}
-    add_keys(tree, values.pop("_internal_defaults_do_not_set", None) or {})
-    add_keys(tree, values)
+    add_chart_keys(tree, yaml.safe_load(git(ISTIO, "show", f"{tag}:{chart}/values.yaml")) or {})
     for p in template_paths(tag, chart):
         add_path(tree, p)
+    return tree
+
+
+def cni_tree(tag):
+    chart = "manifests/charts/istio-cni"
+    if not exists(tag, f"{chart}/values.yaml"):
+        return None
+    tree = keys_tree(tag, chart)
+    tree["f"].setdefault("global", any_node())
+    # From 1.24 the chart copies everything under `cni` to the top level
+    # (templates/zzy_descope_legacy.yaml), so `cni.<key>` takes what the top level takes.
+    legacy = git(ISTIO, "show", f"{tag}:{chart}/templates/zzy_descope_legacy.yaml")
+    if 'index $.Values "cni"' in legacy:
+        tree["f"]["cni"] = {"t": ["obj"], "f": {k: v for k, v in tree["f"].items() if k not in ("cni", "_internal_defaults_do_not_set", "defaults")}, "c": True}
+    return tree
+
+
+def base_tree(tag):
+    tree = keys_tree(tag, "manifests/charts/base")
     # Keys every chart accepts: Helm's own, and what meshplan sets.
     for key in ("global", "defaultRevision"):
         tree["f"].setdefault(key, any_node())
@@ -480,7 +505,7 @@ def removal_notes(nodes, minors, tags):
     out = {}
     order = list(minors)
     note_sets = {m: notes(tags[m]) for m in order}
-    for chart in ("istiod", "base", "gateway"):
+    for chart in ("istiod", "base", "gateway", "cni"):
         for i in range(1, len(order)):
             before, now = order[i - 1], order[i]
             if chart not in minors[before] or chart not in minors[now]:
@@ -529,6 +554,9 @@ def main():
         gw = gateway_tree(tag)
         if gw is not None:
             entry["gateway"] = intern(nodes, without_internal(gw))
+        cni = cni_tree(tag)
+        if cni is not None:
+            entry["cni"] = intern(nodes, without_internal(cni))
         minors[minor] = entry
         print(f"{minor}: {tag} (istio/api {ref})", file=sys.stderr)
     out = {

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::state::{
-    Body, Cluster, Crds, Key, Kind, Obj, Owner, Release, base_objects, gateway_objects,
+    Body, Cluster, Crds, Key, Kind, Obj, Owner, Release, base_objects, cni_object, gateway_objects,
     istiod_objects, tag_object,
 };
 use crate::catalog::Catalog;
@@ -411,6 +411,10 @@ impl Cluster {
                     .collect()
             }
             ReleaseContent::Gateway(d) => gateway_objects(d, false, &h.version),
+            ReleaseContent::Cni => {
+                let (k, b) = cni_object(&h.namespace, &h.version);
+                vec![(k, b, false)]
+            }
         };
         let old_keys = existing.map(|r| r.objects).unwrap_or_default();
         let keys = self.install_objects(rendered, &owner, Some(&h.release))?;

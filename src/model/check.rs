@@ -131,6 +131,12 @@ impl Cluster {
                 {
                     return Ok(());
                 }
+                let key = Key::new(Kind::DaemonSet, Some(namespace), name);
+                if *kind == crate::inventory::WorkloadKind::DaemonSet
+                    && self.small.get(&key).is_some()
+                {
+                    return Ok(());
+                }
                 match self
                     .workload_at(*kind, name, namespace)
                     .map(|i| &self.workloads.items[i])
@@ -403,11 +409,17 @@ pub fn check_cluster(
                 m.namespaces.begin_segment();
                 m.workloads.begin_segment();
                 // What later rollbacks must reach: this state after the step's restore prefix,
-                // which its own rollback runs first.
+                // which its own rollback runs first; or, when its rollback restores only after
+                // its undo brought the old control plane back, this state as it is.
                 let kept = m.small.clone();
                 m.namespaces.begin_trial();
                 m.workloads.begin_trial();
-                for op in &step.restore {
+                let prefix: &[Op] = if step.restore_after {
+                    &[]
+                } else {
+                    &step.restore
+                };
+                for op in prefix {
                     m.apply(op, catalog)
                         .map_err(|e| fail(step, Some(op), "rollback", e))?;
                 }

@@ -257,6 +257,34 @@ impl Cluster {
                 });
             }
         }
+        // istio-cni runs the version of every running istiod or one minor behind it ("The CNI
+        // at version 1.x is compatible with the control plane at version 1.x+1 and 1.x").
+        let istiods: Vec<(&Key, &crate::version::IstioVersion)> = self
+            .small
+            .objects
+            .iter()
+            .filter_map(|(k, o)| match &o.body {
+                Body::Istiod { version } => Some((k, version)),
+                _ => None,
+            })
+            .collect();
+        for (k, o) in &self.small.objects {
+            let Body::CniAgent { version: cni } = &o.body else {
+                continue;
+            };
+            for (ik, v) in &istiods {
+                let d = v.minor().distance_from(cni.minor());
+                if !(0..=1).contains(&d) {
+                    out.push(Violation {
+                        key: format!("cni-skew/{k}/{}", ik.name),
+                        text: format!(
+                            "{k} runs istio-cni {cni} beside istiod `{}` at {v}: istio-cni may run only the version of a running istiod or one minor behind it",
+                            ik.name
+                        ),
+                    });
+                }
+            }
+        }
         out.sort();
         out
     }

@@ -26,6 +26,7 @@ pub enum Kind {
     MutatingWebhook,
     ValidatingWebhook,
     IstioOperator,
+    DaemonSet,
 }
 
 impl Kind {
@@ -39,6 +40,7 @@ impl Kind {
             "mutatingwebhookconfiguration" => Kind::MutatingWebhook,
             "validatingwebhookconfiguration" => Kind::ValidatingWebhook,
             "istiooperator" => Kind::IstioOperator,
+            "daemonset" => Kind::DaemonSet,
             _ => return None,
         })
     }
@@ -53,6 +55,7 @@ impl Kind {
             Kind::MutatingWebhook => "mutatingwebhookconfiguration",
             Kind::ValidatingWebhook => "validatingwebhookconfiguration",
             Kind::IstioOperator => "istiooperator",
+            Kind::DaemonSet => "daemonset",
         }
     }
 }
@@ -151,6 +154,10 @@ pub enum Body {
         service: Option<String>,
     },
     IstioOperator,
+    /// The istio-cni node agent of a version.
+    CniAgent {
+        version: IstioVersion,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -396,6 +403,16 @@ pub fn tag_object(tag: &str, service: &str, namespace: &str) -> (Key, Body) {
 }
 
 /// The base chart's objects: the default validator.
+/// What the `cni` chart of `version` renders that the model follows: the node agent.
+pub fn cni_object(namespace: &str, version: &IstioVersion) -> (Key, Body) {
+    (
+        Key::new(Kind::DaemonSet, Some(namespace), names::CNI_DAEMONSET),
+        Body::CniAgent {
+            version: version.clone(),
+        },
+    )
+}
+
 pub fn base_objects(default_revision: &str, namespace: &str) -> Vec<(Key, Body)> {
     if default_revision.is_empty() {
         return Vec::new();
@@ -584,6 +601,23 @@ impl Cluster {
                     objects: base_keys,
                 },
             );
+            if let Some(cni) = &c.cni {
+                let owner = Owner::Helm {
+                    release: cni.release.clone(),
+                    namespace: cni.namespace.clone(),
+                };
+                let (k, b) = cni_object(&cni.namespace, &c.version);
+                small.put(k.clone(), owner, b);
+                small.releases.insert(
+                    (cni.namespace.clone(), cni.release.clone()),
+                    Release {
+                        chart: Chart::Cni,
+                        version: c.version.clone(),
+                        content: ReleaseContent::Cni,
+                        objects: BTreeSet::from([k]),
+                    },
+                );
+            }
             let templated = catalog
                 .get(c.version.minor())
                 .is_some_and(|r| r.crd_templates);

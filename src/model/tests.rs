@@ -258,3 +258,77 @@ fn an_on_delete_workload_restarted_by_a_template_patch_is_found() {
     let e = rejected(&c, &out);
     assert!(e.contains("OnDelete"), "{e}");
 }
+
+fn with_cni() -> String {
+    HELM.replace(
+        "istio: {version: 1.19.6, revision: 1-19, tags: [prod-stable]}",
+        "istio: {version: 1.19.6, revision: 1-19, tags: [prod-stable], cni: {namespace: kube-system}}",
+    )
+}
+
+#[test]
+fn istio_cni_moves_last_and_is_accepted() {
+    let (c, out) = cluster(&with_cni(), "1.21.6");
+    // Two hops (one minor each), each ending with the agent.
+    let cni: Vec<&str> = out
+        .steps
+        .iter()
+        .filter(|s| s.id.ends_with("95-cni/istio-cni"))
+        .map(|s| s.id.as_str())
+        .collect();
+    assert_eq!(
+        cni,
+        ["c/hop-01/95-cni/istio-cni", "c/hop-02/95-cni/istio-cni"]
+    );
+    if let Err(f) = check_cluster(&c, &out, &Catalog::embedded()) {
+        panic!("{f}");
+    }
+}
+
+#[test]
+fn istio_cni_in_place_hops_are_accepted() {
+    let text = with_cni().replace(
+        "name: m\n",
+        "name: m\ndefaults: {controlPlaneUpgrade: inPlace}\n",
+    );
+    let (c, out) = cluster(&text, "1.20.2");
+    assert_eq!(out.summary.hops[0].strategy, crate::path::Strategy::InPlace);
+    assert!(out.steps.iter().any(|s| s.id.ends_with("95-cni/istio-cni")));
+    if let Err(f) = check_cluster(&c, &out, &Catalog::embedded()) {
+        panic!("{f}");
+    }
+}
+
+#[test]
+fn istio_cni_upgraded_while_the_old_istiod_runs_is_found() {
+    let (c, mut out) = cluster(&with_cni(), "1.20.2");
+    // Move the agent's upgrade before the cleanup that removes the old control plane: it
+    // would run 1.20 beside the 1.19 istiod, ahead of it.
+    let i = out
+        .steps
+        .iter()
+        .position(|s| s.id.ends_with("95-cni/istio-cni"))
+        .unwrap();
+    let s = out.steps.remove(i);
+    let j = out
+        .steps
+        .iter()
+        .position(|s| s.id.ends_with("remove-old-istiod"))
+        .unwrap();
+    out.steps.insert(j, s);
+    recompose(&mut out);
+    let e = rejected(&c, &out);
+    assert!(
+        e.contains("istio-cni 1.20.2 beside istiod `istiod-1-19`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn istio_cni_not_rolled_back_is_found() {
+    let (c, mut out) = cluster(&with_cni(), "1.20.2");
+    step(&mut out, "95-cni/istio-cni").undo.clear();
+    recompose(&mut out);
+    let e = rejected(&c, &out);
+    assert!(e.contains("istio-cni"), "{e}");
+}

@@ -56,10 +56,11 @@ pub enum Phase {
     Traffic,
     DataPlane,
     Cleanup,
+    Cni,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 7] = [
+    pub const ALL: [Phase; 8] = [
         Phase::Preflight,
         Phase::Crds,
         Phase::ControlPlane,
@@ -67,6 +68,7 @@ impl Phase {
         Phase::Traffic,
         Phase::DataPlane,
         Phase::Cleanup,
+        Phase::Cni,
     ];
 
     pub fn dir(self) -> &'static str {
@@ -78,6 +80,7 @@ impl Phase {
             Phase::Traffic => "40-traffic",
             Phase::DataPlane => "50-data-plane",
             Phase::Cleanup => "90-cleanup",
+            Phase::Cni => "95-cni",
         }
     }
 
@@ -90,6 +93,7 @@ impl Phase {
             Phase::Traffic => "Traffic switch",
             Phase::DataPlane => "Data plane",
             Phase::Cleanup => "Cleanup",
+            Phase::Cni => "istio-cni node agent",
         }
     }
 }
@@ -415,6 +419,7 @@ impl<'a> Builder<'a> {
         self.traffic(h);
         self.data_plane(h);
         self.cleanup(h);
+        self.cni(h);
         self.now.finish_hop(h.hop);
     }
 

@@ -49,3 +49,6 @@ pub const DEFAULT_VALIDATOR: &str = "istiod-default-validator";
 pub fn secrets_rbac(service_account: &str) -> String {
     format!("{service_account}-sds")
 }
+
+/// The istio-cni node agent's DaemonSet (every version of the `cni` chart).
+pub const CNI_DAEMONSET: &str = "istio-cni-node";

@@ -22,6 +22,8 @@ pub enum Chart {
     Base,
     Istiod,
     Gateway,
+    /// The istio-cni node agent (not revisioned).
+    Cni,
 }
 
 impl Chart {
@@ -30,6 +32,7 @@ impl Chart {
             Chart::Base => "base",
             Chart::Istiod => "istiod",
             Chart::Gateway => "gateway",
+            Chart::Cni => "cni",
         }
     }
 }
@@ -120,6 +123,8 @@ pub enum ReleaseContent {
     },
     Istiod(IstiodDeploy),
     Gateway(Box<GatewayDeploy>),
+    /// The `istio-cni-node` DaemonSet.
+    Cni,
 }
 
 /// `helm upgrade [--install]`.

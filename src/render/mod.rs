@@ -32,6 +32,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/base.values.yaml.j2"),
     ),
     (
+        "cni.values.yaml.j2",
+        include_str!("../../templates/cni.values.yaml.j2"),
+    ),
+    (
         "gateway.iop.yaml.j2",
         include_str!("../../templates/gateway.iop.yaml.j2"),
     ),

@@ -75,6 +75,7 @@ pub struct Charts {
     pub istiod: usize,
     pub base: usize,
     pub gateway: Option<usize>,
+    pub cni: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -42,6 +42,7 @@ enum Chart {
     Mesh,
     Base,
     Gateway,
+    Cni,
 }
 
 impl Chart {
@@ -50,6 +51,7 @@ impl Chart {
             Chart::Istiod | Chart::Mesh => Some(charts.istiod),
             Chart::Base => Some(charts.base),
             Chart::Gateway => charts.gateway,
+            Chart::Cni => charts.cni,
         }
     }
 
@@ -59,6 +61,7 @@ impl Chart {
             Chart::Mesh => format!("Istio {minor}'s mesh config API (MeshConfig, ProxyConfig)"),
             Chart::Base => format!("the base chart of Istio {minor}"),
             Chart::Gateway => format!("the gateway chart of Istio {minor} (values.schema.json)"),
+            Chart::Cni => format!("the cni chart of Istio {minor}"),
         }
     }
 }
@@ -95,6 +98,12 @@ pub fn carried_istiod(values: &BTreeMap<String, Value>, minor: Minor) -> Map<Str
 /// [`carried_istiod`]).
 pub fn carried_base(values: &BTreeMap<String, Value>, minor: Minor) -> Map<String, Value> {
     carried(values, minor, Chart::Base)
+}
+
+/// The carried cni chart values as the cni chart of `minor` takes them (see
+/// [`carried_istiod`]).
+pub fn carried_cni(values: &BTreeMap<String, Value>, minor: Minor) -> Map<String, Value> {
+    carried(values, minor, Chart::Cni)
 }
 
 fn carried(values: &BTreeMap<String, Value>, minor: Minor, chart: Chart) -> Map<String, Value> {
@@ -170,6 +179,13 @@ fn check_cluster(
                 Chart::Gateway,
                 g.at.key("values"),
                 object(&g.gateway.values),
+            ));
+        }
+        if let Some(cni) = &c.cni {
+            sets.push((
+                Chart::Cni,
+                istio.key("cni").key("values"),
+                object(&cni.values),
             ));
         }
     }
@@ -313,7 +329,7 @@ fn invalid(
     src: &Source,
 ) -> Diagnostic {
     let severity = match chart {
-        Chart::Base => Severity::Warning,
+        Chart::Base | Chart::Cni => Severity::Warning,
         _ => Severity::Error,
     };
     let effect = match chart {
@@ -323,7 +339,7 @@ fn invalid(
             "istiod's sidecar injector reads the chart's values with this API and would fail to load its configuration after the upgrade"
         }
         Chart::Istiod => "istioctl reads its values with this API and refuses the install",
-        Chart::Base => "the chart renders it as given",
+        Chart::Base | Chart::Cni => "the chart renders it as given",
     };
     Diagnostic::new(
         severity,
@@ -474,6 +490,7 @@ impl Walk<'_> {
                     Chart::Istiod | Chart::Mesh => "istiod",
                     Chart::Base => "base",
                     Chart::Gateway => "gateway",
+                    Chart::Cni => "cni",
                 };
                 return Some(
                     match self.api.removal_note(chart, removed, &keys.join(".")) {
@@ -665,6 +682,22 @@ mod tests {
             got[0]
                 .1
                 .contains("Istio 1.24 is the first version that knows it"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn cni_values_follow_the_charts_keys() {
+        // 1.24 flattened the chart; `cni.<key>` is copied to the top level.
+        let ok =
+            json!({"cni": {"excludeNamespaces": ["kube-system"]}, "logging": {"level": "info"}});
+        assert_eq!(findings(Chart::Cni, "1.24", ok), vec![]);
+        let got = findings(Chart::Cni, "1.24", json!({"cni": {"logLevel": "info"}}));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0]
+                .1
+                .contains("Istio 1.23 removed it (Istio 1.22 still knows it)"),
             "{got:?}"
         );
     }

@@ -81,6 +81,19 @@ fn base_values(c: &ClusterSpec, version: &IstioVersion, default_revision: &str) 
     Value::Object(values)
 }
 
+/// Helm values of the `cni` chart of `version`: the carried values, with the images set.
+fn cni_values(c: &ClusterSpec, version: &IstioVersion) -> Value {
+    let cni = c.cni.as_ref().expect("only for clusters with istio-cni");
+    let mut values = crate::values::carried_cni(&cni.values, version.minor());
+    let global = object(&mut values, "global");
+    global.insert("hub".into(), json!(c.hub));
+    global.insert("tag".into(), json!(format!("{version}{}", c.tag_suffix)));
+    if let Some(v) = &c.variant {
+        global.insert("variant".into(), json!(v));
+    }
+    Value::Object(values)
+}
+
 fn object<'m>(m: &'m mut Map<String, Value>, key: &str) -> &'m mut Map<String, Value> {
     let v = m.entry(key).or_insert_with(|| json!({}));
     if !v.is_object() {
@@ -848,6 +861,58 @@ impl Backend for Helm {
         Some(Draft {
             ops: vec![up],
             undo: vec![back],
+            ..Draft::default()
+        })
+    }
+
+    fn cni(&self, b: &mut Builder, h: &HopCtx) -> Option<Draft> {
+        let cni = b.c.cni.as_ref()?;
+        let (release, ns) = (cni.release.clone(), cni.namespace.clone());
+        let hop = h.hop;
+        let mut files = Vec::new();
+        for (dir, version) in [
+            (h.phase_dir(Phase::Cni), &hop.to),
+            (h.rollback_phase_dir(Phase::Cni), &hop.from),
+        ] {
+            let path = format!("{dir}/cni.values.yaml");
+            let mut up = Self::upgrade(
+                b,
+                &release,
+                &ns,
+                Chart::Cni,
+                version,
+                &path,
+                ReleaseContent::Cni,
+            );
+            up.wait = true;
+            let op = Op::HelmUpgrade(up);
+            b.artifact(
+                &path,
+                "cni.values.yaml.j2",
+                format!(
+                    "chart {} {version} (release {release} in {ns})",
+                    b.chart_ref("cni")
+                ),
+                &op,
+                json!({"values": cni_values(b.c, version)}),
+            );
+            files.push(op);
+        }
+        let back = files.pop().expect("two files");
+        let up = files.pop().expect("two files");
+        Some(Draft {
+            ops: vec![up],
+            undo: vec![back],
+            waits: vec![Wait::Rollout {
+                kind: crate::inventory::WorkloadKind::DaemonSet,
+                name: names::CNI_DAEMONSET.to_string(),
+                namespace: ns,
+                timeout: "10m".to_string(),
+            }],
+            undo_note: Some(format!(
+                "the agent goes back to {}, which the new istiod of {} still supports (one minor behind)",
+                hop.from, hop.to
+            )),
             ..Draft::default()
         })
     }

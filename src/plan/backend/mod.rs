@@ -83,6 +83,12 @@ pub(crate) trait Backend: Sync {
 
     /// Removes the old control plane (cleanup).
     fn remove_control_plane(&self, b: &mut Builder, h: &HopCtx) -> Draft;
+
+    /// Upgrades the istio-cni node agent in place to the hop's target (Helm only: validation
+    /// refuses istio-cni with other install methods).
+    fn cni(&self, _b: &mut Builder, _h: &HopCtx) -> Option<Draft> {
+        None
+    }
 }
 
 static HELM: helm::Helm = helm::Helm;

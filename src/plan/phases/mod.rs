@@ -2,6 +2,7 @@
 //! adds the phase's steps; what differs between install methods is asked of the backend.
 
 mod cleanup;
+mod cni;
 mod control_plane;
 mod crds;
 mod data_plane;
