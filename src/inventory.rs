@@ -389,6 +389,28 @@ pub struct Namespace {
     pub wave: u32,
     #[serde(default)]
     pub workloads: Vec<Workload>,
+    /// Gateway API Gateways (class `istio`) istiod deploys in this namespace.
+    #[serde(default)]
+    pub gateway_api: Vec<GatewayApiGateway>,
+}
+
+/// A Gateway API `Gateway` of class `istio`: istiod deploys it (Deployment, Service and
+/// ServiceAccount `<name>-istio`), the istiod its `istio.io/rev` label names, or else its
+/// namespace's.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayApiGateway {
+    pub name: String,
+    /// Its own `istio.io/rev` label.
+    pub revision: Option<String>,
+}
+
+impl GatewayApiGateway {
+    /// The Deployment, Service and ServiceAccount istiod renders for it (the gateway class
+    /// `istio` is appended to the Gateway's name).
+    pub fn deployment(&self) -> String {
+        format!("{}-istio", self.name)
+    }
 }
 
 fn default_wave() -> u32 {

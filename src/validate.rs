@@ -394,7 +394,11 @@ fn validate_cluster(
                 .help("the control plane is not injected; remove it from `namespaces`"),
             );
         }
+        let only_labelled_gateways = n.workloads.is_empty()
+            && !n.gateway_api.is_empty()
+            && n.gateway_api.iter().all(|g| g.revision.is_some());
         match (&n.revision, &n.istio_injection) {
+            (None, None) if only_labelled_gateways => {}
             (None, None) => diags.push(
                 Diagnostic::error(
                     Code::UnknownRevision,
@@ -442,6 +446,15 @@ fn validate_cluster(
                 )),
             );
         }
+        check_gateway_api(
+            n,
+            &np,
+            version.as_ref(),
+            (&known, serves_default),
+            &c.name,
+            src,
+            diags,
+        );
         let mut seen_wl = BTreeSet::new();
         for (wi, w) in n.workloads.iter().enumerate() {
             let wp = np.key("workloads").index(wi);
@@ -687,6 +700,92 @@ fn validate_cluster(
         gateways,
         namespaces,
     })
+}
+
+/// Gateway API Gateways: names that fit, revisions the cluster runs, and a version whose
+/// istiod hands a Gateway over between revisions (per-revision ownership, 1.18 and later).
+fn check_gateway_api(
+    n: &crate::inventory::Namespace,
+    np: &YamlPath,
+    version: Option<&IstioVersion>,
+    (known, serves_default): (&[String], bool),
+    cluster: &str,
+    src: &Source,
+    diags: &mut Diagnostics,
+) {
+    let mut seen = BTreeSet::new();
+    for (gi, g) in n.gateway_api.iter().enumerate() {
+        let gp = np.key("gatewayApi").index(gi);
+        check_label(src, diags, &gp.key("name"), "Gateway name", &g.name);
+        if g.deployment().len() > crate::path::MAX_SERVICE_NAME && is_dns_label(&g.name, 63) {
+            diags.push(
+                Diagnostic::error(
+                    Code::NameTooLong,
+                    format!(
+                        "istiod names Gateway `{}`'s Deployment and Service `{}`, longer than {} characters",
+                        g.name,
+                        g.deployment(),
+                        crate::path::MAX_SERVICE_NAME
+                    ),
+                )
+                .at(src, &gp.key("name")),
+            );
+        }
+        if !seen.insert(g.name.as_str()) {
+            diags.push(
+                Diagnostic::error(
+                    Code::DuplicateName,
+                    format!(
+                        "Gateway `{}` is listed twice in namespace `{}`",
+                        g.name, n.name
+                    ),
+                )
+                .at(src, &gp.key("name")),
+            );
+        }
+        if let Some(r) = &g.revision {
+            check_reference(
+                src,
+                diags,
+                &gp.key("revision"),
+                &format!("Gateway `{}/{}`", n.name, g.name),
+                Some(r),
+                known,
+                cluster,
+            );
+        } else if n.revision.is_none() && !serves_default {
+            diags.push(
+                Diagnostic::error(
+                    Code::UnknownRevision,
+                    format!(
+                        "neither Gateway `{}/{}` nor its namespace has an istio.io/rev label, so the default revision deploys it, which cluster `{cluster}` does not run",
+                        n.name, g.name
+                    ),
+                )
+                .at(src, &gp.key("name"))
+                .help("give the Gateway's istio.io/rev label as `revision`"),
+            );
+        }
+        if gi == 0
+            && let Some(v) = version
+            && v.minor()
+                < (Minor {
+                    major: 1,
+                    minor: 18,
+                })
+        {
+            diags.push(
+                Diagnostic::error(
+                    Code::TopologyUnsupported,
+                    format!(
+                        "Gateway API gateways on {v}: before 1.18 istiod does not hand a Gateway over between revisions (one global owner, istio/istio#44164)"
+                    ),
+                )
+                .at_key(src, &np.key("gatewayApi"))
+                .help("upgrade to 1.18 first with these Gateways left out of the inventory, then plan them"),
+            );
+        }
+    }
 }
 
 /// istio-cni is planned for Helm installs of 1.12 and later, whose `cni` chart meshplan

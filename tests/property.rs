@@ -32,6 +32,9 @@ struct GNamespace {
     label: u8,
     wave: u8,
     workloads: Vec<(u8, u8)>,
+    /// Gateway API gateways: 0 or 3 none, 1 one following the namespace, 2 one with its own
+    /// label (the running revision) and one following the namespace.
+    gateway_api: u8,
 }
 
 #[derive(Clone, Debug)]
@@ -100,11 +103,13 @@ fn namespace() -> impl Strategy<Value = GNamespace> {
         0u8..4,
         1u8..4,
         prop::collection::vec((0u8..3, 0u8..4), 0..4),
+        0u8..4,
     )
-        .prop_map(|(label, wave, workloads)| GNamespace {
+        .prop_map(|(label, wave, workloads, gateway_api)| GNamespace {
             label,
             wave,
             workloads,
+            gateway_api,
         })
 }
 
@@ -299,6 +304,17 @@ fn render(m: &GMesh, catalog: &Catalog) -> Option<(String, String)> {
                 wls.push(w);
             }
             ns["workloads"] = Value::Array(wls);
+            // istiod hands Gateways over between revisions from 1.18.
+            if s >= 18 {
+                match n.gateway_api {
+                    1 => ns["gatewayApi"] = json!([{"name": "gw"}]),
+                    2 => {
+                        ns["gatewayApi"] =
+                            json!([{"name": "gw"}, {"name": "own", "revision": label}])
+                    }
+                    _ => {}
+                }
+            }
             namespaces.push(ns);
         }
         let mut cl = json!({

@@ -45,8 +45,58 @@ fn owner_name(o: &Owner) -> String {
 }
 
 impl Cluster {
-    /// Applies `op`; `Err` says why the real tool would fail, or what would break.
+    /// Applies `op`; `Err` says why the real tool would fail, or what would break. Then istiod
+    /// reconciles the Gateway API gateways whose owner the operation changed.
     pub fn apply(&mut self, op: &Op, catalog: &Catalog) -> Result<(), String> {
+        self.apply_op(op, catalog)?;
+        self.reconcile_gateway_api();
+        Ok(())
+    }
+
+    /// istiod's Gateway deployment controller: a Gateway belongs to the istiod whose revision
+    /// or tags include its `istio.io/rev` label, or else its namespace's (none: the default
+    /// revision), and that istiod renders its Deployment with its own proxy. A Gateway no
+    /// running istiod owns keeps what it has.
+    pub fn reconcile_gateway_api(&mut self) {
+        let gateways: Vec<(Key, Option<String>, String)> = self
+            .small
+            .objects
+            .iter()
+            .filter_map(|(k, o)| match &o.body {
+                Body::GatewayApi { rev, deployment } => {
+                    Some((k.clone(), rev.clone(), deployment.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        for (k, rev, deployment) in gateways {
+            let ns = k.namespace.clone().unwrap_or_default();
+            let label = rev.or_else(|| {
+                self.namespace_index(&ns)
+                    .and_then(|i| self.namespaces.items[i].rev.clone())
+            });
+            let probe = super::state::Namespace {
+                name: ns.clone(),
+                rev: Some(label.unwrap_or_else(|| DEFAULT_REVISION.to_string())),
+                injection: None,
+            };
+            let Ok(Some(owner)) = self.inject(&probe, &BTreeMap::new()) else {
+                continue;
+            };
+            let dkey = Key::new(Kind::Deployment, Some(&ns), &deployment);
+            if let Some(Obj {
+                body: Body::Gateway { version, proxy, .. },
+                ..
+            }) = self.small.objects.get_mut(&dkey)
+                && proxy.as_ref() != Some(&owner)
+            {
+                *version = owner.version.clone();
+                *proxy = Some(owner);
+            }
+        }
+    }
+
+    fn apply_op(&mut self, op: &Op, catalog: &Catalog) -> Result<(), String> {
         match op {
             Op::HelmUpgrade(h) => self.helm_upgrade(h, catalog),
             Op::HelmUninstall { release, namespace } => {
@@ -324,6 +374,23 @@ impl Cluster {
                 Ok(())
             }
             Op::Probe { .. } => Ok(()),
+            Op::LabelGateway {
+                name,
+                namespace,
+                revision,
+            } => {
+                let key = Key::new(Kind::Gateway, Some(namespace), name);
+                match self.small.objects.get_mut(&key) {
+                    Some(Obj {
+                        body: Body::GatewayApi { rev, .. },
+                        ..
+                    }) => {
+                        *rev = revision.clone();
+                        Ok(())
+                    }
+                    _ => Err(format!("{key} does not exist: `kubectl label` fails")),
+                }
+            }
         }
     }
 
@@ -479,11 +546,13 @@ impl Cluster {
                         service_account: old_sa,
                         version: old_version,
                         proxy,
+                        ..
                     }),
                     Body::Gateway {
                         pod_labels,
                         service_account,
                         version,
+                        reads_secrets,
                         ..
                     },
                 ) => {
@@ -498,6 +567,7 @@ impl Cluster {
                         service_account,
                         version,
                         proxy: proxy.clone(),
+                        reads_secrets,
                     }
                 }
                 (None, b @ Body::Gateway { .. }) => {

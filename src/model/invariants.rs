@@ -137,7 +137,7 @@ impl Cluster {
                 } = &o.body
                 {
                     if *service_account != t.service_account
-                        || pod_labels.get("app") != Some(&t.app)
+                        || (t.app.is_some() && pod_labels.get("app") != t.app.as_ref())
                     {
                         out.push(Violation {
                             key: format!("identity/{}/{k}", t.key),
@@ -146,7 +146,7 @@ impl Cluster {
                                 t.key,
                                 pod_labels.get("app").map_or("", String::as_str),
                                 t.service_account,
-                                t.app
+                                t.app.as_deref().unwrap_or("")
                             ),
                         });
                     }
@@ -166,6 +166,7 @@ impl Cluster {
             if let Body::Gateway {
                 service_account,
                 proxy,
+                reads_secrets,
                 ..
             } = &o.body
             {
@@ -184,7 +185,7 @@ impl Cluster {
                             "the pods of {k} run as ServiceAccount `{service_account}`, which does not exist"
                         ),
                     });
-                } else if !self.small.objects.iter().any(|(rk, ro)| {
+                } else if *reads_secrets && !self.small.objects.iter().any(|(rk, ro)| {
                     rk.kind == Kind::RoleBinding
                         && rk.namespace == k.namespace
                         && matches!(&ro.body, Body::RoleBinding { service_account: s } if s == service_account)

@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::inventory::{InstallMethod, ServiceOwner, WorkloadKind};
 use crate::plan::names;
-use crate::plan::op::{Chart, GatewayDeploy, IopContent, ReleaseContent, ServiceSpec};
+use crate::plan::op::{
+    Chart, GATEWAY_NAME_LABEL, GatewayDeploy, IopContent, ReleaseContent, ServiceSpec,
+};
 use crate::plan::state::{Carried, running_gateway};
 use crate::validate::{ClusterSpec, DEFAULT_REVISION};
 use crate::version::IstioVersion;
@@ -27,6 +29,8 @@ pub enum Kind {
     ValidatingWebhook,
     IstioOperator,
     DaemonSet,
+    /// A Gateway API `Gateway` (class `istio`).
+    Gateway,
 }
 
 impl Kind {
@@ -41,6 +45,7 @@ impl Kind {
             "validatingwebhookconfiguration" => Kind::ValidatingWebhook,
             "istiooperator" => Kind::IstioOperator,
             "daemonset" => Kind::DaemonSet,
+            "gateways.gateway.networking.k8s.io" => Kind::Gateway,
             _ => return None,
         })
     }
@@ -56,6 +61,7 @@ impl Kind {
             Kind::ValidatingWebhook => "validatingwebhookconfiguration",
             Kind::IstioOperator => "istiooperator",
             Kind::DaemonSet => "daemonset",
+            Kind::Gateway => "gateways.gateway.networking.k8s.io",
         }
     }
 }
@@ -139,6 +145,9 @@ pub enum Body {
         /// The release version that rendered it (a new version changes the pod template).
         version: IstioVersion,
         proxy: Option<Proxy>,
+        /// Its ServiceAccount must be allowed to read TLS secrets (chart and istioctl
+        /// gateways); istiod serves the certificates of the gateways it deploys itself.
+        reads_secrets: bool,
     },
     Service {
         spec: Option<ServiceSpec>,
@@ -157,6 +166,12 @@ pub enum Body {
     /// The istio-cni node agent of a version.
     CniAgent {
         version: IstioVersion,
+    },
+    /// A Gateway API Gateway: its own `istio.io/rev` label, and the Deployment istiod renders
+    /// for it (which the istiod that label, or else the namespace's, names reconciles).
+    GatewayApi {
+        rev: Option<String>,
+        deployment: String,
     },
 }
 
@@ -282,7 +297,9 @@ pub struct TrafficService {
     pub uid: u64,
     pub spec: ServiceSpec,
     pub service_account: String,
-    pub app: String,
+    /// The pods' `app` label (`None`: the gateway has none, as istiod's Gateway API
+    /// gateways).
+    pub app: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -446,6 +463,7 @@ pub fn gateway_objects(
             service_account: d.service_account.clone(),
             version: version.clone(),
             proxy: None,
+            reads_secrets: true,
         },
         false,
     )];
@@ -700,7 +718,7 @@ impl Cluster {
                     key,
                     spec,
                     service_account: g.service_account.clone(),
-                    app: g.app_label.clone(),
+                    app: Some(g.app_label.clone()),
                 });
             }
             if c.install == InstallMethod::Helm {
@@ -803,6 +821,64 @@ impl Cluster {
         for k in gateways {
             cluster.reinject_gateway(&k).ok();
         }
+        // Gateway API gateways: the Gateway, and what istiod renders for it (Deployment,
+        // Service, ServiceAccount), with the proxy of the istiod that owns it today.
+        for n in &c.namespaces {
+            let ns = n.namespace.name.as_str();
+            for g in &n.namespace.gateway_api {
+                let dep = g.deployment();
+                cluster.small.put(
+                    Key::new(Kind::Gateway, Some(ns), &g.name),
+                    Owner::None,
+                    Body::GatewayApi {
+                        rev: g.revision.clone(),
+                        deployment: dep.clone(),
+                    },
+                );
+                let labels = BTreeMap::from([(GATEWAY_NAME_LABEL.to_string(), g.name.clone())]);
+                cluster.small.put(
+                    Key::new(Kind::Deployment, Some(ns), &dep),
+                    Owner::None,
+                    Body::Gateway {
+                        pod_labels: labels.clone(),
+                        service_account: dep.clone(),
+                        version: c.version.clone(),
+                        proxy: None,
+                        reads_secrets: false,
+                    },
+                );
+                cluster.small.put(
+                    Key::new(Kind::ServiceAccount, Some(ns), &dep),
+                    Owner::None,
+                    Body::ServiceAccount,
+                );
+                let key = Key::new(Kind::Service, Some(ns), &dep);
+                cluster.small.put(
+                    key.clone(),
+                    Owner::None,
+                    Body::Service {
+                        spec: None,
+                        selector: labels,
+                    },
+                );
+                cluster.traffic.push(TrafficService {
+                    gateway: format!("{ns}/{} (Gateway API)", g.name),
+                    uid: cluster.small.objects[&key].uid,
+                    key,
+                    spec: ServiceSpec {
+                        name: dep.clone(),
+                        namespace: ns.to_string(),
+                        kind: crate::inventory::ServiceType::LoadBalancer,
+                        ports: Vec::new(),
+                        annotations: BTreeMap::new(),
+                        extra: BTreeMap::new(),
+                    },
+                    service_account: dep,
+                    app: None,
+                });
+            }
+        }
+        cluster.reconcile_gateway_api();
         cluster
     }
 

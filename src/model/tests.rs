@@ -332,3 +332,60 @@ fn istio_cni_not_rolled_back_is_found() {
     let e = rejected(&c, &out);
     assert!(e.contains("istio-cni"), "{e}");
 }
+
+const GATEWAY_API: &str = "apiVersion: meshplan.dev/v1alpha1
+kind: MeshInventory
+name: m
+clusters:
+  - name: c
+    kubernetesVersion: \"1.30\"
+    istio: {version: 1.26.8, revision: 1-26, tags: [prod-stable]}
+    namespaces:
+      - name: shop
+        revision: 1-26
+        workloads: [{kind: Deployment, name: web}]
+        gatewayApi: [{name: shop-gateway}]
+      - name: ingress
+        revision: prod-stable
+        wave: 2
+        gatewayApi: [{name: public}, {name: partners, revision: 1-26}]
+";
+
+#[test]
+fn gateway_api_gateways_move_with_their_label_and_are_accepted() {
+    let (c, out) = cluster(GATEWAY_API, "1.27.9");
+    assert!(
+        out.steps
+            .iter()
+            .any(|s| s.id.ends_with("gateway-api/ingress/partners"))
+    );
+    if let Err(f) = check_cluster(&c, &out, &Catalog::embedded()) {
+        panic!("{f}");
+    }
+}
+
+#[test]
+fn a_gateway_api_gateway_left_on_the_old_revision_is_found() {
+    let (c, mut out) = cluster(GATEWAY_API, "1.27.9");
+    let i = out
+        .steps
+        .iter()
+        .position(|s| s.id.ends_with("gateway-api/ingress/partners"))
+        .unwrap();
+    out.steps.remove(i);
+    recompose(&mut out);
+    let e = rejected(&c, &out);
+    assert!(
+        e.contains("deployment ingress/partners-istio") && e.contains("istiod-1-26"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_gateway_api_move_not_rolled_back_is_found() {
+    let (c, mut out) = cluster(GATEWAY_API, "1.27.9");
+    step(&mut out, "gateway-api/ingress/partners").undo.clear();
+    recompose(&mut out);
+    let e = rejected(&c, &out);
+    assert!(e.contains("partners"), "{e}");
+}

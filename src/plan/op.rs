@@ -99,6 +99,10 @@ impl GatewayDeploy {
 }
 
 pub const REV_LABEL: &str = "istio.io/rev";
+/// The label istiod puts on a Gateway API gateway's pods and selects them by (the deprecated
+/// `istio.io/gateway-name` on Deployments created before 1.21, which istiod keeps: selectors
+/// are immutable).
+pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
 pub const INJECTION_LABEL: &str = "istio-injection";
 
 /// What a Helm release of the istiod chart renders that the plan cares about.
@@ -285,6 +289,14 @@ pub enum Op {
         file: String,
         patch: LabelPatch,
     },
+    /// Sets (`Some`) or removes (`None`) a Gateway API Gateway's `istio.io/rev` label
+    /// (`kubectl label --overwrite`): the istiod that label names takes the Gateway over and
+    /// rolls its Deployment.
+    LabelGateway {
+        name: String,
+        namespace: String,
+        revision: Option<String>,
+    },
     /// Remove labels from objects (istioctl handover: the pruning labels).
     RemoveLabels {
         objects: Vec<ObjRef>,
@@ -398,6 +410,9 @@ impl Op {
         match self {
             Op::LabelNamespace { namespace, .. } => Some(format!("namespace/{namespace}")),
             Op::SetTag { tag, .. } => Some(format!("tag/{tag}")),
+            Op::LabelGateway {
+                name, namespace, ..
+            } => Some(format!("gateway/{namespace}/{name}")),
             Op::PatchSelector {
                 service, namespace, ..
             } => Some(format!("service/{namespace}/{service}")),
@@ -416,9 +431,10 @@ impl Op {
             Op::Restart { .. } | Op::ApplyCrds { .. } | Op::AdoptCrds { .. } | Op::Probe { .. } => {
                 Some(Vec::new())
             }
-            Op::LabelNamespace { .. } | Op::SetTag { .. } | Op::PatchSelector { .. } => {
-                Some(self.setter_target().into_iter().collect())
-            }
+            Op::LabelNamespace { .. }
+            | Op::SetTag { .. }
+            | Op::PatchSelector { .. }
+            | Op::LabelGateway { .. } => Some(self.setter_target().into_iter().collect()),
             _ => None,
         }
     }

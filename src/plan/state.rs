@@ -61,6 +61,18 @@ pub struct NamespaceNow {
     pub injection: bool,
 }
 
+/// A Gateway API gateway as it runs between steps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayApiNow {
+    /// Its namespace's index in the inventory.
+    pub namespace: usize,
+    pub name: String,
+    /// The Deployment istiod renders for it.
+    pub deployment: String,
+    /// Its own `istio.io/rev` label.
+    pub rev: Option<String>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Carried {
     pub version: IstioVersion,
@@ -73,6 +85,7 @@ pub struct Carried {
     pub default_revision: String,
     pub gateways: Vec<GatewayNow>,
     pub namespaces: Vec<NamespaceNow>,
+    pub gateway_api: Vec<GatewayApiNow>,
 }
 
 /// The `revisionTags` a release was installed with, from its carried values.
@@ -280,7 +293,29 @@ impl Carried {
                     injection: n.namespace.istio_injection.is_some(),
                 })
                 .collect(),
+            gateway_api: c
+                .namespaces
+                .iter()
+                .enumerate()
+                .flat_map(|(ni, n)| {
+                    n.namespace.gateway_api.iter().map(move |g| GatewayApiNow {
+                        namespace: ni,
+                        name: g.name.clone(),
+                        deployment: g.deployment(),
+                        rev: g.revision.clone(),
+                    })
+                })
+                .collect(),
         }
+    }
+
+    /// The `istio.io/rev` value that decides which istiod deploys Gateway API gateway `g`:
+    /// its own label, or else its namespace's (`default` when neither has one).
+    pub fn gateway_api_label(&self, g: &GatewayApiNow) -> String {
+        g.rev
+            .clone()
+            .or_else(|| self.namespaces[g.namespace].rev.clone())
+            .unwrap_or_else(|| DEFAULT_REVISION.to_string())
     }
 
     /// The label value of the running revision.

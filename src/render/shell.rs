@@ -267,6 +267,25 @@ impl Shell<'_> {
                 "--patch-file",
                 file,
             ]))],
+            Op::LabelGateway {
+                name,
+                namespace,
+                revision,
+            } => {
+                let label = match revision {
+                    Some(r) => format!("{}={r}", crate::plan::op::REV_LABEL),
+                    None => format!("{}-", crate::plan::op::REV_LABEL),
+                };
+                vec![self.one(self.kubectl(&[
+                    "label",
+                    "gateways.gateway.networking.k8s.io",
+                    name,
+                    "-n",
+                    namespace,
+                    &label,
+                    "--overwrite",
+                ]))]
+            }
             Op::RemoveLabels { objects, labels } => objects
                 .iter()
                 .map(|o| {

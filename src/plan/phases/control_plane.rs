@@ -50,7 +50,17 @@ impl Builder<'_> {
             self.restore = draft.undo.clone();
         }
         let s = self.step(h, Phase::ControlPlane, "istiod", title, why);
-        let s = draft.fill(s);
+        let mut s = draft.fill(s);
+        if !h.canary() {
+            // The upgraded istiod re-renders the Gateway API gateways it deploys.
+            let waits: Vec<_> = (0..self.c.namespaces.len())
+                .flat_map(|ni| self.gateway_api_waits_all_in(ni))
+                .collect();
+            if !waits.is_empty() {
+                s.traffic = true;
+                s.waits.extend(waits);
+            }
+        }
         self.push_step(s);
 
         if h.canary()

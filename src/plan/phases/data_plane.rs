@@ -97,6 +97,12 @@ impl Builder<'_> {
             namespace: self.c.namespace.clone(),
             revision: to.clone(),
         });
+        // Gateway API gateways on the tag (their own label, or their namespace's) move with it.
+        let gateways = self.gateway_api_waits(tag, None);
+        if !gateways.is_empty() {
+            s.traffic = true;
+            s.waits.extend(gateways);
+        }
         s.undo.extend(back.iter().cloned());
         if phase == Phase::DataPlane {
             // Every rollback from here on moves it back first.
@@ -237,6 +243,18 @@ impl Builder<'_> {
                                 key: REV_LABEL.into(),
                                 value: to.clone(),
                             });
+                            // Gateway API gateways without a label of their own follow the
+                            // namespace: the new istiod takes them over and rolls them now.
+                            let gateways = self.gateway_api_waits_in(ni);
+                            if !gateways.is_empty() {
+                                s.traffic = true;
+                                s.why = format!(
+                                    "{}. Its Gateway API gateways have no istio.io/rev label of their own, so the new istiod takes them over now and rolls their Deployments, behind the same Services",
+                                    s.why
+                                )
+                                .into();
+                                s.waits.extend(gateways);
+                            }
                             self.push_step(s);
                             self.now.namespaces[ni] = NamespaceNow {
                                 rev: Some(to.clone()),

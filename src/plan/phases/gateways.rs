@@ -74,7 +74,103 @@ impl Builder<'_> {
         op
     }
 
+    /// Rollout waits for the Gateway API gateways that follow `label` now (istiod re-renders
+    /// their Deployments when what the label names changes).
+    pub(crate) fn gateway_api_waits(&self, label: &str, namespace: Option<usize>) -> Vec<Wait> {
+        self.now
+            .gateway_api
+            .iter()
+            .filter(|g| namespace.is_none_or(|n| g.namespace == n && g.rev.is_none()))
+            .filter(|g| self.now.gateway_api_label(g) == label)
+            .map(|g| Wait::Rollout {
+                kind: crate::inventory::WorkloadKind::Deployment,
+                name: g.deployment.clone(),
+                namespace: self.c.namespaces[g.namespace].namespace.name.clone(),
+                timeout: "10m".into(),
+            })
+            .collect()
+    }
+
+    /// Rollout waits for every Gateway API gateway of namespace `ni`.
+    pub(crate) fn gateway_api_waits_all_in(&self, ni: usize) -> Vec<Wait> {
+        self.now
+            .gateway_api
+            .iter()
+            .filter(|g| g.namespace == ni)
+            .map(|g| Wait::Rollout {
+                kind: crate::inventory::WorkloadKind::Deployment,
+                name: g.deployment.clone(),
+                namespace: self.c.namespaces[ni].namespace.name.clone(),
+                timeout: "10m".into(),
+            })
+            .collect()
+    }
+
+    /// Rollout waits for the Gateway API gateways of namespace `ni` that follow its label.
+    pub(crate) fn gateway_api_waits_in(&self, ni: usize) -> Vec<Wait> {
+        self.now
+            .gateway_api
+            .iter()
+            .filter(|g| g.namespace == ni && g.rev.is_none())
+            .map(|g| Wait::Rollout {
+                kind: crate::inventory::WorkloadKind::Deployment,
+                name: g.deployment.clone(),
+                namespace: self.c.namespaces[ni].namespace.name.clone(),
+                timeout: "10m".into(),
+            })
+            .collect()
+    }
+
+    /// Gateway API gateways labelled with the old revision itself move to the new one: the new
+    /// istiod takes the Gateway over and rolls its Deployment (same Service, same
+    /// ServiceAccount). Those on a tag move with the tag; those without a label of their own
+    /// move with their namespace.
+    fn gateway_api(&mut self, h: &HopCtx) {
+        if !h.canary() {
+            return;
+        }
+        let from = h.hop.from_label().to_string();
+        let to = h.hop.to_label().to_string();
+        for i in 0..self.now.gateway_api.len() {
+            let g = self.now.gateway_api[i].clone();
+            if g.rev.as_deref() != Some(from.as_str()) || self.now.has_tag(&from) {
+                continue;
+            }
+            let ns = self.c.namespaces[g.namespace].namespace.name.clone();
+            let mut s = self.step(
+                h,
+                Phase::Gateways,
+                &format!("gateway-api/{ns}/{}", g.name),
+                format!("Move Gateway `{ns}/{}` to revision `{to}`", g.name),
+                format!(
+                    "the Gateway's istio.io/rev label names the istiod that deploys it: `{to}` takes it over and rolls its Deployment `{}` onto {} with a rolling update, behind the same Service (`{}`, same address) and ServiceAccount (same identity). Keep at least two replicas and a PodDisruptionBudget so the rollout never leaves it without ready pods",
+                    g.deployment, h.hop.to, g.deployment
+                ),
+            );
+            s.ops.push(Op::LabelGateway {
+                name: g.name.clone(),
+                namespace: ns.clone(),
+                revision: Some(to.clone()),
+            });
+            s.undo.push(Op::LabelGateway {
+                name: g.name.clone(),
+                namespace: ns.clone(),
+                revision: Some(from.clone()),
+            });
+            s.waits.push(Wait::Rollout {
+                kind: crate::inventory::WorkloadKind::Deployment,
+                name: g.deployment.clone(),
+                namespace: ns,
+                timeout: "10m".into(),
+            });
+            s.traffic = true;
+            self.push_step(s);
+            self.now.gateway_api[i].rev = Some(to.clone());
+        }
+    }
+
     pub(crate) fn gateways(&mut self, h: &HopCtx) {
+        self.gateway_api(h);
         let hop = h.hop;
         let be = self.backend;
         for gi in 0..self.c.gateways.len() {

@@ -190,6 +190,30 @@ impl Builder<'_> {
                 ),
             ));
         }
+        if !self.now.gateway_api.is_empty() {
+            checks.push(probe(
+                Tool::Kubectl,
+                &[
+                    "get",
+                    "gateways.gateway.networking.k8s.io",
+                    "-A",
+                    "-L",
+                    "istio.io/rev",
+                ],
+                "every Gateway of class istio the inventory lists is there, with the istio.io/rev label it gives (none: its namespace's decides)".to_string(),
+            ));
+            for g in &self.now.gateway_api {
+                let gns = self.c.namespaces[g.namespace].namespace.name.as_str();
+                checks.push(probe(
+                    Tool::Kubectl,
+                    &["get", "deployment,service", &g.deployment, "-n", gns, "-o", "wide"],
+                    format!(
+                        "write down the address of Service `{}`: it must be the same after every step; its Deployment should run at least two replicas, so that istiod's rolling update of it keeps ready pods",
+                        g.deployment
+                    ),
+                ));
+            }
+        }
         let ingress: Vec<serde_json::Value> = self
             .c
             .gateways
