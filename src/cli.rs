@@ -7,12 +7,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 const EXAMPLES: &str = "\
 Examples:
   meshplan check examples/prod-mesh.yaml --to 1.21.0
+  meshplan check examples/prod-mesh.yaml --to 1.22.8 --output github   # CI annotations
   meshplan check examples/prod-mesh.yaml --to 1.22.8 --output json
   meshplan compile examples/prod-mesh.yaml --to 1.20.2 --out plan/
   meshplan compile examples/prod-mesh.yaml --to 1.20.2 --out plan/ --check
   cat inventory.yaml | meshplan check - --to 1.20.2
   meshplan versions
   meshplan schema > inventory.schema.json
+  meshplan explain values-invalid
+  meshplan completions bash > /etc/bash_completion.d/meshplan
 
 Exit codes: 0 ok, 1 inventory or upgrade rejected, 2 usage error,
 3 --check found the output directory out of date, 4 I/O error or output
@@ -23,26 +26,74 @@ directory refused, 70 internal error.";
 #[derive(Debug, Parser)]
 #[command(name = "meshplan", version, about, after_help = EXAMPLES, propagate_version = true)]
 pub struct Cli {
+    /// When to colour diagnostics: on a terminal (auto, unless NO_COLOR is set), always, never
+    #[arg(
+        long,
+        value_enum,
+        global = true,
+        default_value = "auto",
+        value_name = "WHEN"
+    )]
+    pub color: ColorChoice,
     #[command(subcommand)]
     pub command: Command,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check the inventory and the upgrade path of every cluster, writing nothing
+    /// Check the inventory and the upgrade path of every cluster, writing nothing (to verify a
+    /// committed plan directory instead, use `compile --check`)
     #[command(
-        after_help = "Examples:\n  meshplan check inventory.yaml --to 1.21.0\n  meshplan check inventory.yaml --to 1.22.8 --via 1.20.8\n  meshplan check - --to 1.20.2 --output json < inventory.yaml"
+        after_help = "Examples:\n  meshplan check inventory.yaml --to 1.21.0\n  meshplan check inventory.yaml --to 1.22.8 --via 1.20.8\n  meshplan check - --to 1.20.2 --output json < inventory.yaml\n  meshplan check inventory.yaml --to 1.22.8 --output sarif > meshplan.sarif\n\n`check` validates the inventory and the path; `compile --check` verifies that a plan\ndirectory is what `compile` would write now."
     )]
     Check(CheckArgs),
-    /// Check, then write the ordered directory of upgrade artifacts
+    /// Check, then write the ordered directory of upgrade artifacts (with --check: verify it is
+    /// up to date, writing nothing)
     #[command(
-        after_help = "Examples:\n  meshplan compile inventory.yaml --to 1.20.2 --out plan/\n  meshplan compile inventory.yaml --to 1.20.2 --out plan/ --check   # CI: is the committed plan current?\n  meshplan compile inventory.yaml --to 1.22.8 --templates my-templates/"
+        after_help = "Examples:\n  meshplan compile inventory.yaml --to 1.20.2 --out plan/\n  meshplan compile inventory.yaml --to 1.20.2 --out plan/ --check   # CI: is the committed plan current?\n  meshplan compile inventory.yaml --to 1.20.2 --out plan/ --check --output json\n  meshplan compile inventory.yaml --to 1.22.8 --templates my-templates/"
     )]
     Compile(CompileArgs),
     /// Print the Istio release catalog
     Versions(VersionsArgs),
     /// Print the JSON Schema of the inventory format (or of the catalog)
     Schema(SchemaArgs),
+    /// Explain a diagnostic code: what it means, what to do, where Istio documents it
+    #[command(
+        after_help = "Examples:\n  meshplan explain values-invalid\n  meshplan explain --list"
+    )]
+    Explain(ExplainArgs),
+    /// Print a shell completion script
+    #[command(
+        after_help = "Examples:\n  meshplan completions bash > ~/.local/share/bash-completion/completions/meshplan\n  meshplan completions zsh > ~/.zfunc/_meshplan\n  meshplan completions fish > ~/.config/fish/completions/meshplan.fish"
+    )]
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff)
+    #[command(after_help = "Examples:\n  meshplan man > meshplan.1 && man ./meshplan.1")]
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The code, as diagnostics show it (`values-invalid`)
+    #[arg(value_name = "CODE", required_unless_present = "list")]
+    pub code: Option<String>,
+    /// List every code with its one-line meaning
+    #[arg(long)]
+    pub list: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -62,6 +113,10 @@ pub struct PathArgs {
     /// A release catalog to use instead of the built-in one
     #[arg(long, value_name = "FILE")]
     pub catalog: Option<PathBuf>,
+    /// Silence a warning or note code on purpose (repeatable, or comma-separated), e.g.
+    /// --allow end-of-life; errors cannot be silenced
+    #[arg(long, value_name = "CODE", value_delimiter = ',')]
+    pub allow: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -70,13 +125,26 @@ pub enum OutputFormat {
     Json,
 }
 
+/// What `check` prints on standard output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    /// The report for people
+    Text,
+    /// The report and the diagnostics as JSON (schemas/check-output.schema.json)
+    Json,
+    /// GitHub Actions workflow commands: an annotation at each diagnostic's file:line:col
+    Github,
+    /// SARIF 2.1.0, for code-scanning tools
+    Sarif,
+}
+
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     #[command(flatten)]
     pub path: PathArgs,
     /// Output format
     #[arg(long, value_enum, default_value = "text")]
-    pub output: OutputFormat,
+    pub output: CheckFormat,
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +166,10 @@ pub struct CompileArgs {
     /// A directory of templates that replace the built-in ones of the same name
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
+    /// How to report what was (or, with --check, would be) written: a summary for people, or
+    /// JSON listing every created, updated and removed file (schemas/compile-output.schema.json)
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]

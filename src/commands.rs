@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::catalog::{self, Catalog, Date};
 use crate::cli::{self, OutputFormat, PathArgs};
-use crate::diagnostic::{self, Diagnostics, JsonDiagnostic, Severity};
+use crate::diagnostic::{self, Code, Diagnostics, JsonDiagnostic, Severity};
 use crate::path::MeshPath;
 use crate::validate::Mesh;
 use crate::version::{self, Minor};
@@ -24,13 +24,132 @@ fn print_diagnostics(io: &mut Io<'_>, checked: &Checked, only_dated: bool) {
             .collect(),
     );
     if !shown.is_empty() {
-        let _ = io
-            .stderr
-            .write_all(diagnostic::render(&shown, checked.source.as_ref()).as_bytes());
+        let _ = io.stderr.write_all(
+            diagnostic::render_styled(&shown, checked.source.as_ref(), io.color).as_bytes(),
+        );
     }
 }
 
-pub(crate) fn check(args: &PathArgs, format: OutputFormat, io: &mut Io<'_>) -> i32 {
+/// The long explanation of a diagnostic code (`src/data/explain.yaml`).
+#[derive(serde::Deserialize)]
+struct Explanation {
+    text: String,
+    #[serde(default)]
+    docs: Vec<String>,
+}
+
+fn explanations() -> BTreeMap<String, Explanation> {
+    serde_yaml::from_str(include_str!("data/explain.yaml")).expect("src/data/explain.yaml is valid")
+}
+
+pub(crate) fn explain(args: &cli::ExplainArgs, io: &mut Io<'_>) -> i32 {
+    if args.list {
+        for c in Code::ALL {
+            let _ = writeln!(io.stdout, "{:<28} {}", c.name(), c.description());
+        }
+        return exit::OK;
+    }
+    let name = args.code.as_deref().unwrap_or_default();
+    let Some(code) = Code::ALL.iter().find(|c| c.name() == name) else {
+        let hint = diagnostic::suggest(name, Code::ALL.iter().map(|c| c.name()))
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            io.stderr,
+            "error: no diagnostic code `{name}`{hint}; `meshplan explain --list` lists them"
+        );
+        return exit::USAGE;
+    };
+    let all = explanations();
+    let e = &all[code.name()];
+    let _ = writeln!(io.stdout, "{}: {}\n", code.name(), code.description());
+    let _ = write!(io.stdout, "{}", e.text.trim_end());
+    let _ = writeln!(io.stdout);
+    if !e.docs.is_empty() {
+        let _ = writeln!(io.stdout, "\nSee:");
+        for d in &e.docs {
+            let _ = writeln!(io.stdout, "  {d}");
+        }
+    }
+    exit::OK
+}
+
+/// A GitHub Actions workflow command: an annotation at the diagnostic's position.
+fn github_annotation(d: &diagnostic::Diagnostic) -> String {
+    fn data(s: &str) -> String {
+        s.replace('%', "%25")
+            .replace('\r', "%0D")
+            .replace('\n', "%0A")
+    }
+    fn property(s: &str) -> String {
+        data(s).replace(':', "%3A").replace(',', "%2C")
+    }
+    let level = match d.severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+        Severity::Note => "notice",
+    };
+    let mut props = Vec::new();
+    if !d.file.is_empty() && !d.file.starts_with('<') {
+        props.push(format!("file={}", property(&d.file)));
+        if let Some(p) = d.position {
+            props.push(format!("line={}", p.line));
+            props.push(format!("col={}", p.col));
+        }
+    }
+    props.push(format!("title={}", property(d.code.name())));
+    let mut message = d.message.clone();
+    for h in &d.help {
+        message.push_str("\nhelp: ");
+        message.push_str(h);
+    }
+    format!("::{level} {}::{}", props.join(","), data(&message))
+}
+
+/// The diagnostics as a SARIF 2.1.0 log, for code-scanning tools.
+fn sarif(diags: &[&diagnostic::Diagnostic]) -> serde_json::Value {
+    let rules: Vec<serde_json::Value> = Code::ALL
+        .iter()
+        .map(|c| json!({"id": c.name(), "shortDescription": {"text": c.description()}}))
+        .collect();
+    let results: Vec<serde_json::Value> = diags
+        .iter()
+        .map(|d| {
+            let mut text = d.message.clone();
+            for h in &d.help {
+                text.push_str("\nhelp: ");
+                text.push_str(h);
+            }
+            let mut r = json!({
+                "ruleId": d.code.name(),
+                "level": match d.severity { Severity::Error => "error", Severity::Warning => "warning", Severity::Note => "note" },
+                "message": {"text": text},
+            });
+            if !d.file.is_empty() && !d.file.starts_with('<') {
+                let mut loc = json!({"physicalLocation": {"artifactLocation": {"uri": d.file}}});
+                if let Some(p) = d.position {
+                    loc["physicalLocation"]["region"] = json!({"startLine": p.line, "startColumn": p.col});
+                }
+                r["locations"] = json!([loc]);
+            }
+            r
+        })
+        .collect();
+    json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "meshplan",
+                "version": env!("CARGO_PKG_VERSION"),
+                "rules": rules,
+            }},
+            "results": results,
+        }],
+    })
+}
+
+pub(crate) fn check(args: &PathArgs, format: cli::CheckFormat, io: &mut Io<'_>) -> i32 {
     let checked = match crate::check(args, io.stdin, io.today, false) {
         Ok(c) => c,
         Err((text, code)) => {
@@ -40,13 +159,33 @@ pub(crate) fn check(args: &PathArgs, format: OutputFormat, io: &mut Io<'_>) -> i
     };
     let ok = !checked.diagnostics.has_errors();
     match format {
-        OutputFormat::Text => {
+        cli::CheckFormat::Github | cli::CheckFormat::Sarif => {
+            // People read stderr; the machine-readable form goes to stdout without dated findings.
+            print_diagnostics(io, &checked, false);
+            let stable: Vec<&diagnostic::Diagnostic> = checked
+                .diagnostics
+                .iter()
+                .filter(|d| !d.code.is_dated())
+                .collect();
+            if format == cli::CheckFormat::Github {
+                for d in &stable {
+                    let _ = writeln!(io.stdout, "{}", github_annotation(d));
+                }
+            } else {
+                let _ = writeln!(
+                    io.stdout,
+                    "{}",
+                    serde_json::to_string_pretty(&sarif(&stable)).unwrap_or_default()
+                );
+            }
+        }
+        cli::CheckFormat::Text => {
             print_diagnostics(io, &checked, false);
             if let (Some(paths), Some(catalog)) = (&checked.paths, &checked.catalog) {
                 let _ = io.stdout.write_all(check_report(paths, catalog).as_bytes());
             }
         }
-        OutputFormat::Json => {
+        cli::CheckFormat::Json => {
             // Dated findings (end of life) go to stderr only; stdout stays reproducible.
             print_diagnostics(io, &checked, true);
             let diags: Vec<JsonDiagnostic> = checked
@@ -170,6 +309,13 @@ pub(crate) fn compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
         check: args.check,
         force: args.force,
     };
+    // With --output json, stdout holds the JSON report only (no diff).
+    let mut sink = std::io::sink();
+    let diff_out: &mut dyn Write = if args.output == OutputFormat::Json {
+        &mut sink
+    } else {
+        &mut *io.stdout
+    };
     let result = render::environment(&overrides)
         .map_err(CompileError::Render)
         .and_then(|env| {
@@ -182,11 +328,39 @@ pub(crate) fn compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
                 &env,
                 &args.out,
                 opts,
-                &mut *io.stdout,
+                diff_out,
             )
         });
     match result {
         Ok(report) => {
+            if args.output == OutputFormat::Json {
+                let prefix = shown_prefix(&args.out);
+                let changes: Vec<serde_json::Value> = report
+                    .changes
+                    .iter()
+                    .map(|(c, p)| json!({"change": c, "path": format!("{prefix}{p}")}))
+                    .collect();
+                let out = json!({
+                    "out": args.out.display().to_string(),
+                    "check": args.check,
+                    "upToDate": !report.changed(),
+                    "created": report.created,
+                    "updated": report.updated,
+                    "removed": report.removed,
+                    "unchanged": report.unchanged,
+                    "changes": changes,
+                });
+                let _ = writeln!(
+                    io.stdout,
+                    "{}",
+                    serde_json::to_string_pretty(&out).unwrap_or_default()
+                );
+                return if args.check && report.changed() {
+                    exit::DRIFT
+                } else {
+                    exit::OK
+                };
+            }
             if args.check {
                 if report.changed() {
                     let _ = writeln!(
@@ -229,6 +403,18 @@ pub(crate) fn compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
             );
             exit::IO
         }
+    }
+}
+
+/// `--out` as the user gave it, as a prefix of the paths below it (`plan/`).
+fn shown_prefix(out: &std::path::Path) -> String {
+    let s = out.to_string_lossy();
+    if s.is_empty() || s == "." {
+        String::new()
+    } else if s.ends_with('/') {
+        s.into_owned()
+    } else {
+        format!("{s}/")
     }
 }
 
@@ -364,11 +550,13 @@ fn emit(
                 match rendered? {
                     Rendered::Files(tree) => {
                         if w.is_none() {
-                            w = Some(write::Writer::begin(
+                            let mut new = write::Writer::begin(
                                 out,
                                 opts,
                                 diff.take().expect("the writer begins once"),
-                            )?);
+                            )?;
+                            new.show_paths_under(&shown_prefix(out));
+                            w = Some(new);
                         }
                         if let Some(w) = w.as_mut() {
                             w.put(&tree)?;
@@ -414,7 +602,12 @@ fn emit(
         .map_err(|e| scratch_io(e.into_error()))?;
     let mut w = match w {
         Some(w) => w,
-        None => write::Writer::begin(out, opts, diff.take().expect("the writer begins once"))?,
+        None => {
+            let mut new =
+                write::Writer::begin(out, opts, diff.take().expect("the writer begins once"))?;
+            new.show_paths_under(&shown_prefix(out));
+            new
+        }
     };
     for (path, head, body) in [
         ("plan.yaml", &yaml_head, &mut steps_body),

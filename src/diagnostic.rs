@@ -238,12 +238,48 @@ pub const MAX_SHOWN: usize = 200;
 /// known. `src` is the inventory the positions refer to, when there is one. At most
 /// [`MAX_SHOWN`] are shown; the summary says how many more there are.
 pub fn render(diags: &Diagnostics, src: Option<&Source>) -> String {
+    render_styled(diags, src, false)
+}
+
+/// ANSI styles of the parts of a diagnostic, as rustc colours them; empty without colour.
+struct Style {
+    severity: &'static str,
+    bold: &'static str,
+    accent: &'static str,
+    reset: &'static str,
+}
+
+impl Style {
+    fn new(color: bool, severity: Severity) -> Self {
+        if !color {
+            return Style {
+                severity: "",
+                bold: "",
+                accent: "",
+                reset: "",
+            };
+        }
+        Style {
+            severity: match severity {
+                Severity::Error => "\x1b[1;31m",
+                Severity::Warning => "\x1b[1;33m",
+                Severity::Note => "\x1b[1;36m",
+            },
+            bold: "\x1b[1m",
+            accent: "\x1b[1;34m",
+            reset: "\x1b[0m",
+        }
+    }
+}
+
+/// [`render`], coloured with ANSI escapes when `color` (a terminal, `--color always`).
+pub fn render_styled(diags: &Diagnostics, src: Option<&Source>, color: bool) -> String {
     let mut out = String::new();
     for (i, d) in diags.iter().take(MAX_SHOWN).enumerate() {
         if i > 0 {
             out.push('\n');
         }
-        render_one(&mut out, d, src);
+        render_one(&mut out, d, src, &Style::new(color, d.severity));
     }
     if diags.0.len() > MAX_SHOWN {
         let _ = write!(
@@ -280,13 +316,17 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-fn render_one(out: &mut String, d: &Diagnostic, src: Option<&Source>) {
+fn render_one(out: &mut String, d: &Diagnostic, src: Option<&Source>, st: &Style) {
     let _ = writeln!(
         out,
-        "{}[{}]: {}",
+        "{}{}[{}]{}{}: {}{}",
+        st.severity,
         d.severity.label(),
         d.code.name(),
-        d.message
+        st.reset,
+        st.bold,
+        d.message,
+        st.reset
     );
     let path = d
         .path
@@ -297,31 +337,42 @@ fn render_one(out: &mut String, d: &Diagnostic, src: Option<&Source>) {
         Some(p) => {
             let num = p.line.to_string();
             let pad = " ".repeat(num.len());
-            let _ = writeln!(out, "{pad}--> {}:{}:{}{path}", d.file, p.line, p.col);
+            let _ = writeln!(
+                out,
+                "{pad}{}-->{} {}:{}:{}{path}",
+                st.accent, st.reset, d.file, p.line, p.col
+            );
             let line = src
                 .filter(|s| s.name == d.file)
                 .and_then(|s| s.line_text(p.line));
             if let Some(line) = line {
                 let (shown, col) = window(line.trim_end(), p.col);
                 let width = token_width(&shown, col).min(WINDOW);
-                let _ = writeln!(out, "{pad} |");
-                let _ = writeln!(out, "{num} | {shown}");
+                let (a, r) = (st.accent, st.reset);
+                let _ = writeln!(out, "{pad} {a}|{r}");
+                let _ = writeln!(out, "{a}{num} |{r} {shown}");
                 let _ = writeln!(
                     out,
-                    "{pad} | {}{}",
+                    "{pad} {a}|{r} {}{}{}{}",
                     " ".repeat(col.saturating_sub(1)),
-                    "^".repeat(width)
+                    st.severity,
+                    "^".repeat(width),
+                    r
                 );
             }
         }
         None if !d.file.is_empty() => {
-            let _ = writeln!(out, " --> {}{path}", d.file);
+            let _ = writeln!(out, " {}-->{} {}{path}", st.accent, st.reset, d.file);
         }
         None => {}
     }
     let pad = " ".repeat(d.position.map_or(1, |p| p.line.to_string().len()));
     for h in &d.help {
-        let _ = writeln!(out, "{pad} = help: {h}");
+        let _ = writeln!(
+            out,
+            "{pad} {}={} {}help{}: {h}",
+            st.accent, st.reset, st.bold, st.reset
+        );
     }
 }
 

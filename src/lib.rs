@@ -42,8 +42,6 @@ pub mod yaml;
 use std::ffi::OsString;
 use std::io::{Read, Write};
 
-use clap::Parser as _;
-
 use crate::catalog::{Catalog, Date};
 use crate::cli::{Cli, Command, PathArgs};
 use crate::diagnostic::{Code, Diagnostic, Diagnostics};
@@ -75,11 +73,47 @@ pub struct Io<'a> {
     pub stderr: &'a mut dyn Write,
     /// Today's date for end-of-life warnings: `MESHPLAN_TODAY` (YYYY-MM-DD) or the clock.
     pub today: Option<Date>,
+    /// Standard error is a terminal: diagnostics may be coloured and progress shown.
+    pub stderr_is_terminal: bool,
+    /// `NO_COLOR` is set to something (no-color.org): no colour unless `--color always`.
+    pub no_color: bool,
+    /// Set by [`run`] from `--color` and the two above.
+    pub color: bool,
 }
 
 /// Runs meshplan with `args` (the first is the program name) and returns the exit code.
+/// `meshplan --version`: the version, the commit it was built from, and the release catalog
+/// it embeds.
+pub fn version_text() -> String {
+    let catalog = Catalog::embedded();
+    let minors: Vec<Minor> = catalog.minors().collect();
+    let newest = minors.last().and_then(|m| catalog.get(*m));
+    format!(
+        "{} (commit {}; release catalog: Istio {} to {}, newest {} released {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("MESHPLAN_COMMIT"),
+        minors.first().map(ToString::to_string).unwrap_or_default(),
+        minors.last().map(ToString::to_string).unwrap_or_default(),
+        newest
+            .map(|r| r.latest_patch.to_string())
+            .unwrap_or_default(),
+        newest.map(|r| r.ga.to_string()).unwrap_or_default(),
+    )
+}
+
+/// The command line's definition, with [`version_text`] as its version.
+fn command() -> clap::Command {
+    use clap::CommandFactory as _;
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    Cli::command().version(VERSION.get_or_init(version_text).as_str())
+}
+
 pub fn run(args: impl IntoIterator<Item = OsString>, io: &mut Io<'_>) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
+    use clap::FromArgMatches as _;
+    let parsed = command()
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() {
@@ -96,8 +130,29 @@ pub fn run(args: impl IntoIterator<Item = OsString>, io: &mut Io<'_>) -> i32 {
             return code;
         }
     };
+    io.color = match cli.color {
+        cli::ColorChoice::Always => true,
+        cli::ColorChoice::Never => false,
+        cli::ColorChoice::Auto => io.stderr_is_terminal && !io.no_color,
+    };
     match cli.command {
         Command::Check(args) => commands::check(&args.path, args.output, io),
+        Command::Explain(args) => commands::explain(&args, io),
+        Command::Completions(args) => {
+            clap_complete::generate(args.shell, &mut command(), "meshplan", io.stdout);
+            exit::OK
+        }
+        Command::Man => {
+            match clap_mangen::Man::new(command()).render(io.stdout) {
+                Ok(()) => exit::OK,
+                // The reader went away (`meshplan man | head`).
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
+                Err(e) => {
+                    let _ = writeln!(io.stderr, "error: cannot write the manual page: {e}");
+                    exit::IO
+                }
+            }
+        }
         Command::Compile(args) => commands::compile(&args, io),
         Command::Versions(args) => commands::versions(args.catalog.as_deref(), args.output, io),
         Command::Schema(args) => {
@@ -131,6 +186,7 @@ pub fn check(
     artifacts: bool,
 ) -> Result<Checked, (String, i32)> {
     let mut diags = Diagnostics::default();
+    let allowed = allowed_codes(&args.allow)?;
     if args.inventory == "-" && args.catalog.as_deref() == Some(std::path::Path::new("-")) {
         return Err((
             "error: standard input can feed the inventory or --catalog, not both; give the catalog as a file\n".to_string(),
@@ -169,6 +225,10 @@ pub fn check(
             paths = None;
         }
     }
+    // Warnings and notes a team accepts on purpose; errors always stay.
+    diags
+        .0
+        .retain(|d| d.severity == diagnostic::Severity::Error || !allowed.contains(&d.code));
     diags.locate(&source);
     Ok(Checked {
         source: Some(source),
@@ -177,6 +237,28 @@ pub fn check(
         paths,
         diagnostics: diags.sorted(),
     })
+}
+
+/// The codes `--allow` names; an unknown one is a usage error.
+fn allowed_codes(names: &[String]) -> Result<Vec<Code>, (String, i32)> {
+    let mut out = Vec::new();
+    for n in names {
+        match Code::ALL.iter().find(|c| c.name() == n.as_str()) {
+            Some(c) => out.push(*c),
+            None => {
+                let hint = diagnostic::suggest(n, Code::ALL.iter().map(|c| c.name()))
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                return Err((
+                    format!(
+                        "error: --allow {n}: no such diagnostic code{hint}; `meshplan explain --list` lists them\n"
+                    ),
+                    exit::USAGE,
+                ));
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn parse_target(

@@ -48,6 +48,9 @@ fn main() {
         stdout: &mut stdout,
         stderr: &mut stderr,
         today,
+        stderr_is_terminal: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+        color: false,
     };
     let mut code = meshplan::run(std::env::args_os(), &mut io);
     let _ = stdout.flush();

@@ -87,6 +87,18 @@ pub struct WriteReport {
     pub unchanged: usize,
     /// Unified diffs of every change (check mode, [`write_tree`] only; [`Writer`] prints them).
     pub diff: String,
+    /// Every change, in the order found: what happened (or would) to which file, relative to
+    /// the output directory.
+    pub changes: Vec<(Change, String)>,
+}
+
+/// What a run does to a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Created,
+    Updated,
+    Removed,
 }
 
 impl WriteReport {
@@ -162,6 +174,9 @@ pub struct Writer<'a> {
     dirs_ok: HashSet<PathBuf>,
     /// Directories below `out` known not to exist yet.
     dirs_missing: HashSet<PathBuf>,
+    /// What check mode's diffs put before each path: `--out` as the user gave it, so that the
+    /// paths hold from where they ran the command.
+    shown_prefix: String,
 }
 
 impl<'a> Writer<'a> {
@@ -236,7 +251,17 @@ impl<'a> Writer<'a> {
             cleaned: HashSet::new(),
             dirs_ok: HashSet::new(),
             dirs_missing: HashSet::new(),
+            shown_prefix: String::new(),
         })
+    }
+
+    /// Diffs name files as `<prefix><path>` (for example `plan/` and `--out plan`).
+    pub fn show_paths_under(&mut self, prefix: &str) {
+        self.shown_prefix = prefix.to_string();
+    }
+
+    fn shown(&self, path: &str) -> String {
+        format!("{}{path}", self.shown_prefix)
     }
 
     /// `out/rel` for a file, checking (once per directory) that no directory on the way is a
@@ -409,15 +434,21 @@ impl<'a> Writer<'a> {
                         )));
                     }
                     if self.opts.check {
-                        self.emit_diff(&unified(path, &current, text))?;
+                        self.emit_diff(&unified(&self.shown(path), &current, text))?;
                     }
                     self.report.updated += 1;
+                    self.report
+                        .changes
+                        .push((Change::Updated, path.to_string()));
                 }
                 None => {
                     if self.opts.check {
-                        self.emit_diff(&unified(path, "", text))?;
+                        self.emit_diff(&unified(&self.shown(path), "", text))?;
                     }
                     self.report.created += 1;
+                    self.report
+                        .changes
+                        .push((Change::Created, path.to_string()));
                 }
             }
             actions.push((path, full));
@@ -503,20 +534,26 @@ impl<'a> Writer<'a> {
         }
         if existing.is_some() {
             self.report.updated += 1;
+            self.report
+                .changes
+                .push((Change::Updated, path.to_string()));
         } else {
             self.report.created += 1;
+            self.report
+                .changes
+                .push((Change::Created, path.to_string()));
         }
         if self.opts.check {
             let old = existing.map(|_| fs::read_to_string(&full).unwrap_or_default());
             let new_len = tmp.as_file().metadata().map_err(io_err(&full))?.len();
             if existing.unwrap_or(0) <= MAX_DIFF_BYTES && new_len <= MAX_DIFF_BYTES {
                 let new = fs::read_to_string(tmp.path()).map_err(io_err(&full))?;
-                self.report
-                    .diff
-                    .push_str(&unified(path, old.as_deref().unwrap_or(""), &new));
+                let shown = self.shown(path);
+                self.emit_diff(&unified(&shown, old.as_deref().unwrap_or(""), &new))?;
             } else {
+                let shown = self.shown(path);
                 self.emit_diff(&format!(
-                    "--- a/{path}\n+++ b/{path}\n@@ large file differs: {} bytes now, {new_len} bytes generated @@\n",
+                    "--- a/{shown}\n+++ b/{shown}\n@@ large file differs: {} bytes now, {new_len} bytes generated @@\n",
                     existing.unwrap_or(0)
                 ))?;
             }
@@ -567,12 +604,15 @@ impl<'a> Writer<'a> {
             let full = safe_join(&self.out, path)?;
             if let Some(current) = read_if_file(&full)? {
                 if self.opts.check {
-                    self.emit_diff(&unified(path, &current, ""))?;
+                    self.emit_diff(&unified(&self.shown(path), &current, ""))?;
                 } else {
                     fs::remove_file(&full).map_err(io_err(&full))?;
                     remove_empty_parents(&self.out, &full);
                 }
                 self.report.removed += 1;
+                self.report
+                    .changes
+                    .push((Change::Removed, path.to_string()));
             }
         }
         if self.opts.check {

@@ -322,7 +322,7 @@ fn check_reports_drift_and_a_rerun_restores_it() {
 
     let out = compile(dir.path(), &["--check"]);
     assert_eq!(out.status, 3);
-    assert!(out.stdout.contains(&format!("--- a/{edited}")));
+    assert!(out.stdout.contains(&format!("--- a/plan/{edited}")));
     assert!(
         out.stdout
             .contains("-    autoscaleMin: 9\n+    autoscaleMin: 2")
@@ -332,7 +332,7 @@ fn check_reports_drift_and_a_rerun_restores_it() {
         "{}",
         out.stdout
     );
-    assert!(out.stdout.contains(&format!("+++ b/{deleted}")));
+    assert!(out.stdout.contains(&format!("+++ b/plan/{deleted}")));
     assert!(!out.stdout.contains("NOTES.md"));
     assert!(
         out.stderr.contains("to create 1, to update 1"),

@@ -1,6 +1,7 @@
 //! The one integration-test binary: golden cases, CLI behaviour, and repository tidiness.
 
 mod cli;
+mod conventions;
 mod golden;
 mod hostile;
 mod property;

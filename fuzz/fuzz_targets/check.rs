@@ -10,6 +10,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         stdout: &mut stdout,
         stderr: &mut stderr,
         today: meshplan::catalog::Date::parse("2026-11-24"),
+        stderr_is_terminal: false,
+        no_color: true,
+        color: false,
     };
     let args = ["meshplan", "check", "-", "--to", "1.22.8"];
     let code = meshplan::run(args.iter().map(std::ffi::OsString::from), &mut io);
