@@ -309,6 +309,8 @@ pub(crate) fn compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
         check: args.check,
         force: args.force,
     };
+    let started = std::time::Instant::now();
+    let terminal = io.stderr_is_terminal && !args.quiet && args.output == OutputFormat::Text;
     // With --output json, stdout holds the JSON report only (no diff).
     let mut sink = std::io::sink();
     let diff_out: &mut dyn Write = if args.output == OutputFormat::Json {
@@ -329,6 +331,7 @@ pub(crate) fn compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
                 &args.out,
                 opts,
                 diff_out,
+                &mut Progress::new(terminal.then_some(&mut *io.stderr), mesh.clusters.len()),
             )
         });
     match result {
@@ -378,7 +381,18 @@ pub(crate) fn compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
                 return exit::OK;
             }
             if !args.quiet {
-                let _ = writeln!(io.stdout, "{}: {}", args.out.display(), report.summary());
+                // The time only on a terminal: logs and tests compare this line.
+                let took = if terminal {
+                    format!(" in {:.2} s", started.elapsed().as_secs_f64())
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(
+                    io.stdout,
+                    "{}: {}{took}",
+                    args.out.display(),
+                    report.summary()
+                );
             }
             exit::OK
         }
@@ -415,6 +429,71 @@ fn shown_prefix(out: &std::path::Path) -> String {
         s.into_owned()
     } else {
         format!("{s}/")
+    }
+}
+
+/// Progress of a long compile on a terminal: one line, rewritten in place at most ten times a
+/// second, cleared when the run ends. Silent when standard error is not a terminal.
+pub(crate) struct Progress<'a> {
+    out: Option<&'a mut dyn Write>,
+    clusters: usize,
+    done: usize,
+    files: usize,
+    shown: Option<std::time::Instant>,
+}
+
+impl<'a> Progress<'a> {
+    fn new(out: Option<&'a mut dyn Write>, clusters: usize) -> Self {
+        Progress {
+            out,
+            clusters,
+            done: 0,
+            files: 0,
+            shown: None,
+        }
+    }
+
+    fn files(&mut self, n: usize) {
+        self.files += n;
+        self.show(false);
+    }
+
+    fn cluster_done(&mut self) {
+        self.done += 1;
+        self.show(true);
+    }
+
+    fn show(&mut self, force: bool) {
+        let Some(out) = self.out.as_mut() else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        if !force
+            && self
+                .shown
+                .is_some_and(|t| now.duration_since(t).as_millis() < 100)
+        {
+            return;
+        }
+        self.shown = Some(now);
+        let _ = write!(
+            out,
+            "\r\x1b[2Kcompiling: {}/{} clusters, {} files",
+            self.done, self.clusters, self.files
+        );
+        let _ = out.flush();
+    }
+}
+
+impl Drop for Progress<'_> {
+    /// The line is cleared however the run ends.
+    fn drop(&mut self) {
+        if self.shown.is_some()
+            && let Some(out) = self.out.as_mut()
+        {
+            let _ = write!(out, "\r\x1b[2K");
+            let _ = out.flush();
+        }
     }
 }
 
@@ -463,6 +542,7 @@ fn emit(
     out: &std::path::Path,
     opts: write::WriteOptions,
     diff: &mut dyn Write,
+    progress: &mut Progress<'_>,
 ) -> Result<write::WriteReport, CompileError> {
     use std::io::{Seek, SeekFrom};
     let mut steps_body = std::io::BufWriter::new(write::scratch().map_err(scratch_io)?);
@@ -561,6 +641,7 @@ fn emit(
                         if let Some(w) = w.as_mut() {
                             w.put(&tree)?;
                         }
+                        progress.files(tree.0.len());
                     }
                     Rendered::Done {
                         mut steps_yaml,
@@ -574,6 +655,7 @@ fn emit(
                             std::io::copy(from, to).map_err(scratch_io)?;
                         }
                         summaries.push(*summary);
+                        progress.cluster_done();
                         break;
                     }
                 }
@@ -802,4 +884,30 @@ fn versions_table(catalog: &Catalog, today: Option<Date>) -> String {
     }
     let _ = writeln!(out, "\ncatalog: {}", catalog.origin);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_is_one_line_rewritten_then_cleared() {
+        let mut buf: Vec<u8> = Vec::new();
+        {
+            let mut p = Progress::new(Some(&mut buf), 2);
+            p.files(10);
+            p.cluster_done();
+        }
+        let text = String::from_utf8(buf).unwrap();
+        assert!(
+            text.contains("\r\x1b[2Kcompiling: 1/2 clusters, 10 files"),
+            "{text:?}"
+        );
+        assert!(text.ends_with("\r\x1b[2K"), "{text:?}");
+        assert!(!text.contains('\n'));
+        // Without a terminal, nothing.
+        let mut p = Progress::new(None, 2);
+        p.files(3);
+        p.cluster_done();
+    }
 }

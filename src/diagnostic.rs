@@ -457,6 +457,60 @@ impl<'a> From<&'a Diagnostic> for JsonDiagnostic<'a> {
     }
 }
 
+/// A YAML syntax error at `position`, with what the parser's message leaves out: a tab is
+/// shown where it is (parsers report the token before it), and an indentation mistake says
+/// which columns disagree.
+pub fn yaml_syntax(src: &Source, message: &str, position: Option<Position>) -> Diagnostic {
+    let mut d = Diagnostic::error(Code::YamlSyntax, format!("invalid YAML: {message}"));
+    d.file.clone_from(&src.name);
+    d.position = position;
+    let Some(p) = position else {
+        return d;
+    };
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("tab") {
+        // The first tab at or after the reported line (within a few lines).
+        let found = (p.line..p.line + 3).find_map(|line| {
+            let text = src.line_text(line)?;
+            text.find('\t').map(|i| Position {
+                line,
+                col: text[..i].chars().count() + 1,
+            })
+        });
+        if let Some(tab) = found {
+            d.position = Some(tab);
+        }
+        return d.help("YAML does not allow tabs for indentation: indent with spaces");
+    }
+    let indentation_error = [
+        "did not find expected key",
+        "mapping values are not allowed",
+        "did not find expected '-'",
+        "expected <block end>",
+        "could not find expected ':'",
+    ]
+    .iter()
+    .any(|m| lower.contains(m));
+    if indentation_error && let Some(text) = src.line_text(p.line) {
+        let indent = |t: &str| t.chars().take_while(|c| *c == ' ').count();
+        let here = indent(text);
+        let before = (1..p.line).rev().find_map(|l| {
+            let t = src.line_text(l)?;
+            let trimmed = t.trim_start();
+            (!trimmed.is_empty() && !trimmed.starts_with('#')).then(|| (l, indent(t)))
+        });
+        d = match before {
+            Some((l, there)) if there != here => d.help(format!(
+                "this line starts in column {}, line {l} in column {}: keys of one mapping must start in the same column, and a nested mapping further right than its key",
+                here + 1,
+                there + 1
+            )),
+            _ => d.help("check the indentation of this line and the lines before it: keys of one mapping start in the same column"),
+        };
+    }
+    d
+}
+
 /// Levenshtein distance, for "did you mean" suggestions.
 pub fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();

@@ -224,10 +224,7 @@ fn inventory_inner(src: &Source) -> Result<(Inventory, Diagnostics), Diagnostics
     let top = match streamed {
         Ok(v) => v,
         Err(e) => {
-            let mut d = Diagnostic::error(Code::YamlSyntax, format!("invalid YAML: {}", e.message));
-            d.file.clone_from(&src.name);
-            d.position = e.position;
-            diags.push(d);
+            diags.push(crate::diagnostic::yaml_syntax(src, &e.message, e.position));
             return Err(diags);
         }
     };

@@ -63,13 +63,11 @@ pub fn parse_yaml(src: &Source, kind: Kind) -> Result<Value, Diagnostics> {
             if let Some(i) = msg.find(" at line ") {
                 msg.truncate(i);
             }
-            let mut d = Diagnostic::error(Code::YamlSyntax, format!("invalid YAML: {msg}"));
-            d.file.clone_from(&src.name);
-            d.position = e.location().map(|l| Position {
+            let position = e.location().map(|l| Position {
                 line: l.line(),
                 col: l.column(),
             });
-            diags.push(d);
+            diags.push(crate::diagnostic::yaml_syntax(src, &msg, position));
             Err(diags)
         }
     }
@@ -232,9 +230,18 @@ fn validate_with(
                                 .collect::<String>()
                         })
                         .unwrap_or_default();
-                    d = d.help(format!(
-                        "write it in quotes, \"{raw}\": unquoted, YAML reads it as a number (1.30 becomes 1.3)"
-                    ));
+                    let revision = matches!(path.0.last(), Some(crate::source::Seg::Key(k)) if k == "revision");
+                    d = if revision && raw.contains('.') {
+                        // Quoting would only lead to the next error: revisions have no dots.
+                        d.help(format!(
+                            "a revision cannot contain dots (it becomes part of object names): write {}",
+                            raw.replace('.', "-")
+                        ))
+                    } else {
+                        d.help(format!(
+                            "write it in quotes, \"{raw}\": unquoted, YAML reads it as a number (1.30 becomes 1.3)"
+                        ))
+                    };
                 }
                 if let Some(desc) = subschema_desc(node) {
                     d = d.help(desc);

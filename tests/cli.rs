@@ -521,7 +521,8 @@ fn examples_pass_check() {
             let dir = tempfile::tempdir().unwrap();
             let out = run_in(
                 dir.path(),
-                &["check", p.to_str().unwrap(), "--to", "1.20.2"],
+                // The quick start's target, a supported release.
+                &["check", p.to_str().unwrap(), "--to", "1.30.5"],
                 None,
             );
             assert_eq!(out.status, 0, "{}: {}", p.display(), out.stderr);

@@ -78,6 +78,19 @@ fn colour_follows_the_terminal_the_flag_and_no_color() {
     );
     // Colour never reaches standard output.
     assert!(!out.stdout.contains('\x1b'));
+    // Nor progress, away from a terminal: the summary line has no time, so logs compare.
+    let out = run_in(
+        dir.path(),
+        &[
+            "compile", "inv.yaml", "--to", "1.20.2", "--out", "plan", "--color", "always",
+        ],
+        None,
+    );
+    assert!(!out.stderr.contains("compiling:"), "{}", out.stderr);
+    assert_eq!(
+        out.stdout.lines().last().unwrap_or_default(),
+        "plan: created 56, updated 0, removed 0, unchanged 0"
+    );
     let mut never = args.to_vec();
     never.extend(["--color", "never"]);
     assert!(!run_in(dir.path(), &never, None).stderr.contains('\x1b'));
@@ -304,4 +317,32 @@ fn warnings_are_silenced_only_on_purpose() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn yaml_mistakes_point_at_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = "apiVersion: meshplan.dev/v1alpha1\nkind: MeshInventory\nname: m\nclusters:\n  - name: c\n    kubernetesVersion: \"1.28\"\n    istio:\n      version: 1.19.6\n";
+    let check = |name: &str, tail: &str| {
+        fs::write(dir.path().join(name), format!("{head}{tail}")).unwrap();
+        run_in(dir.path(), &["check", name, "--to", "1.20.2"], None)
+    };
+    // One space short: which columns disagree.
+    let out = check("indent.yaml", "     revision: 1-19\n");
+    assert_eq!(out.status, 1);
+    assert!(out.stderr.contains("--> indent.yaml:9:6"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("this line starts in column 6, line 8 in column 7"),
+        "{}",
+        out.stderr
+    );
+    // A tab: shown on its own line, not on the token before it.
+    let out = check("tab.yaml", "\trevision: 1-19\n");
+    assert!(out.stderr.contains("--> tab.yaml:9:1"), "{}", out.stderr);
+    assert!(out.stderr.contains("indent with spaces"));
+    // An unquoted revision: the fix that passes, not "quote it", which fails next.
+    let out = check("rev.yaml", "      revision: 1.19\n");
+    assert!(out.stderr.contains("write 1-19"), "{}", out.stderr);
+    assert!(!out.stderr.contains("write it in quotes"), "{}", out.stderr);
 }
