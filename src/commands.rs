@@ -311,6 +311,63 @@ pub(crate) fn compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
     };
     let started = std::time::Instant::now();
     let terminal = io.stderr_is_terminal && !args.quiet && args.output == OutputFormat::Text;
+    // Everything the output depends on: with the same digest, an output directory whose files
+    // still have the stat the last full run recorded is already what this run would write.
+    // What every file depends on besides the inventory: meshplan's build, the catalog, the
+    // templates, the options that shape the plan.
+    let common = |d: &mut crate::cache::Inputs| {
+        d.add("meshplan", crate::version_text().as_bytes())
+            .add("catalog", format!("{catalog:?}").as_bytes())
+            .add("inventory-name", inventory_name.as_bytes())
+            .add("to", args.path.to.as_bytes())
+            .add("via", args.path.via.join(",").as_bytes())
+            .add("one-minor", &[u8::from(args.path.one_minor_at_a_time)]);
+        let mut allow = args.path.allow.clone();
+        allow.sort();
+        d.add("allow", allow.join(",").as_bytes());
+        for (name, text) in render::TEMPLATES {
+            d.add(name, text.as_bytes());
+        }
+        for (name, text) in &overrides {
+            d.add(&format!("override/{name}"), text.as_bytes());
+        }
+    };
+    let digest = {
+        let mut d = crate::cache::Inputs::new();
+        common(&mut d);
+        d.add("inventory", source.text.as_bytes());
+        d.finish()
+    };
+    // Per cluster: what its own files depend on (its validated spec and path, its position).
+    let cluster_digests: Vec<(String, String)> = mesh
+        .clusters
+        .iter()
+        .zip(&paths.clusters)
+        .enumerate()
+        .map(|(i, (c, p))| {
+            let mut d = crate::cache::Inputs::new();
+            common(&mut d);
+            d.add("index", &i.to_le_bytes())
+                .add("cluster", format!("{c:?}").as_bytes())
+                .add("path", format!("{p:?}").as_bytes());
+            (plan::cluster_dir(i, &c.name), d.finish())
+        })
+        .collect();
+    let fast = crate::write::lock_existing(&args.out, args.check).and_then(|lock| {
+        let n = crate::cache::unchanged(&args.out, &digest)?;
+        drop(lock);
+        Ok(n)
+    });
+    if let Ok(Some(unchanged)) = fast {
+        let report = write::WriteReport {
+            unchanged,
+            ..Default::default()
+        };
+        return finish_compile(args, io, &report, terminal, started);
+    }
+    // Clusters whose inputs and files are as the last full run left them: their files are kept
+    // as they are, neither rendered nor read.
+    let clean = crate::cache::clean_clusters(&args.out, &cluster_digests);
     // With --output json, stdout holds the JSON report only (no diff).
     let mut sink = std::io::sink();
     let diff_out: &mut dyn Write = if args.output == OutputFormat::Json {
@@ -332,69 +389,15 @@ pub(crate) fn compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
                 opts,
                 diff_out,
                 &mut Progress::new(terminal.then_some(&mut *io.stderr), mesh.clusters.len()),
+                &clean,
             )
         });
     match result {
         Ok(report) => {
-            if args.output == OutputFormat::Json {
-                let prefix = shown_prefix(&args.out);
-                let changes: Vec<serde_json::Value> = report
-                    .changes
-                    .iter()
-                    .map(|(c, p)| json!({"change": c, "path": format!("{prefix}{p}")}))
-                    .collect();
-                let out = json!({
-                    "out": args.out.display().to_string(),
-                    "check": args.check,
-                    "upToDate": !report.changed(),
-                    "created": report.created,
-                    "updated": report.updated,
-                    "removed": report.removed,
-                    "unchanged": report.unchanged,
-                    "changes": changes,
-                });
-                let _ = writeln!(
-                    io.stdout,
-                    "{}",
-                    serde_json::to_string_pretty(&out).unwrap_or_default()
-                );
-                return if args.check && report.changed() {
-                    exit::DRIFT
-                } else {
-                    exit::OK
-                };
+            if !args.check || !report.changed() {
+                crate::cache::record(&args.out, &digest, &cluster_digests);
             }
-            if args.check {
-                if report.changed() {
-                    let _ = writeln!(
-                        io.stderr,
-                        "`{}` is out of date ({}); run the same command without --check to update it",
-                        args.out.display(),
-                        report
-                            .summary()
-                            .replace("created", "to create")
-                            .replace("updated", "to update")
-                            .replace("removed", "to remove")
-                    );
-                    return exit::DRIFT;
-                }
-                return exit::OK;
-            }
-            if !args.quiet {
-                // The time only on a terminal: logs and tests compare this line.
-                let took = if terminal {
-                    format!(" in {:.2} s", started.elapsed().as_secs_f64())
-                } else {
-                    String::new()
-                };
-                let _ = writeln!(
-                    io.stdout,
-                    "{}: {}{took}",
-                    args.out.display(),
-                    report.summary()
-                );
-            }
-            exit::OK
+            finish_compile(args, io, &report, terminal, started)
         }
         Err(CompileError::Render(e)) => {
             let _ = writeln!(
@@ -418,6 +421,75 @@ pub(crate) fn compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
             exit::IO
         }
     }
+}
+
+/// Reports what a compile did (or, with --check, would do), and its exit code.
+fn finish_compile(
+    args: &cli::CompileArgs,
+    io: &mut Io<'_>,
+    report: &write::WriteReport,
+    terminal: bool,
+    started: std::time::Instant,
+) -> i32 {
+    if args.output == OutputFormat::Json {
+        let prefix = shown_prefix(&args.out);
+        let changes: Vec<serde_json::Value> = report
+            .changes
+            .iter()
+            .map(|(c, p)| json!({"change": c, "path": format!("{prefix}{p}")}))
+            .collect();
+        let out = json!({
+            "out": args.out.display().to_string(),
+            "check": args.check,
+            "upToDate": !report.changed(),
+            "created": report.created,
+            "updated": report.updated,
+            "removed": report.removed,
+            "unchanged": report.unchanged,
+            "changes": changes,
+        });
+        let _ = writeln!(
+            io.stdout,
+            "{}",
+            serde_json::to_string_pretty(&out).unwrap_or_default()
+        );
+        return if args.check && report.changed() {
+            exit::DRIFT
+        } else {
+            exit::OK
+        };
+    }
+    if args.check {
+        if report.changed() {
+            let _ = writeln!(
+                io.stderr,
+                "`{}` is out of date ({}); run the same command without --check to update it",
+                args.out.display(),
+                report
+                    .summary()
+                    .replace("created", "to create")
+                    .replace("updated", "to update")
+                    .replace("removed", "to remove")
+            );
+            return exit::DRIFT;
+        }
+        return exit::OK;
+    }
+    if !args.quiet {
+        // The time only on a terminal: logs and tests compare this line.
+        let took = if terminal {
+            format!(" in {:.2} s", started.elapsed().as_secs_f64())
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            io.stdout,
+            "{}: {}{took}",
+            args.out.display(),
+            report.summary()
+        );
+    }
+    exit::OK
 }
 
 /// `--out` as the user gave it, as a prefix of the paths below it (`plan/`).
@@ -497,9 +569,11 @@ impl Drop for Progress<'_> {
     }
 }
 
-/// What a worker sends for a cluster: its files in chunks, then the rest.
+/// What a worker sends for a cluster: its files in chunks (or, for a cluster whose files are
+/// known to be current, its directory to keep), then the rest.
 enum Rendered {
     Files(output::OutputTree),
+    Keep(String),
     Done {
         /// The cluster's items of `plan.yaml`'s `steps:` and its section of `PLAN.md`, in
         /// scratch files: a large cluster never holds them in memory.
@@ -543,6 +617,7 @@ fn emit(
     opts: write::WriteOptions,
     diff: &mut dyn Write,
     progress: &mut Progress<'_>,
+    clean: &[bool],
 ) -> Result<write::WriteReport, CompileError> {
     use std::io::{Seek, SeekFrom};
     let mut steps_body = std::io::BufWriter::new(write::scratch().map_err(scratch_io)?);
@@ -590,6 +665,11 @@ fn emit(
                 // A panic must not leave the other worker waiting at the barrier forever.
                 let check = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     for (i, (c, p)) in mine() {
+                        // A cluster whose inputs did not change passed this same check when its
+                        // files were written; the model is deterministic.
+                        if clean.get(i) == Some(&true) {
+                            continue;
+                        }
                         let part = plan::build_cluster(i, c, p, catalog);
                         if let Err(f) = crate::model::check_cluster(c, &part, catalog) {
                             return Some((i, f));
@@ -616,7 +696,8 @@ fn emit(
                     return;
                 }
                 for (i, (c, p)) in mine() {
-                    if render_cluster(i, c, p, catalog, inventory_name, env, &tx).is_err() {
+                    let keep = clean.get(i) == Some(&true);
+                    if render_cluster(i, c, p, catalog, inventory_name, env, &tx, keep).is_err() {
                         break;
                     }
                 }
@@ -628,6 +709,21 @@ fn emit(
                     return Ok(());
                 };
                 match rendered? {
+                    Rendered::Keep(dir) => {
+                        if w.is_none() {
+                            let mut new = write::Writer::begin(
+                                out,
+                                opts,
+                                diff.take().expect("the writer begins once"),
+                            )?;
+                            new.show_paths_under(&shown_prefix(out));
+                            w = Some(new);
+                        }
+                        if let Some(w) = w.as_mut() {
+                            let n = w.keep(&[format!("{dir}/"), format!("rollback/{dir}/")]);
+                            progress.files(n);
+                        }
+                    }
                     Rendered::Files(tree) => {
                         if w.is_none() {
                             let mut new = write::Writer::begin(
@@ -707,6 +803,7 @@ fn emit(
 
 /// Plans, checks and renders cluster `i`, sending its files in chunks and then the rest.
 /// An error is sent too; `Err` means: stop (the error was sent, or nobody listens).
+#[allow(clippy::too_many_arguments)]
 fn render_cluster(
     i: usize,
     c: &crate::validate::ClusterSpec,
@@ -715,6 +812,7 @@ fn render_cluster(
     inventory_name: &str,
     env: &minijinja::Environment<'_>,
     tx: &std::sync::mpsc::SyncSender<Result<Rendered, CompileError>>,
+    keep: bool,
 ) -> Result<(), ()> {
     let send = |r: Result<Rendered, CompileError>| {
         let failed = r.is_err();
@@ -728,10 +826,14 @@ fn render_cluster(
         Ok(s) => s,
         Err(f) => return send(Err(CompileError::Model(f))),
     };
-    for chunk in part.artifacts.chunks(FILES_PER_CHUNK) {
-        match render::render_files(chunk, inventory_name, env) {
-            Ok(tree) => send(Ok(Rendered::Files(tree)))?,
-            Err(e) => return send(Err(CompileError::Render(e))),
+    if keep {
+        send(Ok(Rendered::Keep(part.summary.dir.clone())))?;
+    } else {
+        for chunk in part.artifacts.chunks(FILES_PER_CHUNK) {
+            match render::render_files(chunk, inventory_name, env) {
+                Ok(tree) => send(Ok(Rendered::Files(tree)))?,
+                Err(e) => return send(Err(CompileError::Render(e))),
+            }
         }
     }
     let plan::ClusterOut { summary, steps, .. } = part;

@@ -16,6 +16,7 @@
 //! module do the command-line IO around them. Input problems are [`diagnostic::Diagnostic`]s, collected and
 //! reported together; operational failures are errors with their own exit codes.
 
+pub mod cache;
 pub mod catalog;
 pub mod chart_facts;
 pub mod cli;

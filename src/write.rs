@@ -22,7 +22,7 @@ const TMP_SUFFIX: &str = ".tmp";
 /// temporary files whose token a killed run recorded, never a file merely named like one.
 const TOKEN_LINE: &str = "#tmp ";
 /// The largest manifest or journal meshplan reads (800,000 paths take about 80 MB).
-const MAX_BOOKKEEPING_BYTES: u64 = 256 << 20;
+pub(crate) const MAX_BOOKKEEPING_BYTES: u64 = 256 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -32,7 +32,7 @@ pub enum WriteError {
     Refused(String),
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
     move |source| WriteError::Io {
         path: path.to_path_buf(),
         source,
@@ -404,6 +404,27 @@ impl<'a> Writer<'a> {
         // which is what a killed run needs; surviving power loss is the file system's job.
         tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
         Ok(())
+    }
+
+    /// Keeps, unread and unwritten, every file owned before under one of `prefixes` (a cluster
+    /// whose inputs did not change and whose files the stat cache vouches for): they count as
+    /// generated again and unchanged. Returns how many.
+    pub fn keep(&mut self, prefixes: &[String]) -> usize {
+        let mut kept = 0;
+        for prefix in prefixes {
+            let start = self.owned.partition_point(|p| p.as_str() < prefix.as_str());
+            for i in start..self.owned.len() {
+                if !self.owned[i].starts_with(prefix.as_str()) {
+                    break;
+                }
+                if !self.seen_owned[i] {
+                    self.seen_owned[i] = true;
+                    kept += 1;
+                }
+            }
+        }
+        self.report.unchanged += kept;
+        kept
     }
 
     /// Writes (or, in check mode, compares) one chunk of files.
@@ -825,6 +846,28 @@ fn files_equal(a: &Path, b: &Path) -> io::Result<bool> {
     }
 }
 
+/// Locks an output directory meshplan wrote before (shared for a check), for a run that only
+/// looks at it; `None` when it has no `.meshplan/`.
+pub(crate) fn lock_existing(out: &Path, shared: bool) -> Result<Option<fs::File>, WriteError> {
+    if !fs::symlink_metadata(out.join(".meshplan")).is_ok_and(|m| m.is_dir()) {
+        return Ok(None);
+    }
+    if shared && fs::symlink_metadata(out.join(LOCK)).is_err() {
+        return Ok(None);
+    }
+    lock_dir(out, shared).map(Some)
+}
+
+/// The files the manifest lists, if the output directory has one.
+pub(crate) fn manifest_files(out: &Path) -> Result<Option<Vec<String>>, WriteError> {
+    Ok(read_manifest(out, &out.join(MANIFEST))?.map(|m| m.files))
+}
+
+/// Whether a run left its journal: it did not finish.
+pub(crate) fn has_journal(out: &Path) -> bool {
+    fs::symlink_metadata(out.join(JOURNAL)).is_ok()
+}
+
 fn read_manifest(out: &Path, path: &Path) -> Result<Option<Manifest>, WriteError> {
     let _ = safe_join(out, MANIFEST)?;
     let Some(text) = read_bookkeeping(path)? else {
@@ -978,7 +1021,8 @@ pub fn scratch() -> io::Result<fs::File> {
     tempfile::tempfile()
 }
 
-/// The files of a directory tree relative to it, for tests and the benchmark.
+/// The files of a directory tree relative to it, for tests and the benchmark; without the
+/// local stat cache, which holds this machine's inodes and times (`crate::cache`).
 pub fn list_files(dir: &Path) -> io::Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -995,7 +1039,9 @@ pub fn list_files(dir: &Path) -> io::Result<BTreeMap<String, String>> {
                     .unwrap_or(&p)
                     .to_string_lossy()
                     .replace('\\', "/");
-                out.insert(rel, fs::read_to_string(&p)?);
+                if rel != ".meshplan/cache" {
+                    out.insert(rel, fs::read_to_string(&p)?);
+                }
             }
         }
     }

@@ -346,3 +346,110 @@ fn yaml_mistakes_point_at_the_fix() {
     assert!(out.stderr.contains("write 1-19"), "{}", out.stderr);
     assert!(!out.stderr.contains("write it in quotes"), "{}", out.stderr);
 }
+
+#[test]
+fn an_unchanged_rerun_trusts_only_what_it_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("inv.yaml"), example()).unwrap();
+    let args = ["compile", "inv.yaml", "--to", "1.20.2", "--out", "plan"];
+    let first = run_in(dir.path(), &args, None);
+    assert_eq!(first.status, 0);
+    let plan = dir.path().join("plan");
+    assert!(plan.join(".meshplan/cache").is_file());
+    assert_eq!(
+        fs::read_to_string(plan.join(".meshplan/.gitignore"))
+            .unwrap()
+            .lines()
+            .last(),
+        Some("cache")
+    );
+    let total = "created 56, updated 0, removed 0, unchanged 0";
+    assert!(first.stdout.contains(total), "{}", first.stdout);
+    // Unchanged: every file is reported unchanged, and --check agrees.
+    let again = run_in(dir.path(), &args, None);
+    assert!(
+        again
+            .stdout
+            .contains("created 0, updated 0, removed 0, unchanged 56"),
+        "{}",
+        again.stdout
+    );
+    let mut check = args.to_vec();
+    check.push("--check");
+    assert_eq!(run_in(dir.path(), &check, None).status, 0);
+    // A hand edit that keeps the size is still found, by --check and by a re-run.
+    let f = plan.join("01-east/hop-01/20-control-plane/istiod.values.yaml");
+    let text = fs::read_to_string(&f).unwrap();
+    fs::write(&f, text.replace("autoscaleMin: 2", "autoscaleMin: 3")).unwrap();
+    let out = run_in(dir.path(), &check, None);
+    assert_eq!(out.status, 3, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("+  autoscaleMin: 2") || out.stdout.contains("+    autoscaleMin: 2"),
+        "{}",
+        out.stdout
+    );
+    let out = run_in(dir.path(), &args, None);
+    assert!(out.stdout.contains("updated 1"), "{}", out.stdout);
+    assert_eq!(fs::read_to_string(&f).unwrap(), text);
+    // Other inputs (another target) never take the shortcut.
+    let other = run_in(
+        dir.path(),
+        &["compile", "inv.yaml", "--to", "1.20.8", "--out", "plan"],
+        None,
+    );
+    assert!(!other.stdout.contains("updated 0,"), "{}", other.stdout);
+}
+
+#[test]
+fn a_rerun_after_one_cluster_changed_writes_what_a_fresh_compile_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = example();
+    fs::write(dir.path().join("inv.yaml"), &text).unwrap();
+    let args = ["compile", "inv.yaml", "--to", "1.20.2", "--out", "plan"];
+    assert_eq!(run_in(dir.path(), &args, None).status, 0);
+    // Only the first cluster's values change.
+    let at = text.find("autoscaleMin: 2").unwrap();
+    let changed = format!(
+        "{}autoscaleMin: 3{}",
+        &text[..at],
+        &text[at + "autoscaleMin: 2".len()..]
+    );
+    fs::write(dir.path().join("inv.yaml"), &changed).unwrap();
+    let mut check = args.to_vec();
+    check.extend(["--check", "--output", "json"]);
+    let out = run_in(dir.path(), &check, None);
+    assert_eq!(out.status, 3);
+    let json: Value = serde_json::from_str(&out.stdout).unwrap();
+    let changes: Vec<&str> = json["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["path"].as_str().unwrap())
+        .collect();
+    assert!(!changes.is_empty());
+    assert!(
+        changes.iter().all(|p| !p.contains("02-west")),
+        "the unchanged cluster is kept: {changes:?}"
+    );
+    assert_eq!(run_in(dir.path(), &args, None).status, 0);
+    // The same bytes as a fresh compile of the changed inventory.
+    let fresh = tempfile::tempdir().unwrap();
+    fs::write(fresh.path().join("inv.yaml"), &changed).unwrap();
+    assert_eq!(run_in(fresh.path(), &args, None).status, 0);
+    let a = crate::support::list_tree(&dir.path().join("plan"));
+    let b = crate::support::list_tree(&fresh.path().join("plan"));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (k, v) in &a {
+        assert_eq!(v, &b[k], "{k}");
+    }
+    // And a hand edit inside the kept cluster is still found.
+    let f = dir
+        .path()
+        .join("plan/02-west/hop-01/20-control-plane/istiod.values.yaml");
+    let original = fs::read_to_string(&f).unwrap();
+    fs::write(&f, format!("{original}# hand edit\n")).unwrap();
+    fs::write(dir.path().join("inv.yaml"), &text).unwrap();
+    let out = run_in(dir.path(), &args, None);
+    assert_eq!(out.status, 0);
+    assert_eq!(fs::read_to_string(&f).unwrap(), original);
+}

@@ -1,0 +1,399 @@
+//! The local stat cache that lets a re-run with unchanged inputs skip planning, rendering and
+//! comparing, without ever trusting a file blindly.
+//!
+//! After a run that leaves the output directory exactly as `compile` would write it (a compile,
+//! or a `--check` that found nothing to change), `.meshplan/cache` records a digest of
+//! everything the output depends on (meshplan's build, the catalog, the templates, the
+//! inventory's text and name, the options that shape the plan) and the `stat` of every file
+//! and directory meshplan owns: size, modification and change time (nanoseconds), inode. A
+//! later run with the same digest whose files all still have the recorded `stat` is unchanged:
+//! any write to a file changes its change time, which no user tool can set back, so a
+//! hand-edited generated file always falls back to the full run, which finds it.
+//!
+//! The cache also keeps, per cluster, a digest of what that cluster's files depend on and their
+//! `stat`: when only some clusters changed, the others' files are kept without being rendered
+//! or read ([`clean_clusters`]).
+//!
+//! The cache is local: `.meshplan/.gitignore` keeps it out of commits, and a fresh clone (a CI
+//! job) has none, so it runs in full. A cache copied from elsewhere cannot match: inodes and
+//! change times belong to the files of one checkout.
+
+use std::fs;
+use std::io::{self, Write as _};
+use std::path::Path;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::write::{self, WriteError};
+
+const CACHE: &str = ".meshplan/cache";
+const GITIGNORE: &str = ".meshplan/.gitignore";
+const HEADER: &str = "meshplan-cache 2";
+
+/// A digest of a run's inputs, fed part by part.
+pub struct Inputs(Sha256);
+
+impl Default for Inputs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Inputs {
+    pub fn new() -> Self {
+        Inputs(Sha256::new())
+    }
+
+    /// Adds one named part (names keep `a|bc` and `ab|c` apart).
+    pub fn add(&mut self, name: &str, bytes: &[u8]) -> &mut Self {
+        self.0.update((name.len() as u64).to_le_bytes());
+        self.0.update(name.as_bytes());
+        self.0.update((bytes.len() as u64).to_le_bytes());
+        self.0.update(bytes);
+        self
+    }
+
+    pub fn finish(self) -> String {
+        self.0
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// What the cache records of a file or directory.
+fn stat(path: &Path) -> io::Result<Option<String>> {
+    let m = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let kind = if m.is_file() {
+        'f'
+    } else if m.is_dir() {
+        'd'
+    } else {
+        // A symlink, FIFO or device where meshplan keeps a file: never a match.
+        return Ok(None);
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Ok(Some(format!(
+            "{kind} {} {}.{} {}.{} {} {}",
+            m.len(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+            m.ino(),
+            m.dev()
+        )))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (kind, m);
+        Ok(None)
+    }
+}
+
+/// The files and directories of the output that the cache covers: the manifest, every file it
+/// lists and every directory on the way to one.
+fn covered(out: &Path) -> Result<Option<Vec<String>>, WriteError> {
+    let Some(files) = write::manifest_files(out)? else {
+        return Ok(None);
+    };
+    // Not `.meshplan` itself: the lock and this cache change it on every run.
+    let mut all: Vec<String> = Vec::with_capacity(files.len() + files.len() / 8 + 1);
+    all.push(write::MANIFEST.to_string());
+    let mut dirs = std::collections::BTreeSet::new();
+    for f in &files {
+        let mut p = f.as_str();
+        while let Some(i) = p.rfind('/') {
+            p = &p[..i];
+            if !dirs.insert(p.to_string()) {
+                break;
+            }
+        }
+    }
+    all.extend(dirs);
+    all.extend(files);
+    Ok(Some(all))
+}
+
+/// A path and its recorded `stat`.
+type Entry = (String, String);
+
+/// The cache as recorded: the global digest, the root entries, and each cluster's section
+/// (its directory, its digest, its entries).
+struct Recorded {
+    digest: String,
+    root: Vec<Entry>,
+    clusters: Vec<(String, String, Vec<Entry>)>,
+}
+
+fn read(out: &Path) -> Option<Recorded> {
+    let path = out.join(CACHE);
+    let text = match fs::symlink_metadata(&path) {
+        Ok(m) if m.is_file() && m.len() <= write::MAX_BOOKKEEPING_BYTES => {
+            fs::read_to_string(&path).ok()?
+        }
+        _ => return None,
+    };
+    if write::has_journal(out)
+        || !fs::symlink_metadata(out.join(".meshplan")).is_ok_and(|m| m.is_dir())
+    {
+        return None;
+    }
+    let mut lines = text.lines();
+    if lines.next() != Some(HEADER) {
+        return None;
+    }
+    let mut r = Recorded {
+        digest: lines.next()?.to_string(),
+        root: Vec::new(),
+        clusters: Vec::new(),
+    };
+    for line in lines {
+        let (a, b) = line.split_once('\t')?;
+        if let Some(dir) = a.strip_prefix('@') {
+            r.clusters
+                .push((dir.to_string(), b.to_string(), Vec::new()));
+            continue;
+        }
+        if output_path_is_bad(a) {
+            return None;
+        }
+        let entry = (a.to_string(), b.to_string());
+        match r.clusters.last_mut() {
+            Some((_, _, files)) => files.push(entry),
+            None => r.root.push(entry),
+        }
+    }
+    Some(r)
+}
+
+/// Whether every entry still has its recorded `stat`; how many are files.
+fn still(out: &Path, entries: &[Entry]) -> Option<usize> {
+    let mut files = 0;
+    for (rel, recorded) in entries {
+        match stat(&out.join(rel)) {
+            Ok(Some(now)) if now == *recorded => files += usize::from(now.starts_with('f')),
+            _ => return None,
+        }
+    }
+    Some(files)
+}
+
+/// Whether the output directory is exactly what the last full run left for these inputs: the
+/// number of generated files if so. Any doubt (no cache, another digest, a file touched, a run
+/// that did not finish) is `None`, and the caller runs in full.
+pub fn unchanged(out: &Path, digest: &str) -> Result<Option<usize>, WriteError> {
+    let Some(r) = read(out) else {
+        return Ok(None);
+    };
+    if r.digest != digest {
+        return Ok(None);
+    }
+    let Some(mut files) = still(out, &r.root) else {
+        return Ok(None);
+    };
+    for (_, _, entries) in &r.clusters {
+        match still(out, entries) {
+            Some(n) => files += n,
+            None => return Ok(None),
+        }
+    }
+    // The manifest is among the covered files and not a generated one.
+    Ok(Some(files.saturating_sub(1)))
+}
+
+/// For each cluster (its directory and the digest of what its files depend on), whether its
+/// files are exactly what the last full run wrote for that digest.
+pub fn clean_clusters(out: &Path, clusters: &[(String, String)]) -> Vec<bool> {
+    let Some(r) = read(out) else {
+        return vec![false; clusters.len()];
+    };
+    clusters
+        .iter()
+        .map(|(dir, digest)| {
+            r.clusters.iter().any(|(d, g, entries)| {
+                d == dir && g == digest && !entries.is_empty() && still(out, entries).is_some()
+            })
+        })
+        .collect()
+}
+
+fn output_path_is_bad(rel: &str) -> bool {
+    rel.is_empty()
+        || rel.starts_with('/')
+        || rel
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..")
+}
+
+/// Records the output directory as the full run for `digest` left it, with each cluster's
+/// files under its directory and digest. Best effort: a cache that cannot be written only makes
+/// the next run a full one.
+pub fn record(out: &Path, digest: &str, clusters: &[(String, String)]) {
+    let _ = try_record(out, digest, clusters);
+}
+
+/// The cluster (by index into `clusters`) whose files `rel` is among: under its directory, or
+/// under `rollback/` and its directory.
+fn owner(rel: &str, clusters: &[(String, String)]) -> Option<usize> {
+    let rel = rel.strip_prefix("rollback/").unwrap_or(rel);
+    let top = rel.split('/').next()?;
+    clusters.iter().position(|(d, _)| d == top)
+}
+
+fn try_record(out: &Path, digest: &str, clusters: &[(String, String)]) -> Result<(), WriteError> {
+    let Some(paths) = covered(out)? else {
+        return Ok(());
+    };
+    let mut sections: Vec<Vec<(&str, String)>> = vec![Vec::new(); clusters.len() + 1];
+    for rel in &paths {
+        let Ok(Some(s)) = stat(&out.join(rel)) else {
+            // Something is already off: leave no cache, so the next run is a full one.
+            let _ = fs::remove_file(out.join(CACHE));
+            return Ok(());
+        };
+        let at = owner(rel, clusters).map_or(0, |i| i + 1);
+        sections[at].push((rel.as_str(), s));
+    }
+    let mut text = String::with_capacity(paths.len() * 96);
+    text.push_str(HEADER);
+    text.push('\n');
+    text.push_str(digest);
+    text.push('\n');
+    for (i, entries) in sections.iter().enumerate() {
+        if i > 0 {
+            let (dir, d) = &clusters[i - 1];
+            text.push('@');
+            text.push_str(dir);
+            text.push('\t');
+            text.push_str(d);
+            text.push('\n');
+        }
+        for (rel, s) in entries {
+            text.push_str(rel);
+            text.push('\t');
+            text.push_str(s);
+            text.push('\n');
+        }
+    }
+    let dir = out.join(".meshplan");
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(write::io_err(&dir))?;
+    tmp.write_all(text.as_bytes())
+        .map_err(write::io_err(tmp.path()))?;
+    tmp.persist(out.join(CACHE))
+        .map_err(|e| write::io_err(&out.join(CACHE))(e.error))?;
+    let ignore = out.join(GITIGNORE);
+    if fs::symlink_metadata(&ignore).is_err() {
+        let _ = fs::write(
+            &ignore,
+            "# meshplan's local stat cache: never committed\ncache\n",
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::OutputTree;
+    use crate::write::{WriteOptions, write_tree};
+
+    fn tree() -> OutputTree {
+        let mut t = OutputTree::default();
+        t.0.insert("a/x.yaml".into(), "1\n".into());
+        t.0.insert("b/c/y.yaml".into(), "2\n".into());
+        t
+    }
+
+    const W: WriteOptions = WriteOptions {
+        check: false,
+        force: false,
+    };
+
+    #[test]
+    fn digests_keep_parts_apart() {
+        let d = |parts: &[(&str, &str)]| {
+            let mut i = Inputs::new();
+            for (n, b) in parts {
+                i.add(n, b.as_bytes());
+            }
+            i.finish()
+        };
+        assert_ne!(d(&[("a", "bc")]), d(&[("ab", "c")]));
+        assert_eq!(d(&[("a", "b")]), d(&[("a", "b")]));
+        assert_eq!(d(&[("a", "b")]).len(), 64);
+    }
+
+    #[test]
+    fn a_touched_file_is_never_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("plan");
+        write_tree(&out, &tree(), W).unwrap();
+        assert_eq!(unchanged(&out, "d1").unwrap(), None, "no cache yet");
+        record(&out, "d1", &[]);
+        assert_eq!(unchanged(&out, "d1").unwrap(), Some(2));
+        assert_eq!(unchanged(&out, "d2").unwrap(), None, "other inputs");
+        // Rewriting a file with the same bytes still changes its change time.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(out.join("a/x.yaml"), "1\n").unwrap();
+        assert_eq!(unchanged(&out, "d1").unwrap(), None);
+        record(&out, "d1", &[]);
+        assert_eq!(unchanged(&out, "d1").unwrap(), Some(2));
+        // A removed file, or a directory replaced by a symlink to a copy.
+        fs::remove_file(out.join("b/c/y.yaml")).unwrap();
+        assert_eq!(unchanged(&out, "d1").unwrap(), None);
+        let ignore = fs::read_to_string(out.join(GITIGNORE)).unwrap();
+        assert!(ignore.lines().any(|l| l == "cache"));
+    }
+
+    #[test]
+    fn clusters_are_kept_only_when_their_digest_and_files_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("plan");
+        let mut t = OutputTree::default();
+        for f in [
+            "01-a/x.yaml",
+            "rollback/01-a/y.yaml",
+            "02-b/x.yaml",
+            "PLAN.md",
+        ] {
+            t.0.insert(f.into(), "1\n".into());
+        }
+        write_tree(&out, &t, W).unwrap();
+        let clusters = vec![
+            ("01-a".to_string(), "da".to_string()),
+            ("02-b".to_string(), "db".to_string()),
+        ];
+        record(&out, "g", &clusters);
+        assert_eq!(clean_clusters(&out, &clusters), vec![true, true]);
+        // Another digest for one cluster, a touched file in the other's rollback.
+        let changed = vec![
+            ("01-a".to_string(), "da2".to_string()),
+            ("02-b".to_string(), "db".to_string()),
+        ];
+        assert_eq!(clean_clusters(&out, &changed), vec![false, true]);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(out.join("rollback/01-a/y.yaml"), "1\n").unwrap();
+        assert_eq!(clean_clusters(&out, &clusters), vec![false, true]);
+        assert_eq!(unchanged(&out, "g").unwrap(), None);
+    }
+
+    #[test]
+    fn a_moved_directory_behind_a_symlink_is_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("plan");
+        write_tree(&out, &tree(), W).unwrap();
+        record(&out, "d", &[]);
+        fs::rename(out.join("a"), dir.path().join("elsewhere")).unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), out.join("a")).unwrap();
+        assert_eq!(unchanged(&out, "d").unwrap(), None);
+    }
+}
