@@ -470,22 +470,50 @@ impl<'a> Writer<'a> {
                     self.report
                         .changes
                         .push((Change::Created, path.to_string()));
+                    actions.push((path, full, true));
+                    continue;
                 }
             }
-            actions.push((path, full));
+            actions.push((path, full, false));
         }
         if self.opts.check || actions.is_empty() {
             return Ok(());
         }
-        self.claim(actions.iter().map(|(p, _)| *p))?;
-        for (path, full) in actions {
+        self.claim(actions.iter().map(|(p, _, _)| *p))?;
+        for (path, full, new) in actions {
             if let Some(parent) = full.parent() {
                 self.ensure_dir(parent)?;
                 self.clean_stray_temp_files(parent)?;
             }
-            self.write_atomic(&full, tree.0[path].as_bytes())?;
+            if new {
+                self.write_new(&full, tree.0[path].as_bytes())?;
+            } else {
+                self.write_atomic(&full, tree.0[path].as_bytes())?;
+            }
         }
         Ok(())
+    }
+
+    /// Creates a file that did not exist, in place: `O_EXCL` refuses anything already there
+    /// (a symlink included), and the journal already lists it, so a run killed while writing it
+    /// leaves a file the next run owns and rewrites. One open and one write, where a replacement
+    /// needs a temporary file and a rename.
+    fn write_new(&mut self, path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+        let mut f = match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(WriteError::Refused(format!(
+                    "`{}` appeared while meshplan was writing; another program writes this directory",
+                    path.display()
+                )));
+            }
+            Err(e) => return Err(io_err(path)(e)),
+        };
+        f.write_all(bytes).map_err(io_err(path))
     }
 
     /// Writes (or compares) one large file produced in pieces by `produce`, without holding it
