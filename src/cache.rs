@@ -98,110 +98,92 @@ fn stat(path: &Path) -> io::Result<Option<String>> {
     }
 }
 
-/// The files and directories of the output that the cache covers: the manifest, every file it
-/// lists and every directory on the way to one.
-fn covered(out: &Path) -> Result<Option<Vec<String>>, WriteError> {
+/// Calls `each` with every path the cache covers: the manifest, every directory on the way to a
+/// generated file, every generated file. Not `.meshplan` itself: the lock and this cache change
+/// it on every run.
+fn covered(
+    out: &Path,
+    each: &mut dyn FnMut(&str) -> io::Result<()>,
+) -> Result<bool, WriteError> {
     let Some(files) = write::manifest_files(out)? else {
-        return Ok(None);
+        return Ok(false);
     };
-    // Not `.meshplan` itself: the lock and this cache change it on every run.
-    let mut all: Vec<String> = Vec::with_capacity(files.len() + files.len() / 8 + 1);
-    all.push(write::MANIFEST.to_string());
+    let io = |e: io::Error| write::io_err(&out.join(CACHE))(e);
+    each(write::MANIFEST).map_err(io)?;
     let mut dirs = std::collections::BTreeSet::new();
     for f in &files {
         let mut p = f.as_str();
         while let Some(i) = p.rfind('/') {
             p = &p[..i];
-            if !dirs.insert(p.to_string()) {
+            if !dirs.insert(p) {
                 break;
             }
         }
     }
-    all.extend(dirs);
-    all.extend(files);
-    Ok(Some(all))
+    for d in dirs {
+        each(d).map_err(io)?;
+    }
+    for f in &files {
+        each(f).map_err(io)?;
+    }
+    Ok(true)
 }
 
-/// A path and its recorded `stat`.
-type Entry = (String, String);
-
-/// The cache as recorded: the global digest, the root entries, and each cluster's section
-/// (its directory, its digest, its entries).
-struct Recorded {
-    digest: String,
-    root: Vec<Entry>,
-    clusters: Vec<(String, String, Vec<Entry>)>,
-}
-
-fn read(out: &Path) -> Option<Recorded> {
+/// The cache, opened for reading line by line (it may list 800,000 files: never held whole),
+/// after its header and digest; `None` when there is none to trust.
+fn open(out: &Path) -> Option<(String, io::Lines<io::BufReader<fs::File>>)> {
     let path = out.join(CACHE);
-    let text = match fs::symlink_metadata(&path) {
-        Ok(m) if m.is_file() && m.len() <= write::MAX_BOOKKEEPING_BYTES => {
-            fs::read_to_string(&path).ok()?
-        }
+    match fs::symlink_metadata(&path) {
+        Ok(m) if m.is_file() && m.len() <= write::MAX_BOOKKEEPING_BYTES => {}
         _ => return None,
-    };
+    }
     if write::has_journal(out)
         || !fs::symlink_metadata(out.join(".meshplan")).is_ok_and(|m| m.is_dir())
     {
         return None;
     }
-    let mut lines = text.lines();
-    if lines.next() != Some(HEADER) {
+    let mut lines = io::BufRead::lines(io::BufReader::new(fs::File::open(&path).ok()?));
+    if lines.next()?.ok()? != HEADER {
         return None;
     }
-    let mut r = Recorded {
-        digest: lines.next()?.to_string(),
-        root: Vec::new(),
-        clusters: Vec::new(),
-    };
-    for line in lines {
-        let (a, b) = line.split_once('\t')?;
-        if let Some(dir) = a.strip_prefix('@') {
-            r.clusters
-                .push((dir.to_string(), b.to_string(), Vec::new()));
-            continue;
-        }
-        if output_path_is_bad(a) {
-            return None;
-        }
-        let entry = (a.to_string(), b.to_string());
-        match r.clusters.last_mut() {
-            Some((_, _, files)) => files.push(entry),
-            None => r.root.push(entry),
-        }
-    }
-    Some(r)
+    let digest = lines.next()?.ok()?;
+    Some((digest, lines))
 }
 
-/// Whether every entry still has its recorded `stat`; how many are files.
-fn still(out: &Path, entries: &[Entry]) -> Option<usize> {
-    let mut files = 0;
-    for (rel, recorded) in entries {
-        match stat(&out.join(rel)) {
-            Ok(Some(now)) if now == *recorded => files += usize::from(now.starts_with('f')),
-            _ => return None,
-        }
+/// One line of the cache: a cluster (`@dir`, digest) or a path and its recorded `stat`.
+enum Line {
+    Cluster(String, String),
+    Entry(String, String),
+}
+
+fn parse(line: io::Result<String>) -> Option<Line> {
+    let line = line.ok()?;
+    let (a, b) = line.split_once('\t')?;
+    match a.strip_prefix('@') {
+        Some(dir) => Some(Line::Cluster(dir.to_string(), b.to_string())),
+        None if output_path_is_bad(a) => None,
+        None => Some(Line::Entry(a.to_string(), b.to_string())),
     }
-    Some(files)
 }
 
 /// Whether the output directory is exactly what the last full run left for these inputs: the
 /// number of generated files if so. Any doubt (no cache, another digest, a file touched, a run
 /// that did not finish) is `None`, and the caller runs in full.
 pub fn unchanged(out: &Path, digest: &str) -> Result<Option<usize>, WriteError> {
-    let Some(r) = read(out) else {
+    let Some((recorded, lines)) = open(out) else {
         return Ok(None);
     };
-    if r.digest != digest {
+    if recorded != digest {
         return Ok(None);
     }
-    let Some(mut files) = still(out, &r.root) else {
-        return Ok(None);
-    };
-    for (_, _, entries) in &r.clusters {
-        match still(out, entries) {
-            Some(n) => files += n,
+    let mut files: usize = 0;
+    for line in lines {
+        match parse(line) {
+            Some(Line::Cluster(..)) => {}
+            Some(Line::Entry(rel, was)) => match stat(&out.join(&rel)) {
+                Ok(Some(now)) if now == was => files += usize::from(now.starts_with('f')),
+                _ => return Ok(None),
+            },
             None => return Ok(None),
         }
     }
@@ -212,89 +194,95 @@ pub fn unchanged(out: &Path, digest: &str) -> Result<Option<usize>, WriteError> 
 /// For each cluster (its directory and the digest of what its files depend on), whether its
 /// files are exactly what the last full run wrote for that digest.
 pub fn clean_clusters(out: &Path, clusters: &[(String, String)]) -> Vec<bool> {
-    let Some(r) = read(out) else {
-        return vec![false; clusters.len()];
+    let mut clean = vec![false; clusters.len()];
+    let Some((_, lines)) = open(out) else {
+        return clean;
     };
-    clusters
-        .iter()
-        .map(|(dir, digest)| {
-            r.clusters.iter().any(|(d, g, entries)| {
-                d == dir && g == digest && !entries.is_empty() && still(out, entries).is_some()
-            })
-        })
-        .collect()
+    let mut seen = vec![false; clusters.len()];
+    let by_dir = index(clusters);
+    for line in lines {
+        match parse(line) {
+            Some(Line::Cluster(dir, d)) => {
+                if let Some(&i) = by_dir.get(dir.as_str())
+                    && clusters[i].1 == d
+                {
+                    clean[i] = true;
+                }
+            }
+            Some(Line::Entry(rel, was)) => {
+                let Some(i) = owner(&rel, &by_dir) else {
+                    continue;
+                };
+                seen[i] = true;
+                if clean[i] && !matches!(stat(&out.join(&rel)), Ok(Some(now)) if now == was) {
+                    clean[i] = false;
+                }
+            }
+            None => return vec![false; clusters.len()],
+        }
+    }
+    // A cluster with no recorded file proves nothing.
+    for (c, s) in clean.iter_mut().zip(seen) {
+        *c &= s;
+    }
+    clean
 }
 
 fn output_path_is_bad(rel: &str) -> bool {
     rel.is_empty()
         || rel.starts_with('/')
-        || rel
-            .split('/')
-            .any(|p| p.is_empty() || p == "." || p == "..")
+        || rel.split('/').any(|p| p.is_empty() || p == "." || p == "..")
 }
 
 /// Records the output directory as the full run for `digest` left it, with each cluster's
-/// files under its directory and digest. Best effort: a cache that cannot be written only makes
-/// the next run a full one.
+/// directory and digest. Best effort: a cache that cannot be written only makes the next run a
+/// full one.
 pub fn record(out: &Path, digest: &str, clusters: &[(String, String)]) {
-    let _ = try_record(out, digest, clusters);
+    if try_record(out, digest, clusters).is_err() {
+        let _ = fs::remove_file(out.join(CACHE));
+    }
 }
 
-/// The cluster (by index into `clusters`) whose files `rel` is among: under its directory, or
-/// under `rollback/` and its directory.
-fn owner(rel: &str, clusters: &[(String, String)]) -> Option<usize> {
+/// Clusters by directory. A hash map: looked up for every cached line, never iterated.
+fn index(clusters: &[(String, String)]) -> std::collections::HashMap<&str, usize> {
+    clusters
+        .iter()
+        .enumerate()
+        .map(|(i, (d, _))| (d.as_str(), i))
+        .collect()
+}
+
+/// The cluster whose files `rel` is among: under its directory, or under `rollback/` and its
+/// directory.
+fn owner(rel: &str, by_dir: &std::collections::HashMap<&str, usize>) -> Option<usize> {
     let rel = rel.strip_prefix("rollback/").unwrap_or(rel);
-    let top = rel.split('/').next()?;
-    clusters.iter().position(|(d, _)| d == top)
+    by_dir.get(rel.split('/').next()?).copied()
 }
 
 fn try_record(out: &Path, digest: &str, clusters: &[(String, String)]) -> Result<(), WriteError> {
-    let Some(paths) = covered(out)? else {
-        return Ok(());
-    };
-    let mut sections: Vec<Vec<(&str, String)>> = vec![Vec::new(); clusters.len() + 1];
-    for rel in &paths {
-        let Ok(Some(s)) = stat(&out.join(rel)) else {
-            // Something is already off: leave no cache, so the next run is a full one.
-            let _ = fs::remove_file(out.join(CACHE));
-            return Ok(());
-        };
-        let at = owner(rel, clusters).map_or(0, |i| i + 1);
-        sections[at].push((rel.as_str(), s));
-    }
-    let mut text = String::with_capacity(paths.len() * 96);
-    text.push_str(HEADER);
-    text.push('\n');
-    text.push_str(digest);
-    text.push('\n');
-    for (i, entries) in sections.iter().enumerate() {
-        if i > 0 {
-            let (dir, d) = &clusters[i - 1];
-            text.push('@');
-            text.push_str(dir);
-            text.push('\t');
-            text.push_str(d);
-            text.push('\n');
-        }
-        for (rel, s) in entries {
-            text.push_str(rel);
-            text.push('\t');
-            text.push_str(s);
-            text.push('\n');
-        }
-    }
     let dir = out.join(".meshplan");
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(write::io_err(&dir))?;
-    tmp.write_all(text.as_bytes())
-        .map_err(write::io_err(tmp.path()))?;
+    let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(write::io_err(&dir))?;
+    let mut w = io::BufWriter::new(tmp);
+    let io = |e: io::Error| write::io_err(&dir)(e);
+    writeln!(w, "{HEADER}\n{digest}").map_err(io)?;
+    for (d, g) in clusters {
+        writeln!(w, "@{d}\t{g}").map_err(io)?;
+    }
+    let written = covered(out, &mut |rel| {
+        // A file that cannot be read now: leave no cache, the next run is a full one.
+        let s = stat(&out.join(rel))?
+            .ok_or_else(|| io::Error::other(format!("{rel} is not a regular file")))?;
+        writeln!(w, "{rel}\t{s}")
+    })?;
+    if !written {
+        return Ok(());
+    }
+    let tmp = w.into_inner().map_err(|e| io(e.into_error()))?;
     tmp.persist(out.join(CACHE))
         .map_err(|e| write::io_err(&out.join(CACHE))(e.error))?;
     let ignore = out.join(GITIGNORE);
     if fs::symlink_metadata(&ignore).is_err() {
-        let _ = fs::write(
-            &ignore,
-            "# meshplan's local stat cache: never committed\ncache\n",
-        );
+        let _ = fs::write(&ignore, "# meshplan's local stat cache: never committed\ncache\n");
     }
     Ok(())
 }
