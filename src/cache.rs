@@ -103,15 +103,16 @@ fn stat(path: &Path) -> io::Result<Option<String>> {
 /// it on every run.
 fn covered(
     out: &Path,
+    files: &[String],
     each: &mut dyn FnMut(&str) -> io::Result<()>,
 ) -> Result<bool, WriteError> {
-    let Some(files) = write::manifest_files(out)? else {
+    if files.is_empty() {
         return Ok(false);
-    };
+    }
     let io = |e: io::Error| write::io_err(&out.join(CACHE))(e);
     each(write::MANIFEST).map_err(io)?;
     let mut dirs = std::collections::BTreeSet::new();
-    for f in &files {
+    for f in files {
         let mut p = f.as_str();
         while let Some(i) = p.rfind('/') {
             p = &p[..i];
@@ -123,7 +124,7 @@ fn covered(
     for d in dirs {
         each(d).map_err(io)?;
     }
-    for f in &files {
+    for f in files {
         each(f).map_err(io)?;
     }
     Ok(true)
@@ -231,14 +232,16 @@ pub fn clean_clusters(out: &Path, clusters: &[(String, String)]) -> Vec<bool> {
 fn output_path_is_bad(rel: &str) -> bool {
     rel.is_empty()
         || rel.starts_with('/')
-        || rel.split('/').any(|p| p.is_empty() || p == "." || p == "..")
+        || rel
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..")
 }
 
-/// Records the output directory as the full run for `digest` left it, with each cluster's
-/// directory and digest. Best effort: a cache that cannot be written only makes the next run a
-/// full one.
-pub fn record(out: &Path, digest: &str, clusters: &[(String, String)]) {
-    if try_record(out, digest, clusters).is_err() {
+/// Records the output directory as the full run for `digest` left it (`files`: every file it
+/// owns, from the run's report), with each cluster's directory and digest. Best effort: a cache
+/// that cannot be written only makes the next run a full one.
+pub fn record(out: &Path, digest: &str, clusters: &[(String, String)], files: &[String]) {
+    if try_record(out, digest, clusters, files).is_err() {
         let _ = fs::remove_file(out.join(CACHE));
     }
 }
@@ -259,7 +262,12 @@ fn owner(rel: &str, by_dir: &std::collections::HashMap<&str, usize>) -> Option<u
     by_dir.get(rel.split('/').next()?).copied()
 }
 
-fn try_record(out: &Path, digest: &str, clusters: &[(String, String)]) -> Result<(), WriteError> {
+fn try_record(
+    out: &Path,
+    digest: &str,
+    clusters: &[(String, String)],
+    files: &[String],
+) -> Result<(), WriteError> {
     let dir = out.join(".meshplan");
     let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(write::io_err(&dir))?;
     let mut w = io::BufWriter::new(tmp);
@@ -268,7 +276,7 @@ fn try_record(out: &Path, digest: &str, clusters: &[(String, String)]) -> Result
     for (d, g) in clusters {
         writeln!(w, "@{d}\t{g}").map_err(io)?;
     }
-    let written = covered(out, &mut |rel| {
+    let written = covered(out, files, &mut |rel| {
         // A file that cannot be read now: leave no cache, the next run is a full one.
         let s = stat(&out.join(rel))?
             .ok_or_else(|| io::Error::other(format!("{rel} is not a regular file")))?;
@@ -282,7 +290,10 @@ fn try_record(out: &Path, digest: &str, clusters: &[(String, String)]) -> Result
         .map_err(|e| write::io_err(&out.join(CACHE))(e.error))?;
     let ignore = out.join(GITIGNORE);
     if fs::symlink_metadata(&ignore).is_err() {
-        let _ = fs::write(&ignore, "# meshplan's local stat cache: never committed\ncache\n");
+        let _ = fs::write(
+            &ignore,
+            "# meshplan's local stat cache: never committed\ncache\n",
+        );
     }
     Ok(())
 }
@@ -298,6 +309,10 @@ mod tests {
         t.0.insert("a/x.yaml".into(), "1\n".into());
         t.0.insert("b/c/y.yaml".into(), "2\n".into());
         t
+    }
+
+    fn files(out: &Path) -> Vec<String> {
+        write::manifest_files(out).unwrap().unwrap()
     }
 
     const W: WriteOptions = WriteOptions {
@@ -325,14 +340,14 @@ mod tests {
         let out = dir.path().join("plan");
         write_tree(&out, &tree(), W).unwrap();
         assert_eq!(unchanged(&out, "d1").unwrap(), None, "no cache yet");
-        record(&out, "d1", &[]);
+        record(&out, "d1", &[], &files(&out));
         assert_eq!(unchanged(&out, "d1").unwrap(), Some(2));
         assert_eq!(unchanged(&out, "d2").unwrap(), None, "other inputs");
         // Rewriting a file with the same bytes still changes its change time.
         std::thread::sleep(std::time::Duration::from_millis(20));
         fs::write(out.join("a/x.yaml"), "1\n").unwrap();
         assert_eq!(unchanged(&out, "d1").unwrap(), None);
-        record(&out, "d1", &[]);
+        record(&out, "d1", &[], &files(&out));
         assert_eq!(unchanged(&out, "d1").unwrap(), Some(2));
         // A removed file, or a directory replaced by a symlink to a copy.
         fs::remove_file(out.join("b/c/y.yaml")).unwrap();
@@ -359,7 +374,7 @@ mod tests {
             ("01-a".to_string(), "da".to_string()),
             ("02-b".to_string(), "db".to_string()),
         ];
-        record(&out, "g", &clusters);
+        record(&out, "g", &clusters, &files(&out));
         assert_eq!(clean_clusters(&out, &clusters), vec![true, true]);
         // Another digest for one cluster, a touched file in the other's rollback.
         let changed = vec![
@@ -378,7 +393,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("plan");
         write_tree(&out, &tree(), W).unwrap();
-        record(&out, "d", &[]);
+        record(&out, "d", &[], &files(&out));
         fs::rename(out.join("a"), dir.path().join("elsewhere")).unwrap();
         #[cfg(unix)]
         std::os::unix::fs::symlink(dir.path().join("elsewhere"), out.join("a")).unwrap();

@@ -395,7 +395,7 @@ pub(crate) fn compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
     match result {
         Ok(report) => {
             if !args.check || !report.changed() {
-                crate::cache::record(&args.out, &digest, &cluster_digests);
+                crate::cache::record(&args.out, &digest, &cluster_digests, &report.files);
             }
             finish_compile(args, io, &report, terminal, started)
         }

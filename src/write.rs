@@ -90,6 +90,9 @@ pub struct WriteReport {
     /// Every change, in the order found: what happened (or would) to which file, relative to
     /// the output directory.
     pub changes: Vec<(Change, String)>,
+    /// Every file meshplan owns after the run, sorted, when it leaves the directory as it
+    /// writes it (a write, or a check that found nothing to change): what the stat cache covers.
+    pub files: Vec<String>,
 }
 
 /// What a run does to a file.
@@ -664,10 +667,13 @@ impl<'a> Writer<'a> {
                     .push((Change::Removed, path.to_string()));
             }
         }
+        let unchanged = self.owned_is_manifest && new.is_empty() && seen_owned.iter().all(|s| *s);
         if self.opts.check {
+            if unchanged && !self.report.changed() {
+                self.report.files = owned;
+            }
             return Ok(self.report);
         }
-        let unchanged = self.owned_is_manifest && new.is_empty() && seen_owned.iter().all(|s| *s);
         if !unchanged {
             // The new manifest: the owned files seen again, merged with the new ones, sorted.
             let kept = owned
@@ -687,6 +693,9 @@ impl<'a> Writer<'a> {
             create_dirs(&self.out, &self.out.join(".meshplan"))?;
             let tmp = self.temp(&self.out.join(".meshplan"))?;
             write_manifest(tmp, &self.out.join(MANIFEST), &files)?;
+            self.report.files = files;
+        } else {
+            self.report.files = owned;
         }
         drop(self.journal.take());
         let journal = self.out.join(JOURNAL);
@@ -887,6 +896,7 @@ pub(crate) fn lock_existing(out: &Path, shared: bool) -> Result<Option<fs::File>
 }
 
 /// The files the manifest lists, if the output directory has one.
+#[cfg(test)]
 pub(crate) fn manifest_files(out: &Path) -> Result<Option<Vec<String>>, WriteError> {
     Ok(read_manifest(out, &out.join(MANIFEST))?.map(|m| m.files))
 }
