@@ -53,9 +53,7 @@ impl Builder<'_> {
         let mut s = draft.fill(s);
         if !h.canary() {
             // The upgraded istiod re-renders the Gateway API gateways it deploys.
-            let waits: Vec<_> = (0..self.c.namespaces.len())
-                .flat_map(|ni| self.gateway_api_waits_all_in(ni))
-                .collect();
+            let waits = self.gateway_api_rollouts(|_| true);
             if !waits.is_empty() {
                 s.traffic = true;
                 s.waits.extend(waits);

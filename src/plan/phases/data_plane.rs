@@ -98,7 +98,7 @@ impl Builder<'_> {
             revision: to.clone(),
         });
         // Gateway API gateways on the tag (their own label, or their namespace's) move with it.
-        let gateways = self.gateway_api_waits(tag, None);
+        let gateways = self.gateway_api_rollouts(|g| self.now.gateway_api_label(g) == tag);
         if !gateways.is_empty() {
             s.traffic = true;
             s.waits.extend(gateways);
@@ -245,7 +245,8 @@ impl Builder<'_> {
                             });
                             // Gateway API gateways without a label of their own follow the
                             // namespace: the new istiod takes them over and rolls them now.
-                            let gateways = self.gateway_api_waits_in(ni);
+                            let gateways =
+                                self.gateway_api_rollouts(|g| g.namespace == ni && g.rev.is_none());
                             if !gateways.is_empty() {
                                 s.traffic = true;
                                 s.why = format!(

@@ -74,48 +74,20 @@ impl Builder<'_> {
         op
     }
 
-    /// Rollout waits for the Gateway API gateways that follow `label` now (istiod re-renders
-    /// their Deployments when what the label names changes).
-    pub(crate) fn gateway_api_waits(&self, label: &str, namespace: Option<usize>) -> Vec<Wait> {
+    /// Rollout waits for the Gateway API gateways `which` selects: istiod rolls their
+    /// Deployments when the istiod their label names changes.
+    pub(crate) fn gateway_api_rollouts(
+        &self,
+        which: impl Fn(&crate::plan::state::GatewayApiNow) -> bool,
+    ) -> Vec<Wait> {
         self.now
             .gateway_api
             .iter()
-            .filter(|g| namespace.is_none_or(|n| g.namespace == n && g.rev.is_none()))
-            .filter(|g| self.now.gateway_api_label(g) == label)
+            .filter(|g| which(g))
             .map(|g| Wait::Rollout {
                 kind: crate::inventory::WorkloadKind::Deployment,
                 name: g.deployment.clone(),
                 namespace: self.c.namespaces[g.namespace].namespace.name.clone(),
-                timeout: "10m".into(),
-            })
-            .collect()
-    }
-
-    /// Rollout waits for every Gateway API gateway of namespace `ni`.
-    pub(crate) fn gateway_api_waits_all_in(&self, ni: usize) -> Vec<Wait> {
-        self.now
-            .gateway_api
-            .iter()
-            .filter(|g| g.namespace == ni)
-            .map(|g| Wait::Rollout {
-                kind: crate::inventory::WorkloadKind::Deployment,
-                name: g.deployment.clone(),
-                namespace: self.c.namespaces[ni].namespace.name.clone(),
-                timeout: "10m".into(),
-            })
-            .collect()
-    }
-
-    /// Rollout waits for the Gateway API gateways of namespace `ni` that follow its label.
-    pub(crate) fn gateway_api_waits_in(&self, ni: usize) -> Vec<Wait> {
-        self.now
-            .gateway_api
-            .iter()
-            .filter(|g| g.namespace == ni && g.rev.is_none())
-            .map(|g| Wait::Rollout {
-                kind: crate::inventory::WorkloadKind::Deployment,
-                name: g.deployment.clone(),
-                namespace: self.c.namespaces[ni].namespace.name.clone(),
                 timeout: "10m".into(),
             })
             .collect()
