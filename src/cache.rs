@@ -111,6 +111,9 @@ fn covered(
     }
     let io = |e: io::Error| write::io_err(&out.join(CACHE))(e);
     each(write::MANIFEST).map_err(io)?;
+    for part in write::manifest_parts(files) {
+        each(&part).map_err(io)?;
+    }
     let mut dirs = std::collections::BTreeSet::new();
     for f in files {
         let mut p = f.as_str();
@@ -182,14 +185,15 @@ pub fn unchanged(out: &Path, digest: &str) -> Result<Option<usize>, WriteError> 
         match parse(line) {
             Some(Line::Cluster(..)) => {}
             Some(Line::Entry(rel, was)) => match stat(&out.join(&rel)) {
-                Ok(Some(now)) if now == was => files += usize::from(now.starts_with('f')),
+                Ok(Some(now)) if now == was => {
+                    files += usize::from(now.starts_with('f') && !write::is_manifest(&rel));
+                }
                 _ => return Ok(None),
             },
             None => return Ok(None),
         }
     }
-    // The manifest is among the covered files and not a generated one.
-    Ok(Some(files.saturating_sub(1)))
+    Ok(Some(files))
 }
 
 /// For each cluster (its directory and the digest of what its files depend on), whether its

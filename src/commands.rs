@@ -338,6 +338,26 @@ pub(crate) fn compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
         d.add("inventory", source.text.as_bytes());
         d.finish()
     };
+    // What the manifest records once: the release of meshplan (not its build, so that
+    // committed plans do not change with every commit of meshplan), and the user's inputs.
+    let provenance = {
+        let mut d = crate::cache::Inputs::new();
+        d.add("inventory", source.text.as_bytes())
+            .add("inventory-name", inventory_name.as_bytes())
+            .add("to", args.path.to.as_bytes())
+            .add("via", args.path.via.join(",").as_bytes())
+            .add("one-minor", &[u8::from(args.path.one_minor_at_a_time)]);
+        let mut allow = args.path.allow.clone();
+        allow.sort();
+        d.add("allow", allow.join(",").as_bytes());
+        for (name, text) in &overrides {
+            d.add(&format!("override/{name}"), text.as_bytes());
+        }
+        write::Provenance {
+            meshplan: env!("CARGO_PKG_VERSION").to_string(),
+            inputs: format!("sha256:{}", d.finish()),
+        }
+    };
     // Per cluster: what its own files depend on (its validated spec and path, its position).
     let cluster_digests: Vec<(String, String)> = mesh
         .clusters
@@ -390,6 +410,7 @@ pub(crate) fn compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
                 diff_out,
                 &mut Progress::new(terminal.then_some(&mut *io.stderr), mesh.clusters.len()),
                 &clean,
+                provenance,
             )
         });
     match result {
@@ -575,10 +596,9 @@ enum Rendered {
     Files(output::OutputTree),
     Keep(String),
     Done {
-        /// The cluster's items of `plan.yaml`'s `steps:` and its section of `PLAN.md`, in
-        /// scratch files: a large cluster never holds them in memory.
-        steps_yaml: std::fs::File,
-        md: std::fs::File,
+        /// The cluster's `plan.yaml` and `PLAN.md`, in scratch files (a large cluster never
+        /// holds them in memory); `None` for a kept cluster.
+        texts: Option<(std::fs::File, std::fs::File)>,
         summary: Box<plan::ClusterPlan>,
     },
 }
@@ -604,7 +624,7 @@ fn scratch_io(e: std::io::Error) -> CompileError {
 }
 
 /// Plans, renders and writes one cluster at a time, so that memory stays bounded by the largest
-/// cluster; `plan.yaml` and `PLAN.md` are assembled from per-cluster parts kept in scratch files.
+/// cluster; the root `plan.yaml` and `PLAN.md` index the clusters' own.
 #[allow(clippy::too_many_arguments)]
 fn emit(
     mesh: &Mesh,
@@ -618,10 +638,9 @@ fn emit(
     diff: &mut dyn Write,
     progress: &mut Progress<'_>,
     clean: &[bool],
+    provenance: write::Provenance,
 ) -> Result<write::WriteReport, CompileError> {
     use std::io::{Seek, SeekFrom};
-    let mut steps_body = std::io::BufWriter::new(write::scratch().map_err(scratch_io)?);
-    let mut md_body = std::io::BufWriter::new(write::scratch().map_err(scratch_io)?);
     let mut summaries = Vec::new();
     // Nothing is written, and the output directory is not even locked, until the first cluster
     // is rendered: a broken template stops the run before the directory is touched.
@@ -739,16 +758,30 @@ fn emit(
                         }
                         progress.files(tree.0.len());
                     }
-                    Rendered::Done {
-                        mut steps_yaml,
-                        mut md,
-                        summary,
-                    } => {
-                        for (from, to) in
-                            [(&mut steps_yaml, &mut steps_body), (&mut md, &mut md_body)]
-                        {
-                            from.seek(SeekFrom::Start(0)).map_err(scratch_io)?;
-                            std::io::copy(from, to).map_err(scratch_io)?;
+                    Rendered::Done { texts, summary } => {
+                        if let Some((mut yaml, mut md)) = texts {
+                            let w = match w.as_mut() {
+                                Some(w) => w,
+                                None => w.insert({
+                                    let mut new = write::Writer::begin(
+                                        out,
+                                        opts,
+                                        diff.take().expect("the writer begins once"),
+                                    )?;
+                                    new.show_paths_under(&shown_prefix(out));
+                                    new
+                                }),
+                            };
+                            for (path, file) in [
+                                (render::cluster_plan_yaml(&summary.dir), &mut yaml),
+                                (render::cluster_plan_md(&summary.dir), &mut md),
+                            ] {
+                                w.put_streamed(&path, &mut |dst| {
+                                    file.seek(SeekFrom::Start(0))?;
+                                    std::io::copy(file, dst)?;
+                                    Ok(())
+                                })?;
+                            }
                         }
                         summaries.push(*summary);
                         progress.cluster_done();
@@ -770,14 +803,8 @@ fn emit(
         clusters: &summaries,
         warnings,
     };
-    let yaml_head = render::plan_yaml_head(&head, env)?;
-    let md_head = render::plan_md_head(&head, env)?;
-    let mut steps_body = steps_body
-        .into_inner()
-        .map_err(|e| scratch_io(e.into_error()))?;
-    let mut md_body = md_body
-        .into_inner()
-        .map_err(|e| scratch_io(e.into_error()))?;
+    let index_yaml = render::plan_yaml_index(&head, env)?;
+    let index_md = render::plan_md_index(&head, env)?;
     let mut w = match w {
         Some(w) => w,
         None => {
@@ -787,17 +814,16 @@ fn emit(
             new
         }
     };
-    for (path, head, body) in [
-        ("plan.yaml", &yaml_head, &mut steps_body),
-        ("PLAN.md", &md_head, &mut md_body),
-    ] {
-        w.put_streamed(path, &mut |dst| {
-            dst.write_all(head.as_bytes())?;
-            body.seek(SeekFrom::Start(0))?;
-            std::io::copy(body, dst)?;
-            Ok(())
+    let mut index = output::OutputTree::default();
+    for (path, text) in [("plan.yaml", index_yaml), ("PLAN.md", index_md)] {
+        index.insert(path, text).map_err(|m| render::RenderError {
+            template: String::new(),
+            file: path.to_string(),
+            message: m,
         })?;
     }
+    w.put(&index)?;
+    w.set_provenance(provenance);
     Ok(w.finish()?)
 }
 
@@ -822,35 +848,39 @@ fn render_cluster(
         }
     };
     let part = plan::build_cluster(i, c, p, catalog);
+    if keep {
+        // Its files, its plan.yaml and PLAN.md included, are what this run would write; the
+        // index needs only its summary.
+        send(Ok(Rendered::Keep(part.summary.dir.clone())))?;
+        return send(Ok(Rendered::Done {
+            texts: None,
+            summary: Box::new(part.summary),
+        }));
+    }
     let states = match crate::model::check_cluster(c, &part, catalog) {
         Ok(s) => s,
         Err(f) => return send(Err(CompileError::Model(f))),
     };
-    if keep {
-        send(Ok(Rendered::Keep(part.summary.dir.clone())))?;
-    } else {
-        for chunk in part.artifacts.chunks(FILES_PER_CHUNK) {
-            match render::render_files(chunk, inventory_name, env) {
-                Ok(tree) => send(Ok(Rendered::Files(tree)))?,
-                Err(e) => return send(Err(CompileError::Render(e))),
-            }
+    for chunk in part.artifacts.chunks(FILES_PER_CHUNK) {
+        match render::render_files(chunk, inventory_name, env) {
+            Ok(tree) => send(Ok(Rendered::Files(tree)))?,
+            Err(e) => return send(Err(CompileError::Render(e))),
         }
     }
     let plan::ClusterOut { summary, steps, .. } = part;
     let texts = (|| -> Result<(std::fs::File, std::fs::File), CompileError> {
-        let mut steps_yaml = std::io::BufWriter::new(write::scratch().map_err(scratch_io)?);
-        render::plan_yaml_steps(c.context.as_deref(), &steps, &mut steps_yaml)?;
+        let mut yaml = std::io::BufWriter::new(write::scratch().map_err(scratch_io)?);
+        render::plan_yaml_cluster(&summary, &steps, env, &mut yaml)?;
         let mut md = std::io::BufWriter::new(write::scratch().map_err(scratch_io)?);
         render::plan_md_cluster(&summary, std::sync::Arc::new(steps), &states, env, &mut md)?;
         let done = |b: std::io::BufWriter<std::fs::File>| {
             b.into_inner().map_err(|e| scratch_io(e.into_error()))
         };
-        Ok((done(steps_yaml)?, done(md)?))
+        Ok((done(yaml)?, done(md)?))
     })();
     match texts {
-        Ok((steps_yaml, md)) => send(Ok(Rendered::Done {
-            steps_yaml,
-            md,
+        Ok(texts) => send(Ok(Rendered::Done {
+            texts: Some(texts),
             summary: Box::new(summary),
         })),
         Err(e) => send(Err(e)),

@@ -14,6 +14,9 @@ use serde_json::Value;
 use crate::output::{OutputTree, check_rel_path};
 
 pub const MANIFEST: &str = ".meshplan/manifest.json";
+/// Where the manifest's parts are: one per top-level directory of the plan (a cluster's files,
+/// with its files under `rollback/`), so that no manifest file grows with the size of the mesh.
+pub const MANIFEST_PARTS: &str = ".meshplan/manifest";
 const JOURNAL: &str = ".meshplan/pending";
 const LOCK: &str = ".meshplan/lock";
 const TMP_PREFIX: &str = ".meshplan-";
@@ -44,23 +47,89 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
 struct Manifest {
     #[allow(dead_code)]
     generated_by: String,
-    /// Every file meshplan wrote, relative to the output directory, sorted.
+    /// What wrote the files and from what (the root manifest only).
+    #[serde(default)]
+    provenance: Option<Provenance>,
+    /// The parts (the root manifest only): `.meshplan/manifest/<part>.json` each.
+    #[serde(default)]
+    parts: Vec<String>,
+    /// The files meshplan wrote that this manifest lists, relative to the output directory,
+    /// sorted.
     files: Vec<String>,
 }
 
-/// Writes the manifest of `files` (sorted) as pretty JSON, streamed: a large plan's file list is
+/// What the root manifest records once, instead of every file's header: meshplan's version and
+/// a digest of the inputs (the inventory, its name, the options and template overrides).
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Provenance {
+    pub meshplan: String,
+    pub inputs: String,
+}
+
+/// The part of the manifest that lists `path`: the top-level directory it is under, looking
+/// through `rollback/`; `None` for files at the top and meshplan's own.
+fn manifest_part(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("rollback/").unwrap_or(path);
+    let (first, _) = rest.split_once('/')?;
+    (!first.starts_with('.')).then_some(first)
+}
+
+/// Whether `rel` is the manifest or one of its parts (bookkeeping, not a generated file).
+pub(crate) fn is_manifest(rel: &str) -> bool {
+    rel == MANIFEST
+        || rel
+            .strip_prefix(MANIFEST_PARTS)
+            .is_some_and(|r| r.starts_with('/'))
+}
+
+/// The manifest's part files that list some of `files`.
+pub(crate) fn manifest_parts(files: &[String]) -> BTreeSet<String> {
+    files
+        .iter()
+        .filter_map(|f| manifest_part(f))
+        .map(part_path)
+        .collect()
+}
+
+fn part_path(part: &str) -> String {
+    format!("{MANIFEST_PARTS}/{part}.json")
+}
+
+/// A stable digest of a part's file list, to write only the parts that changed.
+fn list_digest<'s>(files: impl Iterator<Item = &'s str>) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for f in files {
+        h.update(f.as_bytes());
+        h.update([0]);
+    }
+    h.finalize().into()
+}
+
+/// Writes a manifest of `files` (sorted) as pretty JSON, streamed: a large plan's file list is
 /// never held twice.
 fn write_manifest(
     mut tmp: tempfile::NamedTempFile,
     path: &Path,
-    files: &[String],
+    head: &[(&str, Value)],
+    files: &[&str],
 ) -> Result<(), WriteError> {
     {
         let mut w = io::BufWriter::new(tmp.as_file_mut());
-        let mut text = String::from("{\n  \"generatedBy\": \"meshplan\",\n  \"files\": [");
+        let mut text = String::from("{\n  \"generatedBy\": \"meshplan\",");
+        for (key, value) in head {
+            text.push_str(&format!(
+                "\n  \"{key}\": {},",
+                serde_json::to_string_pretty(value)
+                    .unwrap_or_default()
+                    .replace('\n', "\n  ")
+            ));
+        }
+        text.push_str("\n  \"files\": [");
         for (i, f) in files.iter().enumerate() {
             text.push_str(if i == 0 { "\n    " } else { ",\n    " });
-            text.push_str(&Value::String(f.clone()).to_string());
+            text.push_str(&Value::String((*f).to_string()).to_string());
             if text.len() > 1 << 16 {
                 w.write_all(text.as_bytes()).map_err(io_err(path))?;
                 text.clear();
@@ -158,6 +227,11 @@ pub struct Writer<'a> {
     owned: Vec<String>,
     /// Whether `owned` is exactly the manifest (no journal of a killed run).
     owned_is_manifest: bool,
+    /// The digest of each part of the manifest as the last run left it.
+    old_parts: BTreeMap<String, [u8; 32]>,
+    old_provenance: Option<Provenance>,
+    /// What this run records in the manifest.
+    provenance: Option<Provenance>,
     /// Which of `owned` this run generates again (one flag per owned path, so that a re-run
     /// does not hold every path twice).
     seen_owned: Vec<bool>,
@@ -223,17 +297,17 @@ impl<'a> Writer<'a> {
         } else {
             None
         };
-        let old = if exists {
-            read_manifest(out, &out.join(MANIFEST))?
-        } else {
-            None
-        };
+        let old = if exists { read_recorded(out)? } else { None };
         let pending = if exists { read_journal(out)? } else { None };
         let (pending_files, stale_tokens) = match pending {
             Some(j) => (Some(j.files), j.tokens),
             None => (None, Vec::new()),
         };
         let owned_is_manifest = old.is_some() && pending_files.is_none();
+        let (old_parts, old_provenance) = old
+            .as_ref()
+            .map(|m| (m.parts.clone(), m.provenance.clone()))
+            .unwrap_or_default();
         let mut owned: Vec<String> = old.map(|m| m.files).unwrap_or_default();
         owned.extend(pending_files.unwrap_or_default());
         owned.sort_unstable();
@@ -245,6 +319,9 @@ impl<'a> Writer<'a> {
             seen_owned: vec![false; owned.len()],
             owned,
             owned_is_manifest,
+            old_parts,
+            old_provenance,
+            provenance: None,
             seen_new: Vec::new(),
             journal: None,
             token: run_token(),
@@ -667,7 +744,10 @@ impl<'a> Writer<'a> {
                     .push((Change::Removed, path.to_string()));
             }
         }
-        let unchanged = self.owned_is_manifest && new.is_empty() && seen_owned.iter().all(|s| *s);
+        let unchanged = self.owned_is_manifest
+            && new.is_empty()
+            && seen_owned.iter().all(|s| *s)
+            && (self.provenance.is_none() || self.provenance == self.old_provenance);
         if self.opts.check {
             if unchanged && !self.report.changed() {
                 self.report.files = owned;
@@ -690,9 +770,7 @@ impl<'a> Writer<'a> {
                 files.push(p);
             }
             files.extend(new_iter);
-            create_dirs(&self.out, &self.out.join(".meshplan"))?;
-            let tmp = self.temp(&self.out.join(".meshplan"))?;
-            write_manifest(tmp, &self.out.join(MANIFEST), &files)?;
+            self.write_manifests(&files)?;
             self.report.files = files;
         } else {
             self.report.files = owned;
@@ -703,6 +781,65 @@ impl<'a> Writer<'a> {
             fs::remove_file(&journal).map_err(io_err(&journal))?;
         }
         Ok(self.report)
+    }
+
+    /// Records `files` (sorted): each part that changed, then the root that lists the parts,
+    /// then removes parts no longer listed. A run killed in between leaves its journal, and the
+    /// next run owns the union of what every manifest file and the journal list.
+    fn write_manifests(&mut self, files: &[String]) -> Result<(), WriteError> {
+        let mut parts: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut top = Vec::new();
+        for f in files {
+            match manifest_part(f) {
+                Some(p) => parts.entry(p).or_default().push(f),
+                None => top.push(f.as_str()),
+            }
+        }
+        let meta = self.out.join(".meshplan");
+        let parts_dir = self.out.join(MANIFEST_PARTS);
+        for (part, list) in &parts {
+            if self.old_parts.get(*part) == Some(&list_digest(list.iter().copied())) {
+                continue;
+            }
+            create_dirs(&self.out, &parts_dir)?;
+            let rel = part_path(part);
+            let path = safe_join(&self.out, &rel)?;
+            let tmp = self.temp(&parts_dir)?;
+            write_manifest(tmp, &path, &[], list)?;
+        }
+        create_dirs(&self.out, &meta)?;
+        let tmp = self.temp(&meta)?;
+        let mut head = Vec::new();
+        if let Some(p) = &self.provenance {
+            head.push(("provenance", serde_json::to_value(p).unwrap_or(Value::Null)));
+        }
+        head.push((
+            "parts",
+            Value::from(parts.keys().copied().collect::<Vec<_>>()),
+        ));
+        write_manifest(tmp, &self.out.join(MANIFEST), &head, &top)?;
+        // Parts of clusters that are gone, or that a killed run wrote before its root.
+        let parts_dir = safe_join(&self.out, MANIFEST_PARTS)?;
+        if let Ok(entries) = fs::read_dir(&parts_dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let listed = name
+                    .strip_suffix(".json")
+                    .is_some_and(|p| parts.contains_key(p));
+                let file = e.file_type().is_ok_and(|t| t.is_file());
+                if file && !listed && name.ends_with(".json") {
+                    let path = parts_dir.join(&name);
+                    safe_last(&path)?;
+                    fs::remove_file(&path).map_err(io_err(&path))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What the manifest records besides the files (set before [`Writer::finish`]).
+    pub fn set_provenance(&mut self, p: Provenance) {
+        self.provenance = Some(p);
     }
 
     fn emit_diff(&mut self, text: &str) -> Result<(), WriteError> {
@@ -898,7 +1035,7 @@ pub(crate) fn lock_existing(out: &Path, shared: bool) -> Result<Option<fs::File>
 /// The files the manifest lists, if the output directory has one.
 #[cfg(test)]
 pub(crate) fn manifest_files(out: &Path) -> Result<Option<Vec<String>>, WriteError> {
-    Ok(read_manifest(out, &out.join(MANIFEST))?.map(|m| m.files))
+    Ok(read_recorded(out)?.map(|m| m.files))
 }
 
 /// Whether a run left its journal: it did not finish.
@@ -917,6 +1054,46 @@ fn read_manifest(out: &Path, path: &Path) -> Result<Option<Manifest>, WriteError
             path.display()
         ))
     })
+}
+
+/// What the last finished run recorded: every file it owns (sorted), and each part's digest.
+struct Recorded {
+    files: Vec<String>,
+    parts: BTreeMap<String, [u8; 32]>,
+    provenance: Option<Provenance>,
+}
+
+/// Reads the manifest and its parts.
+fn read_recorded(out: &Path) -> Result<Option<Recorded>, WriteError> {
+    let Some(root) = read_manifest(out, &out.join(MANIFEST))? else {
+        return Ok(None);
+    };
+    let mut files = root.files;
+    let mut parts = BTreeMap::new();
+    for part in &root.parts {
+        let rel = part_path(part);
+        check_rel_path(&rel).map_err(WriteError::Refused)?;
+        let path = safe_join(out, &rel)?;
+        let Some(m) = read_manifest(out, &path)? else {
+            return Err(WriteError::Refused(format!(
+                "`{}` lists the part `{}`, which is missing; restore it from version control (or delete the output directory's `.meshplan` only if it holds nothing you wrote by hand)",
+                out.join(MANIFEST).display(),
+                path.display()
+            )));
+        };
+        parts.insert(
+            part.clone(),
+            list_digest(m.files.iter().map(String::as_str)),
+        );
+        files.extend(m.files);
+    }
+    files.sort_unstable();
+    files.dedup();
+    Ok(Some(Recorded {
+        files,
+        parts,
+        provenance: root.provenance,
+    }))
 }
 
 /// Whether `dir` holds nothing but, at most, the lock of a run that wrote nothing.
@@ -1240,7 +1417,8 @@ mod tests {
         write_manifest(
             temp_in(&out.join(".meshplan"), "t").unwrap(),
             &out.join(MANIFEST),
-            &t.0.keys().cloned().collect::<Vec<_>>(),
+            &[],
+            &t.0.keys().map(String::as_str).collect::<Vec<_>>(),
         )
         .unwrap();
         fs::write(out.join(JOURNAL), format!("{TOKEN_LINE}abc\n")).unwrap();
@@ -1261,5 +1439,69 @@ mod tests {
             ]
         );
         assert_eq!(files["a.yaml"], "1\n");
+    }
+
+    #[test]
+    fn the_manifest_is_split_by_top_level_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("plan");
+        let t = tree(&[
+            ("PLAN.md", "i\n"),
+            ("01-a/x.yaml", "1\n"),
+            ("01-a/hop/y.yaml", "2\n"),
+            ("rollback/01-a/y.yaml", "3\n"),
+            ("02-b/x.yaml", "4\n"),
+        ]);
+        write_tree(&out, &t, W).unwrap();
+        let root = fs::read_to_string(out.join(MANIFEST)).unwrap();
+        assert!(root.contains("\"PLAN.md\""), "{root}");
+        assert!(!root.contains("01-a/x.yaml"), "{root}");
+        let a = fs::read_to_string(out.join(part_path("01-a"))).unwrap();
+        assert!(a.contains("rollback/01-a/y.yaml") && a.contains("01-a/hop/y.yaml"));
+        assert_eq!(manifest_files(&out).unwrap().unwrap().len(), 5);
+        // Only the part that changed is rewritten.
+        let b_before = fs::metadata(out.join(part_path("02-b"))).unwrap();
+        let mut t2 = t.clone();
+        t2.0.insert("01-a/z.yaml".into(), "5\n".into());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        write_tree(&out, &t2, W).unwrap();
+        let b_after = fs::metadata(out.join(part_path("02-b"))).unwrap();
+        assert_eq!(b_before.modified().unwrap(), b_after.modified().unwrap());
+        // A cluster that is gone takes its part with it.
+        t2.0.remove("02-b/x.yaml");
+        write_tree(&out, &t2, W).unwrap();
+        assert!(!out.join(part_path("02-b")).exists());
+        assert!(!out.join("02-b").exists());
+        // A part the root lists but that is missing is refused, never guessed.
+        fs::remove_file(out.join(part_path("01-a"))).unwrap();
+        let err = write_tree(&out, &t2, W).unwrap_err().to_string();
+        assert!(err.contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn a_run_killed_between_a_part_and_the_root_converges() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("plan");
+        let t = tree(&[("01-a/x.yaml", "1\n")]);
+        write_tree(&out, &t, W).unwrap();
+        // A killed run: claimed and wrote 02-b's file and its part, not the root.
+        fs::write(out.join(JOURNAL), "02-b/x.yaml\n").unwrap();
+        fs::create_dir_all(out.join("02-b")).unwrap();
+        fs::write(out.join("02-b/x.yaml"), "2\n").unwrap();
+        write_manifest(
+            temp_in(&out.join(MANIFEST_PARTS), "t").unwrap(),
+            &out.join(part_path("02-b")),
+            &[],
+            &["02-b/x.yaml"],
+        )
+        .unwrap();
+        // The next run, without 02-b, removes its file and its part.
+        write_tree(&out, &t, W).unwrap();
+        assert!(!out.join("02-b").exists());
+        assert!(!out.join(part_path("02-b")).exists());
+        assert_eq!(
+            manifest_files(&out).unwrap().unwrap(),
+            vec!["01-a/x.yaml".to_string()]
+        );
     }
 }

@@ -566,11 +566,19 @@ fn concurrent_compiles_are_serialised_by_the_lock() {
         }
         let check = run_in(dir.path(), &[&args[..], &["--check"]].concat(), None);
         assert_eq!(check.status, 0, "round {round}: {}", check.stderr);
-        let manifest: Value = serde_json::from_str(
-            &fs::read_to_string(dir.path().join("plan/.meshplan/manifest.json")).unwrap(),
-        )
-        .unwrap();
-        let listed = manifest["files"].as_array().unwrap().len();
+        let read = |rel: &str| -> Value {
+            serde_json::from_str(&fs::read_to_string(dir.path().join("plan").join(rel)).unwrap())
+                .unwrap()
+        };
+        let manifest = read(".meshplan/manifest.json");
+        let mut listed = manifest["files"].as_array().unwrap().len();
+        for part in manifest["parts"].as_array().unwrap() {
+            let part = read(&format!(
+                ".meshplan/manifest/{}.json",
+                part.as_str().unwrap()
+            ));
+            listed += part["files"].as_array().unwrap().len();
+        }
         let files = list_tree(&dir.path().join("plan"))
             .keys()
             .filter(|p| !p.starts_with(".meshplan/"))

@@ -171,16 +171,61 @@ fn describe(e: &JError) -> String {
 }
 
 /// What `plan.yaml` holds above its steps.
+/// What `plan.yaml` at the root of the plan holds: the mesh, its clusters and where each
+/// cluster's steps are. Not a Kubernetes object, so it has no `apiVersion` or `kind` that a
+/// GitOps controller would try to apply.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct PlanIndex<'a> {
-    api_version: &'static str,
-    kind: &'static str,
+    format: &'static str,
     mesh: &'a str,
     inventory: &'a str,
     target: String,
     how_to_apply: &'static str,
-    clusters: &'a [ClusterPlan],
+    clusters: Vec<IndexEntry<'a>>,
+}
+
+/// A cluster as the index shows it: enough to find and order its plan; the rest (upgrade
+/// notes, phases, webhooks) is in the cluster's own files, so the index stays small.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IndexEntry<'a> {
+    name: &'a str,
+    dir: &'a str,
+    /// The cluster's steps, as data.
+    plan: String,
+    /// The cluster's steps, for reviewers.
+    readme: String,
+    context: Option<&'a str>,
+    kubernetes: &'a str,
+    install_method: crate::inventory::InstallMethod,
+    from: String,
+    to: String,
+    hops: Vec<IndexHop<'a>>,
+    steps: usize,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IndexHop<'a> {
+    to: String,
+    strategy: &'static str,
+    to_revision: &'a str,
+}
+
+/// The `format` of the root `plan.yaml`.
+pub const INDEX_FORMAT: &str = "meshplan.dev/plan-index/v1alpha2";
+/// The `format` of a cluster's `plan.yaml`.
+pub const CLUSTER_FORMAT: &str = "meshplan.dev/cluster-plan/v1alpha2";
+
+/// The file that holds a cluster's steps as data.
+pub fn cluster_plan_yaml(dir: &str) -> String {
+    format!("{dir}/plan.yaml")
+}
+
+/// The file that holds a cluster's steps for reviewers.
+pub fn cluster_plan_md(dir: &str) -> String {
+    format!("{dir}/PLAN.md")
 }
 
 /// What the top of `plan.yaml` and `PLAN.md` need: the plan without its steps.
@@ -220,24 +265,85 @@ pub fn render_files(
     Ok(tree)
 }
 
-/// The top of `plan.yaml`, ending with the `steps:` key that [`plan_yaml_steps`] chunks follow.
-pub fn plan_yaml_head(head: &PlanHead<'_>, env: &Environment<'_>) -> Result<String, RenderError> {
+/// The root `plan.yaml`: the index of the clusters' plans.
+pub fn plan_yaml_index(head: &PlanHead<'_>, env: &Environment<'_>) -> Result<String, RenderError> {
     let index = PlanIndex {
-        api_version: "meshplan.dev/v1alpha1",
-        kind: "UpgradePlan",
+        format: INDEX_FORMAT,
         mesh: head.mesh,
         inventory: head.inventory,
         target: head.target.to_string(),
-        how_to_apply: "run the steps in order from this directory: each step's apply commands, then its wait commands; do what its confirm items say before the next step. Each step's rollback commands undo it",
-        clusters: head.clusters,
+        how_to_apply: "for each cluster in order, run the steps of its plan from this directory: each step's apply commands, then its wait commands; do what its confirm items say before the next step. Each step's rollback commands undo it",
+        clusters: head
+            .clusters
+            .iter()
+            .map(|c| IndexEntry {
+                name: &c.name,
+                dir: &c.dir,
+                plan: cluster_plan_yaml(&c.dir),
+                readme: cluster_plan_md(&c.dir),
+                context: c.context.as_deref(),
+                kubernetes: &c.kubernetes,
+                install_method: c.install_method,
+                from: c.from.to_string(),
+                to: c.to.to_string(),
+                hops: c
+                    .hops
+                    .iter()
+                    .map(|h| IndexHop {
+                        to: h.to.to_string(),
+                        strategy: h.strategy.name(),
+                        to_revision: &h.to_revision,
+                    })
+                    .collect(),
+                steps: c.steps,
+            })
+            .collect(),
     };
     let ctx = json!({
-        "inventory": head.inventory,
-        "file": {"targets": "the whole plan, as data", "apply": "a shell loop over .steps (see PLAN.md)", "path": "plan.yaml"},
+        "file": {"targets": "the whole plan: its clusters, and where each cluster's steps are", "apply": "a shell loop over .clusters[].plan (see PLAN.md)", "path": "plan.yaml"},
         "plan": serde_json::to_value(&index).map_err(|e| err("plan.yaml.j2", "plan.yaml", e))?,
-        "hasSteps": head.clusters.iter().any(|c| c.steps > 0),
     });
     render_one(env, "plan.yaml.j2", "plan.yaml", &ctx)
+}
+
+/// A cluster's `plan.yaml`, written to `out`: its summary, then its steps a step at a time (a
+/// cluster of any size never has its whole list as one value).
+pub fn plan_yaml_cluster(
+    cluster: &ClusterPlan,
+    steps: &[Step],
+    env: &Environment<'_>,
+    out: &mut dyn std::io::Write,
+) -> Result<(), RenderError> {
+    let path = cluster_plan_yaml(&cluster.dir);
+    let head = json!({
+        "format": CLUSTER_FORMAT,
+        "cluster": cluster,
+    });
+    let ctx = json!({
+        "file": {"targets": format!("cluster `{}`: every step, as data", cluster.name), "apply": "a shell loop over .steps, from the plan's root directory (see PLAN.md there)", "path": path},
+        "plan": head,
+        "steps": if steps.is_empty() { "empty" } else { "follow" },
+    });
+    out.write_all(render_one(env, "plan.yaml.j2", &path, &ctx)?.as_bytes())
+        .map_err(|e| err("plan.yaml.j2", &path, e))?;
+    let sh = shell::Shell {
+        context: cluster.context.as_deref(),
+    };
+    let mut chunk = String::new();
+    for k in 0..steps.len() {
+        let value = serde_json::to_value(step_view(&sh, steps, k))
+            .map_err(|e| err("plan.yaml.j2", &path, e))?;
+        let text = yaml::to_string(&serde_json::Value::Array(vec![value]));
+        chunk.clear();
+        for line in text.lines() {
+            chunk.push_str("  ");
+            chunk.push_str(line);
+            chunk.push('\n');
+        }
+        out.write_all(chunk.as_bytes())
+            .map_err(|e| err("plan.yaml.j2", &path, e))?;
+    }
+    Ok(())
 }
 
 /// A step as `plan.yaml` shows it: the operations as the commands that carry them out.
@@ -312,35 +418,9 @@ fn step_view<'a>(sh: &shell::Shell, steps: &'a [Step], k: usize) -> StepView<'a>
     }
 }
 
-/// One cluster's steps as items of the `steps:` list of `plan.yaml`, a step at a time: a
-/// cluster of any size never has its whole list as one value.
-pub fn plan_yaml_steps(
-    context: Option<&str>,
-    steps: &[Step],
-    out: &mut dyn std::io::Write,
-) -> Result<(), RenderError> {
-    let sh = shell::Shell { context };
-    let mut chunk = String::new();
-    for k in 0..steps.len() {
-        let value = serde_json::to_value(step_view(&sh, steps, k))
-            .map_err(|e| err("plan.yaml.j2", "plan.yaml", e))?;
-        let text = yaml::to_string(&serde_json::Value::Array(vec![value]));
-        chunk.clear();
-        for line in text.lines() {
-            chunk.push_str("  ");
-            chunk.push_str(line);
-            chunk.push('\n');
-        }
-        out.write_all(chunk.as_bytes())
-            .map_err(|e| err("plan.yaml.j2", "plan.yaml", e))?;
-    }
-    Ok(())
-}
-
-/// The top of `PLAN.md`: summary, diagram, warnings, how to apply.
-pub fn plan_md_head(head: &PlanHead<'_>, env: &Environment<'_>) -> Result<String, RenderError> {
+/// The root `PLAN.md`: summary, diagram, warnings, how to apply, links to the clusters' plans.
+pub fn plan_md_index(head: &PlanHead<'_>, env: &Environment<'_>) -> Result<String, RenderError> {
     let ctx = json!({
-        "inventory": head.inventory,
         "file": {"targets": "reviewers and operators", "apply": "read it", "path": "PLAN.md"},
         "plan": {"mesh": head.mesh, "inventory": head.inventory, "target": head.target.to_string(), "clusters": head.clusters},
         "diagram": diagram(head.clusters),
@@ -352,7 +432,7 @@ pub fn plan_md_head(head: &PlanHead<'_>, env: &Environment<'_>) -> Result<String
 /// How many data-plane steps a cluster's `PLAN.md` section shows in full.
 pub const COMPACT_DATA_PLANE_ABOVE: usize = 60;
 
-/// One cluster's section of `PLAN.md`, written to `out` as it is rendered.
+/// A cluster's `PLAN.md`, written to `out` as it is rendered.
 pub fn plan_md_cluster(
     cluster: &ClusterPlan,
     steps: std::sync::Arc<Vec<Step>>,
@@ -378,7 +458,9 @@ pub fn plan_md_cluster(
         }
         shown.push(show.cloned());
     }
+    let path = cluster_plan_md(&cluster.dir);
     let ctx = minijinja::context! {
+        file => jvalue(json!({"targets": format!("reviewers and operators of cluster `{}`", cluster.name), "apply": "read it", "path": path})),
         cluster => jvalue(cluster),
         steps => JValue::from_object(MdSteps {
             steps,
@@ -387,12 +469,10 @@ pub fn plan_md_cluster(
             context: cluster.context.clone(),
         }),
     };
-    out.write_all(b"\n")
-        .map_err(|e| err("PLAN-cluster.md.j2", "PLAN.md", e))?;
     render_to(
         env,
         "PLAN-cluster.md.j2",
-        "PLAN.md",
+        &path,
         ctx,
         out,
         MAX_STREAMED_BYTES,
