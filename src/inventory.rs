@@ -155,6 +155,26 @@ pub struct Istio {
     pub compatibility_version: Option<String>,
     /// The istio-cni node agent, when the cluster runs it.
     pub cni: Option<Cni>,
+    /// The ztunnel node proxy: the cluster runs ambient mode.
+    pub ztunnel: Option<Ztunnel>,
+}
+
+/// The ztunnel node proxy (ambient mode): the `ztunnel` chart, not revisioned, pointed at one
+/// istiod revision by its `revision` value.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ztunnel {
+    #[serde(default = "default_ztunnel_release")]
+    pub release: String,
+    /// Default: the control-plane namespace.
+    pub namespace: Option<String>,
+    /// Helm values of the `ztunnel` chart carried into every upgrade of it.
+    #[serde(default)]
+    pub values: BTreeMap<String, Value>,
+}
+
+fn default_ztunnel_release() -> String {
+    "ztunnel".to_string()
 }
 
 /// The istio-cni node agent (sidecar mode): the `cni` chart, not revisioned.
@@ -385,6 +405,8 @@ pub struct Namespace {
     pub revision: Option<String>,
     /// The legacy `istio-injection` label (`enabled`).
     pub istio_injection: Option<String>,
+    /// `istio.io/dataplane-mode` (`ambient`): ztunnel serves its pods.
+    pub dataplane_mode: Option<String>,
     #[serde(default = "default_wave")]
     pub wave: u32,
     #[serde(default)]
@@ -403,13 +425,35 @@ pub struct GatewayApiGateway {
     pub name: String,
     /// Its own `istio.io/rev` label.
     pub revision: Option<String>,
+    /// Its `gatewayClassName`.
+    #[serde(default)]
+    pub class: GatewayClass,
+}
+
+/// The gateway classes istiod deploys.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum GatewayClass {
+    #[default]
+    #[serde(rename = "istio")]
+    Istio,
+    /// An ambient waypoint.
+    #[serde(rename = "istio-waypoint")]
+    IstioWaypoint,
 }
 
 impl GatewayApiGateway {
-    /// The Deployment, Service and ServiceAccount istiod renders for it (the gateway class
-    /// `istio` is appended to the Gateway's name).
+    /// The Deployment, Service and ServiceAccount istiod renders for it: the class is appended
+    /// to the Gateway's name, except for waypoints (`disableNameSuffix`), whose Service is a
+    /// ClusterIP one.
     pub fn deployment(&self) -> String {
-        format!("{}-istio", self.name)
+        match self.class {
+            GatewayClass::Istio => format!("{}-istio", self.name),
+            GatewayClass::IstioWaypoint => self.name.clone(),
+        }
+    }
+
+    pub fn is_waypoint(&self) -> bool {
+        self.class == GatewayClass::IstioWaypoint
     }
 }
 

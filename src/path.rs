@@ -607,15 +607,23 @@ fn cluster_path(
             stops.push((v, *alpha));
         }
         if minors.len() > 1 {
-            reason = Some(if cni_forces && strategy == Strategy::Canary {
-                format!(
-                    "istio-cni is not revisioned: it is upgraded in place once the old istiod is gone, and may run only the version of a running istiod or one minor behind it (\"The CNI at version 1.x is compatible with the control plane at version 1.x+1 and 1.x\"), so a canary across two minors would leave it two behind; {} -> {} goes one minor per hop",
-                    from_minor,
-                    to.minor()
-                )
-            } else {
-                multi_hop_reason(from_minor, to.minor(), strategy, policy, catalog)
-            });
+            reason = Some(
+                if cni_forces && strategy == Strategy::Canary && c.ztunnel.is_some() {
+                    format!(
+                        "ambient mode: istio-cni and ztunnel are not revisioned and are upgraded in place right after each new istiod, and \"the ztunnel at version 1.x is compatible with the control plane at version 1.x+1 and 1.x\" (istio-cni likewise), so a canary across two minors would leave them two behind; {} -> {} goes one minor per hop",
+                        from_minor,
+                        to.minor()
+                    )
+                } else if cni_forces && strategy == Strategy::Canary {
+                    format!(
+                        "istio-cni is not revisioned: it is upgraded in place once the old istiod is gone, and may run only the version of a running istiod or one minor behind it (\"The CNI at version 1.x is compatible with the control plane at version 1.x+1 and 1.x\"), so a canary across two minors would leave it two behind; {} -> {} goes one minor per hop",
+                        from_minor,
+                        to.minor()
+                    )
+                } else {
+                    multi_hop_reason(from_minor, to.minor(), strategy, policy, catalog)
+                },
+            );
         }
     }
 
@@ -1005,6 +1013,7 @@ mod tests {
             base_values: Default::default(),
             compatibility_version: None,
             cni: None,
+            ztunnel: None,
             gateways: vec![],
             namespaces: vec![],
         }

@@ -53,6 +53,8 @@ pub struct ClusterSpec {
     pub compatibility_version: Option<String>,
     /// The istio-cni node agent, when the cluster runs it.
     pub cni: Option<CniSpec>,
+    /// The ztunnel node proxy: the cluster runs ambient mode.
+    pub ztunnel: Option<CniSpec>,
     pub gateways: Vec<GatewaySpec>,
     pub namespaces: Vec<NamespaceSpec>,
 }
@@ -64,7 +66,7 @@ impl ClusterSpec {
     }
 }
 
-/// The istio-cni node agent: a release of the `cni` chart at the cluster's Istio version.
+/// A node agent (istio-cni, ztunnel): a release of its chart at the cluster's Istio version.
 #[derive(Clone, Debug)]
 pub struct CniSpec {
     pub release: String,
@@ -397,8 +399,12 @@ fn validate_cluster(
         let only_labelled_gateways = n.workloads.is_empty()
             && !n.gateway_api.is_empty()
             && n.gateway_api.iter().all(|g| g.revision.is_some());
+        let ambient = n.dataplane_mode.is_some();
+        if ambient {
+            check_ambient_namespace(n, &np, c.istio.ztunnel.is_some(), &c.name, src, diags);
+        }
         match (&n.revision, &n.istio_injection) {
-            (None, None) if only_labelled_gateways => {}
+            (None, None) if only_labelled_gateways || ambient => {}
             (None, None) => diags.push(
                 Diagnostic::error(
                     Code::UnknownRevision,
@@ -450,7 +456,7 @@ fn validate_cluster(
             n,
             &np,
             version.as_ref(),
-            (&known, serves_default),
+            (&known, serves_default, c.istio.ztunnel.is_some()),
             &c.name,
             src,
             diags,
@@ -634,6 +640,17 @@ fn validate_cluster(
         }
     }
 
+    if let Some(z) = &c.istio.ztunnel {
+        check_ztunnel(
+            z,
+            c.istio.cni.is_some(),
+            install,
+            version.as_ref(),
+            &at.key("istio").key("ztunnel"),
+            src,
+            diags,
+        );
+    }
     if let Some(cni) = &c.istio.cni {
         check_cni(
             cni,
@@ -697,6 +714,14 @@ fn validate_cluster(
                 .unwrap_or_else(|| c.istio.namespace.clone()),
             values: cni.values.clone(),
         }),
+        ztunnel: c.istio.ztunnel.as_ref().map(|z| CniSpec {
+            release: z.release.clone(),
+            namespace: z
+                .namespace
+                .clone()
+                .unwrap_or_else(|| c.istio.namespace.clone()),
+            values: z.values.clone(),
+        }),
         gateways,
         namespaces,
     })
@@ -708,7 +733,7 @@ fn check_gateway_api(
     n: &crate::inventory::Namespace,
     np: &YamlPath,
     version: Option<&IstioVersion>,
-    (known, serves_default): (&[String], bool),
+    (known, serves_default, ambient): (&[String], bool, bool),
     cluster: &str,
     src: &Source,
     diags: &mut Diagnostics,
@@ -717,6 +742,19 @@ fn check_gateway_api(
     for (gi, g) in n.gateway_api.iter().enumerate() {
         let gp = np.key("gatewayApi").index(gi);
         check_label(src, diags, &gp.key("name"), "Gateway name", &g.name);
+        if g.is_waypoint() && !ambient {
+            diags.push(
+                Diagnostic::error(
+                    Code::TopologyUnsupported,
+                    format!(
+                        "Gateway `{}/{}` is a waypoint, and cluster `{cluster}` does not run ambient mode",
+                        n.name, g.name
+                    ),
+                )
+                .at(src, &gp.key("class"))
+                .help("waypoints serve ambient workloads: describe the cluster's ztunnel as `istio.ztunnel`, or use class `istio`"),
+            );
+        }
         if g.deployment().len() > crate::path::MAX_SERVICE_NAME && is_dns_label(&g.name, 63) {
             diags.push(
                 Diagnostic::error(
@@ -785,6 +823,121 @@ fn check_gateway_api(
                 .help("upgrade to 1.18 first with these Gateways left out of the inventory, then plan them"),
             );
         }
+    }
+}
+
+/// A namespace in ambient mode: the cluster runs ztunnel, and no injection label would give its
+/// pods sidecars instead (the injector does not look at `istio.io/dataplane-mode`: a sidecar
+/// wins, and ztunnel leaves the pod alone).
+fn check_ambient_namespace(
+    n: &crate::inventory::Namespace,
+    np: &YamlPath,
+    ambient_cluster: bool,
+    cluster: &str,
+    src: &Source,
+    diags: &mut Diagnostics,
+) {
+    if !ambient_cluster {
+        diags.push(
+            Diagnostic::error(
+                Code::TopologyUnsupported,
+                format!(
+                    "namespace `{}` is in ambient mode, and cluster `{cluster}` runs no ztunnel",
+                    n.name
+                ),
+            )
+            .at(src, &np.key("dataplaneMode"))
+            .help("describe the cluster's ztunnel as `istio.ztunnel` (with its istio-cni as `istio.cni`)"),
+        );
+    }
+    for (key, label) in [
+        ("revision", n.revision.is_some().then_some("istio.io/rev")),
+        (
+            "istioInjection",
+            n.istio_injection.is_some().then_some("istio-injection"),
+        ),
+    ] {
+        if let Some(label) = label {
+            diags.push(
+                Diagnostic::error(
+                    Code::TopologyUnsupported,
+                    format!(
+                        "namespace `{}` is in ambient mode and carries {label}: its pods get sidecars, which win over ztunnel",
+                        n.name
+                    ),
+                )
+                .at(src, &np.key(key))
+                .help("leave the label off an ambient namespace (give its waypoints their own `revision`), or describe the namespace as a sidecar one without `dataplaneMode`"),
+            );
+        }
+    }
+}
+
+/// Ambient mode is planned for Helm installs from 1.24, when it became stable, with the
+/// istio-cni node agent it needs.
+fn check_ztunnel(
+    z: &crate::inventory::Ztunnel,
+    has_cni: bool,
+    install: InstallMethod,
+    version: Option<&IstioVersion>,
+    at: &YamlPath,
+    src: &Source,
+    diags: &mut Diagnostics,
+) {
+    if install != InstallMethod::Helm {
+        diags.push(
+            Diagnostic::error(
+                Code::TopologyUnsupported,
+                format!(
+                    "ambient mode is planned for Helm installs only, and this cluster uses {}",
+                    install.name()
+                ),
+            )
+            .at_key(src, at)
+            .help("Istio documents ambient upgrades with Helm (istio.io docs/ambient/upgrade/helm); istioctl installs ztunnel as an IstioOperator component, which meshplan does not plan"),
+        );
+    }
+    if let Some(v) = version
+        && v.minor()
+            < (Minor {
+                major: 1,
+                minor: 24,
+            })
+    {
+        diags.push(
+            Diagnostic::error(
+                Code::TopologyUnsupported,
+                format!("ztunnel runs {v}: meshplan plans ambient mode from 1.24, where it is stable"),
+            )
+            .at_key(src, at)
+            .help("before 1.24 ambient mode was alpha or beta, without a supported upgrade path: reinstall it at 1.24 or later"),
+        );
+    }
+    if !has_cni {
+        diags.push(
+            Diagnostic::error(
+                Code::TopologyUnsupported,
+                "ambient mode needs the istio-cni node agent, and the inventory gives none".to_string(),
+            )
+            .at_key(src, at)
+            .help("describe it as `istio.cni` (release, namespace, values): the plan upgrades it right before ztunnel"),
+        );
+    }
+    if let Some(ns) = &z.namespace {
+        check_label(src, diags, &at.key("namespace"), "namespace", ns);
+    }
+    if z.release.len() > crate::path::MAX_HELM_RELEASE {
+        diags.push(
+            Diagnostic::error(
+                Code::NameTooLong,
+                format!(
+                    "the Helm release name `{}` is longer than Helm's {} characters",
+                    z.release,
+                    crate::path::MAX_HELM_RELEASE
+                ),
+            )
+            .at(src, &at.key("release")),
+        );
     }
 }
 

@@ -233,6 +233,11 @@ fn render(m: &GMesh, catalog: &Catalog) -> Option<(String, String)> {
         if install == "helm" && c.cni {
             istio["cni"] = json!({"namespace": "kube-system"});
         }
+        // Ambient mode (1.24+, Helm, with istio-cni) for half of the clusters that can have it.
+        let ambient = install == "helm" && c.cni && s >= 24 && c.patch & 0x80 != 0;
+        if ambient {
+            istio["ztunnel"] = json!({});
+        }
         let label = rev.clone().unwrap_or_else(|| "default".into());
         let mut gateways = Vec::new();
         for (gi, g) in c.gateways.iter().enumerate() {
@@ -286,6 +291,27 @@ fn render(m: &GMesh, catalog: &Catalog) -> Option<(String, String)> {
         let mut namespaces = Vec::new();
         for (ni, n) in c.namespaces.iter().enumerate() {
             let mut ns = json!({"name": format!("ns{ni}"), "wave": n.wave});
+            if ambient && n.label == 3 {
+                // An ambient namespace: no injection label, workloads that never restart, and
+                // waypoints on their own label (the revision, or a tag).
+                ns["dataplaneMode"] = json!("ambient");
+                let wls: Vec<Value> = (0..n.workloads.len())
+                    .map(|wi| json!({"kind": "Deployment", "name": format!("w{wi}")}))
+                    .collect();
+                ns["workloads"] = Value::Array(wls);
+                match n.gateway_api {
+                    1 => {
+                        ns["gatewayApi"] = json!([{"name": "waypoint", "class": "istio-waypoint", "revision": label}])
+                    }
+                    2 => {
+                        let rev = tags.first().cloned().unwrap_or_else(|| label.clone());
+                        ns["gatewayApi"] = json!([{"name": "waypoint", "class": "istio-waypoint", "revision": rev}])
+                    }
+                    _ => {}
+                }
+                namespaces.push(ns);
+                continue;
+            }
             match n.label {
                 0 => ns["revision"] = json!(label),
                 1 if !tags.is_empty() => ns["revision"] = json!(tags[tags.len() - 1]),
@@ -432,6 +458,7 @@ fn plans_for_random_inventories_survive_the_model() {
     );
     let catalog = Catalog::embedded();
     let passed = std::cell::Cell::new(0u32);
+    let ambient = std::cell::Cell::new(0u32);
     let reasons = std::cell::RefCell::new(std::collections::BTreeMap::<String, u32>::new());
     let result = runner.run(&mesh(), |m| {
         let Some((text, to)) = render(&m, &catalog) else {
@@ -439,7 +466,12 @@ fn plans_for_random_inventories_survive_the_model() {
             return Err(TestCaseError::reject("not renderable"));
         };
         match run(&text, &to, &catalog) {
-            Ok(Outcome::Passed) => passed.set(passed.get() + 1),
+            Ok(Outcome::Passed) => {
+                passed.set(passed.get() + 1);
+                if text.contains("ztunnel") {
+                    ambient.set(ambient.get() + 1);
+                }
+            }
             Ok(Outcome::Rejected(why)) => {
                 *reasons.borrow_mut().entry(why).or_default() += 1;
                 return Err(TestCaseError::reject("rejected by meshplan"));
@@ -456,9 +488,14 @@ fn plans_for_random_inventories_survive_the_model() {
         panic!("{e}");
     }
     eprintln!(
-        "property: {} inventories planned and checked; rejected by meshplan's checks: {:?}",
+        "property: {} inventories planned and checked ({} with an ambient cluster); rejected by meshplan's checks: {:?}",
         passed.get(),
+        ambient.get(),
         reasons.borrow()
+    );
+    assert!(
+        ambient.get() > 0,
+        "the generator made no ambient cluster meshplan accepts"
     );
     assert!(
         passed.get() >= cases,

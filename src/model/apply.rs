@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::state::{
     Body, Cluster, Crds, Key, Kind, Obj, Owner, Release, base_objects, cni_object, gateway_objects,
-    istiod_objects, tag_object,
+    istiod_objects, tag_object, ztunnel_object,
 };
 use crate::catalog::Catalog;
 use crate::plan::names;
@@ -480,6 +480,19 @@ impl Cluster {
             ReleaseContent::Gateway(d) => gateway_objects(d, false, &h.version),
             ReleaseContent::Cni => {
                 let (k, b) = cni_object(&h.namespace, &h.version);
+                vec![(k, b, false)]
+            }
+            ReleaseContent::Ztunnel {
+                revision,
+                daemonset,
+            } => {
+                let (k, b) = ztunnel_object(
+                    &h.namespace,
+                    daemonset,
+                    &h.version,
+                    revision.as_deref(),
+                    &self.control_namespace,
+                );
                 vec![(k, b, false)]
             }
         };

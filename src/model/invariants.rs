@@ -269,11 +269,26 @@ impl Cluster {
                 _ => None,
             })
             .collect();
+        // Ambient mode moves both node agents right after the new istiod, while the old one
+        // still runs (istio.io docs/ambient/upgrade/helm): there the window is the newest
+        // istiod's.
+        let ambient = self
+            .small
+            .objects
+            .values()
+            .any(|o| matches!(o.body, Body::Ztunnel { .. }));
+        let newest: Vec<(&Key, &crate::version::IstioVersion)> = istiods
+            .iter()
+            .max_by_key(|(_, v)| v.minor())
+            .into_iter()
+            .copied()
+            .collect();
+        let against = if ambient { &newest } else { &istiods };
         for (k, o) in &self.small.objects {
             let Body::CniAgent { version: cni } = &o.body else {
                 continue;
             };
-            for (ik, v) in &istiods {
+            for (ik, v) in against {
                 let d = v.minor().distance_from(cni.minor());
                 if !(0..=1).contains(&d) {
                     out.push(Violation {
@@ -284,6 +299,49 @@ impl Cluster {
                         ),
                     });
                 }
+            }
+        }
+        // ztunnel connects to one istiod, which must run, and "the ztunnel at version 1.x is
+        // compatible with the control plane at version 1.x+1 and 1.x".
+        for (k, o) in &self.small.objects {
+            let Body::Ztunnel {
+                version: z,
+                istiod,
+                istio_namespace,
+            } = &o.body
+            else {
+                continue;
+            };
+            let ik = Key::new(Kind::Deployment, Some(istio_namespace), istiod);
+            match self.small.objects.get(&ik).map(|o| &o.body) {
+                Some(Body::Istiod { version: v }) => {
+                    let d = v.minor().distance_from(z.minor());
+                    if !(0..=1).contains(&d) {
+                        out.push(Violation {
+                            key: format!("ztunnel-skew/{k}"),
+                            text: format!(
+                                "{k} runs ztunnel {z} connected to istiod `{istiod}` at {v}: ztunnel may run only the version of its istiod or one minor behind it"
+                            ),
+                        });
+                    }
+                }
+                _ => out.push(Violation {
+                    key: format!("ztunnel-istiod/{k}"),
+                    text: format!(
+                        "{k} (ztunnel {z}) connects to `{istiod}.{istio_namespace}.svc`, which no istiod serves: every ambient pod on every node loses its control plane"
+                    ),
+                }),
+            }
+            if let Some((nk, v)) = newest.first()
+                && !(0..=1).contains(&v.minor().distance_from(z.minor()))
+            {
+                out.push(Violation {
+                    key: format!("ztunnel-newest/{k}"),
+                    text: format!(
+                        "{k} runs ztunnel {z} beside istiod `{}` at {v}: ztunnel may run only the version of the newest istiod or one minor behind it",
+                        nk.name
+                    ),
+                });
             }
         }
         out.sort();

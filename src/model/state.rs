@@ -167,6 +167,13 @@ pub enum Body {
     CniAgent {
         version: IstioVersion,
     },
+    /// The ztunnel node proxy of a version, connected to the istiod Deployment and Service
+    /// `istiod` (or `istiod-<revision>`) in `istio_namespace`.
+    Ztunnel {
+        version: IstioVersion,
+        istiod: String,
+        istio_namespace: String,
+    },
     /// A Gateway API Gateway: its own `istio.io/rev` label, and the Deployment istiod renders
     /// for it (which the istiod that label, or else the namespace's, names reconciles).
     GatewayApi {
@@ -430,6 +437,25 @@ pub fn cni_object(namespace: &str, version: &IstioVersion) -> (Key, Body) {
     )
 }
 
+/// What the `ztunnel` chart of `version` renders that the model follows: the node proxy,
+/// connected to the istiod of `revision`.
+pub fn ztunnel_object(
+    namespace: &str,
+    daemonset: &str,
+    version: &IstioVersion,
+    revision: Option<&str>,
+    istio_namespace: &str,
+) -> (Key, Body) {
+    (
+        Key::new(Kind::DaemonSet, Some(namespace), daemonset),
+        Body::Ztunnel {
+            version: version.clone(),
+            istiod: names::istiod(revision),
+            istio_namespace: istio_namespace.to_string(),
+        },
+    )
+}
+
 pub fn base_objects(default_revision: &str, namespace: &str) -> Vec<(Key, Body)> {
     if default_revision.is_empty() {
         return Vec::new();
@@ -632,6 +658,33 @@ impl Cluster {
                         chart: Chart::Cni,
                         version: c.version.clone(),
                         content: ReleaseContent::Cni,
+                        objects: BTreeSet::from([k]),
+                    },
+                );
+            }
+            if let Some(z) = &c.ztunnel {
+                let owner = Owner::Helm {
+                    release: z.release.clone(),
+                    namespace: z.namespace.clone(),
+                };
+                let daemonset = crate::plan::backend::ztunnel_daemonset(c, &c.version);
+                let (k, b) = ztunnel_object(
+                    &z.namespace,
+                    &daemonset,
+                    &c.version,
+                    c.revision.as_deref(),
+                    ns,
+                );
+                small.put(k.clone(), owner, b);
+                small.releases.insert(
+                    (z.namespace.clone(), z.release.clone()),
+                    Release {
+                        chart: Chart::Ztunnel,
+                        version: c.version.clone(),
+                        content: ReleaseContent::Ztunnel {
+                            revision: c.revision.clone(),
+                            daemonset,
+                        },
                         objects: BTreeSet::from([k]),
                     },
                 );
@@ -862,13 +915,25 @@ impl Cluster {
                     },
                 );
                 cluster.traffic.push(TrafficService {
-                    gateway: format!("{ns}/{} (Gateway API)", g.name),
+                    gateway: format!(
+                        "{ns}/{} ({})",
+                        g.name,
+                        if g.is_waypoint() {
+                            "waypoint"
+                        } else {
+                            "Gateway API"
+                        }
+                    ),
                     uid: cluster.small.objects[&key].uid,
                     key,
                     spec: ServiceSpec {
                         name: dep.clone(),
                         namespace: ns.to_string(),
-                        kind: crate::inventory::ServiceType::LoadBalancer,
+                        kind: if g.is_waypoint() {
+                            crate::inventory::ServiceType::ClusterIP
+                        } else {
+                            crate::inventory::ServiceType::LoadBalancer
+                        },
                         ports: Vec::new(),
                         annotations: BTreeMap::new(),
                         extra: BTreeMap::new(),

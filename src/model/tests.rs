@@ -389,3 +389,154 @@ fn a_gateway_api_move_not_rolled_back_is_found() {
     let e = rejected(&c, &out);
     assert!(e.contains("partners"), "{e}");
 }
+
+const AMBIENT: &str = "apiVersion: meshplan.dev/v1alpha1
+kind: MeshInventory
+name: m
+clusters:
+  - name: c
+    kubernetesVersion: \"1.30\"
+    istio: {version: 1.24.6, revision: 1-24, tags: [prod], cni: {}, ztunnel: {}}
+    namespaces:
+      - name: shop
+        dataplaneMode: ambient
+        workloads: [{kind: Deployment, name: web}]
+        gatewayApi:
+          - {name: waypoint, class: istio-waypoint, revision: prod}
+      - name: pay
+        dataplaneMode: ambient
+        gatewayApi:
+          - {name: waypoint, class: istio-waypoint, revision: 1-24}
+      - name: legacy
+        revision: 1-24
+        workloads: [{kind: Deployment, name: api}]
+";
+
+#[test]
+fn ambient_node_agents_move_after_the_new_istiod_and_are_accepted() {
+    for to in ["1.25.5", "1.26.8"] {
+        let (c, out) = cluster(AMBIENT, to);
+        let ids: Vec<&str> = out.steps.iter().map(|s| s.id.as_str()).collect();
+        let at = |suffix: &str| ids.iter().position(|i| i.ends_with(suffix)).unwrap();
+        assert!(at("20-control-plane/istiod") < at("25-node-agents/istio-cni"));
+        assert!(at("25-node-agents/istio-cni") < at("25-node-agents/ztunnel"));
+        assert!(at("25-node-agents/ztunnel") < at("30-gateways/gateway-api/pay/waypoint"));
+        // No ambient workload restarts, and no 95-cni in ambient mode.
+        assert!(
+            !ids.iter()
+                .any(|i| i.contains("/shop/") && i.contains("deployment"))
+        );
+        assert!(!ids.iter().any(|i| i.contains("95-cni")));
+        if let Err(f) = check_cluster(&c, &out, &Catalog::embedded()) {
+            panic!("{to}: {f}");
+        }
+    }
+    let text = AMBIENT.replace(
+        "name: m\n",
+        "name: m\ndefaults: {controlPlaneUpgrade: inPlace}\n",
+    );
+    let (c, out) = cluster(&text, "1.25.5");
+    assert_eq!(out.summary.hops[0].strategy, crate::path::Strategy::InPlace);
+    if let Err(f) = check_cluster(&c, &out, &Catalog::embedded()) {
+        panic!("in place: {f}");
+    }
+}
+
+#[test]
+fn ztunnel_left_on_the_old_revision_is_found() {
+    let (c, mut out) = cluster(AMBIENT, "1.25.5");
+    // ztunnel never moves: cleanup removes the istiod it connects to.
+    let s = step(&mut out, "25-node-agents/ztunnel");
+    s.ops.clear();
+    s.undo.clear();
+    s.waits.clear();
+    let e = rejected(&c, &out);
+    assert!(
+        e.contains("istiod-1-24.istio-system.svc") && e.contains("no istiod serves"),
+        "{e}"
+    );
+}
+
+#[test]
+fn ztunnel_upgraded_before_its_istiod_is_found() {
+    let (c, mut out) = cluster(AMBIENT, "1.25.5");
+    // ztunnel moved before the new istiod exists: it connects to nothing, and runs ahead.
+    let i = out
+        .steps
+        .iter()
+        .position(|s| s.id.ends_with("25-node-agents/ztunnel"))
+        .unwrap();
+    let s = out.steps.remove(i);
+    let j = out
+        .steps
+        .iter()
+        .position(|s| s.id.ends_with("20-control-plane/istiod"))
+        .unwrap();
+    out.steps.insert(j, s);
+    recompose(&mut out);
+    let e = rejected(&c, &out);
+    assert!(e.contains("istiod-1-25.istio-system.svc"), "{e}");
+}
+
+#[test]
+fn ztunnel_not_rolled_back_is_found() {
+    let (c, mut out) = cluster(AMBIENT, "1.25.5");
+    step(&mut out, "25-node-agents/ztunnel").undo.clear();
+    let e = rejected(&c, &out);
+    assert!(e.contains("ztunnel"), "{e}");
+}
+
+#[test]
+fn a_ztunnel_release_of_another_name_keeps_its_daemonset_across_1_25() {
+    // The 1.24 chart names the DaemonSet `ztunnel`; from 1.25 it takes the release's name
+    // unless resourceName says otherwise: the plan keeps the name, and waits for it.
+    let text = AMBIENT.replace("ztunnel: {}", "ztunnel: {release: istio-ztunnel}");
+    let (c, out) = cluster(&text, "1.25.5");
+    let s = out
+        .steps
+        .iter()
+        .find(|s| s.id.ends_with("25-node-agents/ztunnel"))
+        .unwrap();
+    assert!(
+        matches!(&s.waits[0], Wait::Rollout { name, .. } if name == "ztunnel"),
+        "{:?}",
+        s.waits
+    );
+    let values = out
+        .artifacts
+        .iter()
+        .find(|a| {
+            a.path
+                .ends_with("hop-01/25-node-agents/ztunnel.values.yaml")
+        })
+        .unwrap();
+    assert!(
+        values.data.contains("\"resourceName\":\"ztunnel\""),
+        "{}",
+        values.data
+    );
+    if let Err(f) = check_cluster(&c, &out, &Catalog::embedded()) {
+        panic!("{f}");
+    }
+    // A cluster that starts at 1.25 has the release's name already.
+    let text = text
+        .replace(
+            "version: 1.24.6, revision: 1-24",
+            "version: 1.25.5, revision: 1-25",
+        )
+        .replace("revision: 1-24", "revision: 1-25");
+    let (c, out) = cluster(&text, "1.26.8");
+    let s = out
+        .steps
+        .iter()
+        .find(|s| s.id.ends_with("25-node-agents/ztunnel"))
+        .unwrap();
+    assert!(
+        matches!(&s.waits[0], Wait::Rollout { name, .. } if name == "istio-ztunnel"),
+        "{:?}",
+        s.waits
+    );
+    if let Err(f) = check_cluster(&c, &out, &Catalog::embedded()) {
+        panic!("{f}");
+    }
+}

@@ -57,13 +57,16 @@ pub enum Phase {
     DataPlane,
     Cleanup,
     Cni,
+    /// Ambient mode: istio-cni and ztunnel, in place, right after the new istiod.
+    NodeAgents,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 8] = [
+    pub const ALL: [Phase; 9] = [
         Phase::Preflight,
         Phase::Crds,
         Phase::ControlPlane,
+        Phase::NodeAgents,
         Phase::Gateways,
         Phase::Traffic,
         Phase::DataPlane,
@@ -81,6 +84,7 @@ impl Phase {
             Phase::DataPlane => "50-data-plane",
             Phase::Cleanup => "90-cleanup",
             Phase::Cni => "95-cni",
+            Phase::NodeAgents => "25-node-agents",
         }
     }
 
@@ -94,6 +98,7 @@ impl Phase {
             Phase::DataPlane => "Data plane",
             Phase::Cleanup => "Cleanup",
             Phase::Cni => "istio-cni node agent",
+            Phase::NodeAgents => "istio-cni and ztunnel (ambient)",
         }
     }
 }
@@ -415,6 +420,7 @@ impl<'a> Builder<'a> {
         self.preflight(h);
         self.crds(h);
         self.control_plane(h);
+        self.node_agents(h);
         self.gateways(h);
         self.traffic(h);
         self.data_plane(h);

@@ -52,3 +52,7 @@ pub fn secrets_rbac(service_account: &str) -> String {
 
 /// The istio-cni node agent's DaemonSet (every version of the `cni` chart).
 pub const CNI_DAEMONSET: &str = "istio-cni-node";
+
+/// The ztunnel node proxy's DaemonSet as the 1.24 chart names it (from 1.25: `resourceName`,
+/// or else the release's name).
+pub const ZTUNNEL_DAEMONSET: &str = "ztunnel";

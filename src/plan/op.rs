@@ -24,6 +24,9 @@ pub enum Chart {
     Gateway,
     /// The istio-cni node agent (not revisioned).
     Cni,
+    /// The ztunnel node proxy of ambient mode (not revisioned; its `revision` value says which
+    /// istiod it connects to).
+    Ztunnel,
 }
 
 impl Chart {
@@ -33,6 +36,7 @@ impl Chart {
             Chart::Istiod => "istiod",
             Chart::Gateway => "gateway",
             Chart::Cni => "cni",
+            Chart::Ztunnel => "ztunnel",
         }
     }
 }
@@ -129,6 +133,12 @@ pub enum ReleaseContent {
     Gateway(Box<GatewayDeploy>),
     /// The `istio-cni-node` DaemonSet.
     Cni,
+    /// The ztunnel DaemonSet `daemonset`, connected to the istiod of `revision` (`None`:
+    /// `istiod`).
+    Ztunnel {
+        revision: Option<String>,
+        daemonset: String,
+    },
 }
 
 /// `helm upgrade [--install]`.

@@ -80,6 +80,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "workload-restart.patch.yaml.j2",
         include_str!("../../templates/workload-restart.patch.yaml.j2"),
     ),
+    (
+        "ztunnel.values.yaml.j2",
+        include_str!("../../templates/ztunnel.values.yaml.j2"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

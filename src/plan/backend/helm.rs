@@ -36,6 +36,7 @@ pub fn istiod_values(
 ) -> Value {
     let mut values = crate::values::carried_istiod(&c.values, version.minor());
     values.remove("revisionTags");
+    ambient_profile(c, &mut values);
     if let Some(cv) = compatibility {
         values.insert("compatibilityVersion".into(), json!(cv));
     }
@@ -81,10 +82,78 @@ fn base_values(c: &ClusterSpec, version: &IstioVersion, default_revision: &str) 
     Value::Object(values)
 }
 
+/// Helm values of the `ztunnel` chart of `version`: the carried values, with the images, the
+/// control-plane namespace and the revision (the istiod it connects to) set. The chart reads
+/// them at the top level (global values only fill in what is not set there).
+fn ztunnel_values(c: &ClusterSpec, version: &IstioVersion, revision: Option<&str>) -> Value {
+    let z = c.ztunnel.as_ref().expect("only for ambient clusters");
+    let mut values: Map<String, Value> = z.values.clone().into_iter().collect();
+    values.insert("hub".into(), json!(c.hub));
+    values.insert("tag".into(), json!(format!("{version}{}", c.tag_suffix)));
+    if let Some(v) = &c.variant {
+        values.insert("variant".into(), json!(v));
+    }
+    values.insert("istioNamespace".into(), json!(c.namespace));
+    if ztunnel_renamed(version)
+        && !values.contains_key("resourceName")
+        && !ztunnel_renamed(&c.version)
+        && z.release != names::ZTUNNEL_DAEMONSET
+    {
+        // From 1.25 the chart names its DaemonSet after the release: keep the 1.24 name,
+        // which Istio's 1.25 upgrade notes ask for, so that the DaemonSet is upgraded, not
+        // replaced by a second one.
+        values.insert("resourceName".into(), json!(names::ZTUNNEL_DAEMONSET));
+    }
+    match revision {
+        Some(r) => values.insert("revision".into(), json!(r)),
+        None => values.remove("revision"),
+    };
+    Value::Object(values)
+}
+
+/// Whether the ztunnel chart of `version` names its DaemonSet after `resourceName` or the
+/// release (1.25 and later) instead of `ztunnel`.
+fn ztunnel_renamed(version: &IstioVersion) -> bool {
+    version.minor()
+        >= Minor {
+            major: 1,
+            minor: 25,
+        }
+}
+
+/// The name of the ztunnel DaemonSet the chart of `version` renders for this cluster: `ztunnel`
+/// in 1.24, and kept so for a cluster that starts at 1.24 (`resourceName`, above); from 1.25,
+/// the carried `resourceName`, or else the release's name.
+pub fn ztunnel_daemonset(c: &ClusterSpec, version: &IstioVersion) -> String {
+    let z = c.ztunnel.as_ref().expect("only for ambient clusters");
+    let carried = match z.values.get("resourceName") {
+        Some(Value::String(n)) if !n.is_empty() => Some(n.clone()),
+        _ => None,
+    };
+    if !ztunnel_renamed(version) {
+        names::ZTUNNEL_DAEMONSET.to_string()
+    } else if let Some(n) = carried {
+        n
+    } else if !ztunnel_renamed(&c.version) {
+        names::ZTUNNEL_DAEMONSET.to_string()
+    } else {
+        z.release.clone()
+    }
+}
+
+/// Ambient mode: the istiod and cni charts take the `ambient` profile, as Istio installs and
+/// upgrades them for ambient, unless the carried values choose a profile.
+fn ambient_profile(c: &ClusterSpec, values: &mut Map<String, Value>) {
+    if c.ztunnel.is_some() && !values.contains_key("profile") {
+        values.insert("profile".into(), json!("ambient"));
+    }
+}
+
 /// Helm values of the `cni` chart of `version`: the carried values, with the images set.
 fn cni_values(c: &ClusterSpec, version: &IstioVersion) -> Value {
     let cni = c.cni.as_ref().expect("only for clusters with istio-cni");
     let mut values = crate::values::carried_cni(&cni.values, version.minor());
+    ambient_profile(c, &mut values);
     let global = object(&mut values, "global");
     global.insert("hub".into(), json!(c.hub));
     global.insert("tag".into(), json!(format!("{version}{}", c.tag_suffix)));
@@ -865,14 +934,14 @@ impl Backend for Helm {
         })
     }
 
-    fn cni(&self, b: &mut Builder, h: &HopCtx) -> Option<Draft> {
+    fn cni(&self, b: &mut Builder, h: &HopCtx, phase: Phase) -> Option<Draft> {
         let cni = b.c.cni.as_ref()?;
         let (release, ns) = (cni.release.clone(), cni.namespace.clone());
         let hop = h.hop;
         let mut files = Vec::new();
         for (dir, version) in [
-            (h.phase_dir(Phase::Cni), &hop.to),
-            (h.rollback_phase_dir(Phase::Cni), &hop.from),
+            (h.phase_dir(phase), &hop.to),
+            (h.rollback_phase_dir(phase), &hop.from),
         ] {
             let path = format!("{dir}/cni.values.yaml");
             let mut up = Self::upgrade(
@@ -912,6 +981,70 @@ impl Backend for Helm {
             undo_note: Some(format!(
                 "the agent goes back to {}, which the new istiod of {} still supports (one minor behind)",
                 hop.from, hop.to
+            )),
+            ..Draft::default()
+        })
+    }
+
+    fn ztunnel(&self, b: &mut Builder, h: &HopCtx) -> Option<Draft> {
+        let z = b.c.ztunnel.as_ref()?;
+        let (release, ns) = (z.release.clone(), z.namespace.clone());
+        let hop = h.hop;
+        let mut ops = Vec::new();
+        for (dir, version, revision) in [
+            (
+                h.phase_dir(Phase::NodeAgents),
+                &hop.to,
+                hop.to_revision.as_deref(),
+            ),
+            (
+                h.rollback_phase_dir(Phase::NodeAgents),
+                &hop.from,
+                hop.from_revision.as_deref(),
+            ),
+        ] {
+            let path = format!("{dir}/ztunnel.values.yaml");
+            let mut up = Self::upgrade(
+                b,
+                &release,
+                &ns,
+                Chart::Ztunnel,
+                version,
+                &path,
+                ReleaseContent::Ztunnel {
+                    revision: revision.map(str::to_string),
+                    daemonset: ztunnel_daemonset(b.c, version),
+                },
+            );
+            up.wait = true;
+            let op = Op::HelmUpgrade(up);
+            b.artifact(
+                &path,
+                "ztunnel.values.yaml.j2",
+                format!(
+                    "chart {} {version} (release {release} in {ns})",
+                    b.chart_ref("ztunnel")
+                ),
+                &op,
+                json!({"values": ztunnel_values(b.c, version, revision)}),
+            );
+            ops.push(op);
+        }
+        let back = ops.pop().expect("two files");
+        let up = ops.pop().expect("two files");
+        Some(Draft {
+            ops: vec![up],
+            undo: vec![back],
+            waits: vec![Wait::Rollout {
+                kind: crate::inventory::WorkloadKind::DaemonSet,
+                name: ztunnel_daemonset(b.c, &hop.to),
+                namespace: ns,
+                timeout: "10m".to_string(),
+            }],
+            undo_note: Some(format!(
+                "ztunnel goes back to {}, connected to `{}` again, node by node: long-lived connections of ambient pods reset once more",
+                hop.from,
+                hop.from_label()
             )),
             ..Draft::default()
         })

@@ -4,11 +4,12 @@
 //! them. A new install method is a new file here.
 
 mod helm;
+pub use helm::ztunnel_daemonset;
 mod istioctl;
 
 use crate::inventory::InstallMethod;
 use crate::plan::op::{GatewayDeploy, Op, Wait};
-use crate::plan::{Builder, HopCtx, Step};
+use crate::plan::{Builder, HopCtx, Phase, Step};
 
 /// A step's content, as a backend drafts it.
 #[derive(Default)]
@@ -86,7 +87,13 @@ pub(crate) trait Backend: Sync {
 
     /// Upgrades the istio-cni node agent in place to the hop's target (Helm only: validation
     /// refuses istio-cni with other install methods).
-    fn cni(&self, _b: &mut Builder, _h: &HopCtx) -> Option<Draft> {
+    fn cni(&self, _b: &mut Builder, _h: &HopCtx, _phase: Phase) -> Option<Draft> {
+        None
+    }
+
+    /// Upgrades ztunnel in place to the hop's target and points it at the hop's new revision
+    /// (Helm only: validation refuses ambient mode with other install methods).
+    fn ztunnel(&self, _b: &mut Builder, _h: &HopCtx) -> Option<Draft> {
         None
     }
 }

@@ -14,8 +14,12 @@ impl Builder<'_> {
         let Some(cni) = &self.c.cni else {
             return;
         };
+        if self.c.ztunnel.is_some() {
+            // Ambient mode: it moved with ztunnel, right after the new istiod (25-node-agents).
+            return;
+        }
         let be = self.backend;
-        let Some(draft) = be.cni(self, h) else {
+        let Some(draft) = be.cni(self, h, Phase::Cni) else {
             return;
         };
         let title = format!(

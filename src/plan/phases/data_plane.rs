@@ -124,7 +124,7 @@ impl Builder<'_> {
         for (i, n) in self.c.namespaces.iter().enumerate() {
             waves.entry(n.namespace.wave).or_default().push(i);
         }
-        for (wave, members) in waves {
+        for (wave, mut members) in waves {
             let wave_dir = format!("{}/wave-{wave:02}", h.phase_dir(Phase::DataPlane));
             let rwave_dir = format!("{}/wave-{wave:02}", h.rollback_phase_dir(Phase::DataPlane));
             if h.canary() {
@@ -164,6 +164,10 @@ impl Builder<'_> {
                     }
                 }
             }
+            // Ambient namespaces have no sidecars to restart and no injection label to move
+            // (validation refuses one): ztunnel moved in 25-node-agents, their waypoints move
+            // by their own labels or tags.
+            members.retain(|&ni| self.c.namespaces[ni].namespace.dataplane_mode.is_none());
             let count = members.len();
             for (pos, ni) in members.into_iter().enumerate() {
                 let n = &self.c.namespaces[ni];

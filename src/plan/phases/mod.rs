@@ -7,5 +7,6 @@ mod control_plane;
 mod crds;
 mod data_plane;
 mod gateways;
+mod node_agents;
 mod preflight;
 mod traffic;

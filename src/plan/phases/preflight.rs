@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::inventory::{GatewayKind, InstallMethod, ServiceType};
 use crate::plan::op::{Op, Tool};
-use crate::plan::{Builder, HopCtx, Phase};
+use crate::plan::{Builder, HopCtx, Phase, names};
 use crate::render::shell::join;
 use crate::version::Minor;
 
@@ -213,6 +213,42 @@ impl Builder<'_> {
                     ),
                 ));
             }
+        }
+        if let Some(z) = &self.c.ztunnel {
+            let ztunnel = crate::plan::backend::ztunnel_daemonset(self.c, &hop.from);
+            let mut daemonsets = vec![ztunnel.as_str()];
+            if self
+                .c
+                .cni
+                .as_ref()
+                .is_some_and(|c| c.namespace == z.namespace)
+            {
+                daemonsets.push(names::CNI_DAEMONSET);
+            }
+            let mut args = vec!["get", "daemonset"];
+            args.extend(daemonsets.iter().copied());
+            args.extend(["-n", z.namespace.as_str(), "-o", "wide"]);
+            checks.push(probe(
+                Tool::Kubectl,
+                &args,
+                format!(
+                    "{} run a ready pod on every node, at {}",
+                    daemonsets.join(" and "),
+                    hop.from
+                ),
+            ));
+            checks.push(probe(
+                Tool::Kubectl,
+                &[
+                    "get",
+                    "namespaces",
+                    "-l",
+                    "istio.io/dataplane-mode=ambient",
+                    "-L",
+                    "istio.io/rev,istio-injection",
+                ],
+                "exactly the namespaces the inventory marks `dataplaneMode: ambient`, none with an istio.io/rev or istio-injection label (their pods would get sidecars instead of ztunnel)".to_string(),
+            ));
         }
         let ingress: Vec<serde_json::Value> = self
             .c
