@@ -60,6 +60,12 @@ pub enum Command {
         after_help = "Examples:\n  meshplan compile inventory.yaml --to 1.20.2 --out plan/\n  meshplan compile inventory.yaml --to 1.20.2 --out plan/ --check   # CI: is the committed plan current?\n  meshplan compile inventory.yaml --to 1.20.2 --out plan/ --check --output json\n  meshplan compile inventory.yaml --to 1.22.8 --templates my-templates/"
     )]
     Compile(CompileArgs),
+    /// Write an inventory from saved cluster state (the files the commands that
+    /// `--print-commands` prints save), or print those commands
+    #[command(
+        after_help = "Examples:\n  meshplan import --print-commands --context east --context west > save-state.sh\n  sh save-state.sh                       # read-only kubectl and helm commands, into state/\n  meshplan import state/ --out inventory.yaml\n  meshplan check inventory.yaml --to 1.30.5\n\nThe state directory holds one directory per cluster, named after it (and after its\nkubeconfig context): version.json, objects.json, gateways.json (optional),\nhelm-releases.json and helm-values/<namespace>.<release>.json."
+    )]
+    Import(ImportArgs),
     /// Print the Istio release catalog
     Versions(VersionsArgs),
     /// Print the JSON Schema of the inventory format (or of the catalog)
@@ -170,6 +176,29 @@ pub struct CompileArgs {
     /// JSON listing every created, updated and removed file (schemas/compile-output.schema.json)
     #[arg(long, value_enum, default_value = "text")]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The directory of saved state: one directory per cluster
+    #[arg(value_name = "STATE_DIR", required_unless_present = "print_commands")]
+    pub state: Option<PathBuf>,
+    /// Where to write the inventory (default: standard output)
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Overwrite --out if it exists
+    #[arg(long)]
+    pub force: bool,
+    /// The mesh's name in the inventory (default: the state directory's name)
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Print the read-only commands that save each --context's state into STATE_DIR (default
+    /// state), instead of importing
+    #[arg(long)]
+    pub print_commands: bool,
+    /// A kubeconfig context to save (with --print-commands; repeat for several clusters)
+    #[arg(long, value_name = "CONTEXT", requires = "print_commands")]
+    pub context: Vec<String>,
 }
 
 #[derive(Debug, Args)]

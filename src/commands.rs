@@ -1018,6 +1018,113 @@ fn versions_table(catalog: &Catalog, today: Option<Date>) -> String {
     out
 }
 
+pub(crate) fn import(args: &cli::ImportArgs, io: &mut Io<'_>) -> i32 {
+    let dir_arg = args
+        .state
+        .as_deref()
+        .unwrap_or_else(|| std::path::Path::new("state"));
+    if args.print_commands {
+        if args.context.is_empty() {
+            let _ = writeln!(
+                io.stderr,
+                "error: --print-commands needs at least one --context (the kubeconfig context of each cluster)"
+            );
+            return exit::USAGE;
+        }
+        let dir = dir_arg.to_string_lossy();
+        let _ = writeln!(
+            io.stdout,
+            "#!/bin/sh\n# Saves the state `meshplan import {dir}` reads. Every command only reads the cluster.\nset -eu"
+        );
+        for c in &args.context {
+            let name: String = c
+                .chars()
+                .map(|ch| {
+                    if ch.is_ascii_alphanumeric() || ch == '-' {
+                        ch.to_ascii_lowercase()
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
+            let _ = write!(
+                io.stdout,
+                "{}",
+                crate::import::state::commands(c, &name, &dir)
+            );
+        }
+        return exit::OK;
+    }
+    let mesh = args.name.clone().unwrap_or_else(|| {
+        std::fs::canonicalize(dir_arg)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "mesh".into())
+    });
+    let imported = match crate::import::import(dir_arg, &mesh) {
+        Ok(i) => i,
+        Err(e) => {
+            let _ = writeln!(io.stderr, "error: {e}\nnothing was written");
+            return exit::REJECTED;
+        }
+    };
+    for f in &imported.findings {
+        let _ = writeln!(io.stderr, "warning[import]: {}: {}", f.at, f.message);
+    }
+    // The inventory must pass the checks `check` runs on it before anyone plans from it.
+    let shown = args
+        .out
+        .as_ref()
+        .map_or_else(|| "<imported>".to_string(), |p| p.display().to_string());
+    let src = crate::source::Source::new(&shown, &imported.text);
+    let (inv, mut diags) = load::inventory(&src);
+    if let Some(inv) = inv {
+        let _ = crate::validate::validate(&inv, &src, &mut diags);
+    }
+    let rejected = diags.has_errors();
+    if !diags.is_empty() {
+        let _ = io
+            .stderr
+            .write_all(diagnostic::render(&diags.sorted(), Some(&src)).as_bytes());
+    }
+    match &args.out {
+        None => {
+            let _ = io.stdout.write_all(imported.text.as_bytes());
+        }
+        Some(path) => {
+            if path.exists() && !args.force {
+                let _ = writeln!(
+                    io.stderr,
+                    "error: `{}` exists; pass --force to replace it (nothing was written)",
+                    path.display()
+                );
+                return exit::IO;
+            }
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or_else(|| std::path::Path::new("."));
+            let written = tempfile::NamedTempFile::new_in(dir).and_then(|mut t| {
+                t.write_all(imported.text.as_bytes())?;
+                t.persist(path).map_err(|e| e.error)?;
+                Ok(())
+            });
+            if let Err(e) = written {
+                let _ = writeln!(io.stderr, "error: {}: {e}", path.display());
+                return exit::IO;
+            }
+            let _ = writeln!(
+                io.stderr,
+                "{}: {} cluster(s), {} finding(s) to review",
+                path.display(),
+                imported.text.matches("\n  - name: ").count(),
+                imported.findings.len()
+            );
+        }
+    }
+    if rejected { exit::REJECTED } else { exit::OK }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

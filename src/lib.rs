@@ -22,6 +22,7 @@ pub mod chart_facts;
 pub mod cli;
 mod commands;
 pub mod diagnostic;
+pub mod import;
 pub mod inventory;
 pub mod load;
 pub mod model;
@@ -155,6 +156,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>, io: &mut Io<'_>) -> i32 {
             }
         }
         Command::Compile(args) => commands::compile(&args, io),
+        Command::Import(args) => commands::import(&args, io),
         Command::Versions(args) => commands::versions(args.catalog.as_deref(), args.output, io),
         Command::Schema(args) => {
             let kind = if args.catalog {

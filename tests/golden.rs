@@ -55,11 +55,21 @@ fn stage(case: &Path) -> tempfile::TempDir {
         ) {
             continue;
         }
-        if e.path().is_file() {
-            fs::copy(e.path(), dir.path().join(&name)).unwrap();
-        }
+        copy(&e.path(), &dir.path().join(&name));
     }
     dir
+}
+
+/// Copies a file, or a directory with everything in it (saved cluster state for `import`).
+fn copy(from: &Path, to: &Path) {
+    if from.is_dir() {
+        fs::create_dir_all(to).unwrap();
+        for e in fs::read_dir(from).unwrap().filter_map(Result::ok) {
+            copy(&e.path(), &to.join(e.file_name()));
+        }
+    } else if from.is_file() {
+        fs::copy(from, to).unwrap();
+    }
 }
 
 #[test]

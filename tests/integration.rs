@@ -4,6 +4,7 @@ mod cli;
 mod conventions;
 mod golden;
 mod hostile;
+mod import;
 mod property;
 mod shell_words;
 mod support;

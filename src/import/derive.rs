@@ -1,0 +1,800 @@
+//! From a cluster's saved state to the inventory's description of it: the control plane (its
+//! revision and version from the istiod Deployment's labels and image), the install method
+//! (Helm releases), revision tags (their webhooks), node agents, gateways with their Services and
+//! identities, namespaces with their labels and workloads. What the state cannot decide is a
+//! finding, which the generated inventory shows as a comment at the field it concerns.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value, json};
+
+use super::state::{ClusterState, Release};
+
+/// The namespace label import reads a namespace's wave from (a number, 1 when absent): waves
+/// are the operator's choice, which no other cluster state records.
+pub const WAVE_LABEL: &str = "meshplan.dev/wave";
+
+/// Something import could not decide, or a mixed state it found, at an inventory field.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Finding {
+    /// The inventory field it concerns, as `clusters[i]...` with names (for stderr).
+    pub at: String,
+    pub message: String,
+}
+
+/// A field of the generated inventory with an optional comment above it.
+#[derive(Clone, Debug)]
+pub struct Field {
+    pub key: String,
+    pub value: Node,
+    pub comment: Vec<String>,
+}
+
+/// The generated inventory as an ordered tree (comments and key order are kept as written).
+#[derive(Clone, Debug)]
+pub enum Node {
+    Scalar(Value),
+    /// Written block-style from a JSON value (Helm values, Service ports).
+    Block(Value),
+    Map(Vec<Field>),
+    Seq(Vec<Node>),
+}
+
+fn field(key: &str, value: Node) -> Field {
+    Field {
+        key: key.into(),
+        value,
+        comment: Vec::new(),
+    }
+}
+
+fn scalar(v: impl Into<Value>) -> Node {
+    Node::Scalar(v.into())
+}
+
+fn labels(o: &Value) -> BTreeMap<String, String> {
+    o.pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn pod_labels(o: &Value) -> BTreeMap<String, String> {
+    o.pointer("/spec/template/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn name(o: &Value) -> &str {
+    o.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+fn namespace(o: &Value) -> &str {
+    o.pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// `hub/image:tag[-variant]` of a container: (hub, version, variant suffix).
+fn image_parts(image: &str) -> Option<(String, semver::Version, String)> {
+    let (repo, tag) = image.rsplit_once(':')?;
+    let (hub, _) = repo.rsplit_once('/')?;
+    let digits = tag.find(|c: char| !(c.is_ascii_digit() || c == '.'));
+    let (v, rest) = match digits {
+        Some(i) => (&tag[..i], &tag[i..]),
+        None => (tag, ""),
+    };
+    let version = semver::Version::parse(v).ok()?;
+    Some((hub.to_string(), version, rest.to_string()))
+}
+
+fn container_image<'a>(o: &'a Value, container: &str) -> Option<&'a str> {
+    o.pointer("/spec/template/spec/containers")?
+        .as_array()?
+        .iter()
+        .find(|c| c.get("name").and_then(Value::as_str) == Some(container))
+        .or_else(|| o.pointer("/spec/template/spec/containers/0"))?
+        .get("image")?
+        .as_str()
+}
+
+/// A control plane the state shows: an istiod Deployment.
+struct Istiod<'a> {
+    deployment: &'a Value,
+    revision: Option<String>,
+    version: semver::Version,
+    hub: String,
+    suffix: String,
+}
+
+/// Keys meshplan sets itself in the values of the charts it writes: carrying them would fight
+/// the plan (`revision`, the images, the control-plane namespace).
+fn strip_set_keys(values: &Value, keys: &[&[&str]]) -> Value {
+    fn remove(v: &mut Value, path: &[&str]) {
+        let Some(obj) = v.as_object_mut() else {
+            return;
+        };
+        match path {
+            [] => {}
+            [last] => {
+                obj.remove(*last);
+            }
+            [first, rest @ ..] => {
+                if let Some(next) = obj.get_mut(*first) {
+                    remove(next, rest);
+                }
+            }
+        }
+    }
+    let mut v = values.clone();
+    for path in keys {
+        remove(&mut v, path);
+    }
+    // Drop maps the stripping emptied (`global: {}`).
+    if let Some(obj) = v.as_object_mut() {
+        obj.retain(|_, x| !matches!(x, Value::Object(m) if m.is_empty()));
+    }
+    v
+}
+
+fn release_of<'a>(s: &'a ClusterState, chart: &str, ns: &str) -> Vec<&'a Release> {
+    s.releases
+        .iter()
+        .filter(|r| r.namespace == ns && r.chart_parts().0 == chart)
+        .collect()
+}
+
+/// Derives the inventory's cluster entry from one cluster's state.
+pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> Option<Node> {
+    let at = format!("clusters[{index}] ({})", s.name);
+    let mut found = |path: &str, message: String| {
+        findings.push(Finding {
+            at: format!("{at}{path}"),
+            message,
+        })
+    };
+    let deployments = s.of_kind("Deployment");
+    let mut istiods: Vec<Istiod> = deployments
+        .iter()
+        .filter(|d| labels(d).get("app").map(String::as_str) == Some("istiod"))
+        .filter_map(|d| {
+            let (hub, version, suffix) = image_parts(container_image(d, "discovery")?)?;
+            let rev = labels(d).get("istio.io/rev").cloned();
+            Some(Istiod {
+                deployment: d,
+                revision: rev.filter(|r| r != "default"),
+                version,
+                hub,
+                suffix,
+            })
+        })
+        .collect();
+    if istiods.is_empty() {
+        found(
+            "",
+            "no istiod Deployment (label app=istiod) in the saved state: the cluster is left out of the inventory".into(),
+        );
+        return None;
+    }
+    istiods.sort_by(|a, b| a.version.cmp(&b.version));
+    let cp = &istiods[0];
+    let cp_ns = namespace(cp.deployment).to_string();
+    let mut cluster_comment = Vec::new();
+    if istiods.len() > 1 {
+        let others: Vec<String> = istiods[1..]
+            .iter()
+            .map(|i| {
+                format!(
+                    "`{}` ({})",
+                    i.revision.as_deref().unwrap_or("default"),
+                    i.version
+                )
+            })
+            .collect();
+        let msg = format!(
+            "mixed state: {} istiod revisions run; the inventory describes the oldest, `{}` ({}), and {} also run{} (an upgrade or rollback in progress?): finish or undo it before planning the next one",
+            istiods.len(),
+            cp.revision.as_deref().unwrap_or("default"),
+            cp.version,
+            others.join(", "),
+            if others.len() == 1 { "s" } else { "" }
+        );
+        found(".istio", msg.clone());
+        cluster_comment.push(msg);
+    }
+    let helm_istiod = release_of(s, "istiod", &cp_ns)
+        .into_iter()
+        .find(|r| {
+            let rev_values = s
+                .values
+                .get(&(r.namespace.clone(), r.name.clone()))
+                .and_then(|v| v.get("revision"))
+                .and_then(Value::as_str)
+                .filter(|x| !x.is_empty())
+                .map(str::to_string);
+            rev_values == cp.revision && r.chart_parts().1 == cp.version.to_string()
+        })
+        .cloned();
+    let install = if helm_istiod.is_some() {
+        "helm"
+    } else if labels(cp.deployment).contains_key("operator.istio.io/component")
+        || labels(cp.deployment).contains_key("install.operator.istio.io/owning-resource")
+    {
+        "istioctl"
+    } else {
+        "helm"
+    };
+
+    let mut istio = vec![
+        field("version", scalar(cp.version.to_string())),
+        field(
+            "revision",
+            scalar(cp.revision.clone().map_or(Value::Null, Value::from)),
+        ),
+    ];
+    if cp.revision.is_none() {
+        istio.pop();
+    }
+    if cp_ns != "istio-system" {
+        istio.push(field("namespace", scalar(cp_ns.clone())));
+    }
+    // Revision tags: the tag webhooks (label istio.io/tag) and the revision they point at.
+    let mut tags = BTreeSet::new();
+    for w in s.of_kind("MutatingWebhookConfiguration") {
+        let l = labels(w);
+        let Some(tag) = l.get("istio.io/tag") else {
+            continue;
+        };
+        let rev = l
+            .get("istio.io/rev")
+            .map(String::as_str)
+            .unwrap_or("default");
+        if Some(rev) == cp.revision.as_deref() || (rev == "default" && cp.revision.is_none()) {
+            tags.insert(tag.clone());
+        } else {
+            found(
+                ".istio.tags",
+                format!(
+                    "revision tag `{tag}` (webhook {}) points at `{rev}`, not at `{}`: left out (mixed state: a tag moved half way?)",
+                    name(w),
+                    cp.revision.as_deref().unwrap_or("default")
+                ),
+            );
+        }
+    }
+    if !tags.is_empty() {
+        istio.push(field(
+            "tags",
+            Node::Seq(tags.iter().map(|t| scalar(t.clone())).collect()),
+        ));
+    }
+    let mut istio_comment = Vec::new();
+    if let Some(r) = &helm_istiod {
+        let default_release = match &cp.revision {
+            Some(rev) => format!("istiod-{rev}"),
+            None => "istiod".to_string(),
+        };
+        if r.name != default_release {
+            istio.push(field("release", scalar(r.name.clone())));
+        }
+        match s.values.get(&(r.namespace.clone(), r.name.clone())) {
+            Some(v) => {
+                let v = strip_set_keys(
+                    v,
+                    &[
+                        &["revision"],
+                        &["global", "hub"],
+                        &["global", "tag"],
+                        &["global", "istioNamespace"],
+                        &["global", "variant"],
+                    ],
+                );
+                if v.as_object().is_some_and(|o| !o.is_empty()) {
+                    istio.push(field("values", Node::Block(v)));
+                }
+            }
+            None => {
+                let msg = format!(
+                    "no saved values for release {}/{} (helm-values/{}.{}.json): the inventory carries none, so every new revision gets the chart's defaults",
+                    r.namespace, r.name, r.namespace, r.name
+                );
+                found(".istio.values", msg.clone());
+                istio_comment.push(msg);
+            }
+        }
+    } else if install == "istioctl" {
+        let msg = "installed by istioctl: its IstioOperator settings are not in the saved state, so `values` is empty; copy them from the IstioOperator you installed with".to_string();
+        found(".istio.values", msg.clone());
+        istio_comment.push(msg);
+    }
+    if let Some(r) = release_of(s, "base", &cp_ns).into_iter().next() {
+        if r.name != "istio-base" {
+            istio.push(field("baseRelease", scalar(r.name.clone())));
+        }
+        if let Some(v) = s.values.get(&(r.namespace.clone(), r.name.clone())) {
+            let v = strip_set_keys(v, &[&["defaultRevision"], &["global", "istioNamespace"]]);
+            if v.as_object().is_some_and(|o| !o.is_empty()) {
+                istio.push(field("baseValues", Node::Block(v)));
+            }
+        }
+    }
+    // Node agents.
+    for (chart, key, ds_name) in [("cni", "cni", "istio-cni-node"), ("ztunnel", "ztunnel", "")] {
+        let ds = s.of_kind("DaemonSet").iter().find(|d| {
+            if ds_name.is_empty() {
+                labels(d).get("app.kubernetes.io/name").map(String::as_str) == Some("ztunnel")
+                    || name(d) == "ztunnel"
+            } else {
+                name(d) == ds_name
+            }
+        });
+        let Some(ds) = ds else { continue };
+        let ns = namespace(ds).to_string();
+        let mut agent = Vec::new();
+        let release = release_of(s, chart, &ns).into_iter().next();
+        if let Some(r) = release {
+            let default = if chart == "cni" {
+                "istio-cni"
+            } else {
+                "ztunnel"
+            };
+            if r.name != default {
+                agent.push(field("release", scalar(r.name.clone())));
+            }
+        }
+        if ns != cp_ns {
+            agent.push(field("namespace", scalar(ns.clone())));
+        }
+        if let Some(r) = release
+            && let Some(v) = s.values.get(&(r.namespace.clone(), r.name.clone()))
+        {
+            let v = strip_set_keys(
+                v,
+                &[
+                    &["global", "hub"],
+                    &["global", "tag"],
+                    &["hub"],
+                    &["tag"],
+                    &["revision"],
+                    &["istioNamespace"],
+                ],
+            );
+            if v.as_object().is_some_and(|o| !o.is_empty()) {
+                agent.push(field("values", Node::Block(v)));
+            }
+        }
+        istio.push(field(key, Node::Map(agent)));
+    }
+    let istio_idx = istio.len();
+    let _ = istio_idx;
+
+    // Gateways: releases of the gateway chart.
+    let services = s.of_kind("Service");
+    let mut gateway_namespaces = BTreeSet::new();
+    let mut gateway_deployments = BTreeSet::new();
+    let mut gateways = Vec::new();
+    let mut gw_releases: Vec<&Release> = s
+        .releases
+        .iter()
+        .filter(|r| r.chart_parts().0 == "gateway")
+        .collect();
+    gw_releases.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    for (gi, r) in gw_releases.iter().enumerate() {
+        let values = s
+            .values
+            .get(&(r.namespace.clone(), r.name.clone()))
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        let dep_name = values
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or(&r.name)
+            .to_string();
+        let Some(dep) = deployments
+            .iter()
+            .find(|d| name(d) == dep_name && namespace(d) == r.namespace)
+        else {
+            found(
+                &format!(".gateways (release {}/{})", r.namespace, r.name),
+                format!(
+                    "Helm release {}/{} of the gateway chart has no Deployment `{dep_name}`: left out",
+                    r.namespace, r.name
+                ),
+            );
+            continue;
+        };
+        gateway_namespaces.insert(r.namespace.clone());
+        gateway_deployments.insert((r.namespace.clone(), dep_name.clone()));
+        let pods = pod_labels(dep);
+        let lower = dep_name.to_ascii_lowercase();
+        let mut g = vec![field("name", scalar(dep_name.clone()))];
+        let kind = if lower.contains("eastwest") || pods.contains_key("topology.istio.io/network") {
+            "eastwest"
+        } else if lower.contains("egress") {
+            "egress"
+        } else {
+            "ingress"
+        };
+        let mut kind_field = field("kind", scalar(kind));
+        if !lower.contains("ingress") && !lower.contains("eastwest") && !lower.contains("egress") {
+            let msg = format!(
+                "gateway `{dep_name}`: its name does not say whether it is an ingress, east-west or egress gateway; `ingress` is a guess"
+            );
+            found(&format!(".gateways[{gi}].kind"), msg.clone());
+            kind_field.comment.push(msg);
+        }
+        g.push(kind_field);
+        g.push(field("namespace", scalar(r.namespace.clone())));
+        match pods.get("istio.io/rev") {
+            Some(rev) => g.push(field("revision", scalar(rev.clone()))),
+            None => {
+                let msg = format!(
+                    "gateway `{dep_name}`: its pods carry no istio.io/rev label, so the default revision injects them"
+                );
+                found(&format!(".gateways[{gi}].revision"), msg);
+            }
+        }
+        if r.name != dep_name {
+            g.push(field("release", scalar(r.name.clone())));
+        }
+        if let Some(app) = pods.get("app")
+            && app != &r.name
+        {
+            g.push(field("appLabel", scalar(app.clone())));
+        }
+        let default_istio = dep_name.strip_prefix("istio-").unwrap_or(&dep_name);
+        if let Some(il) = pods.get("istio")
+            && il != default_istio
+        {
+            g.push(field("istioLabel", scalar(il.clone())));
+        }
+        if let Some(sa) = dep
+            .pointer("/spec/template/spec/serviceAccountName")
+            .and_then(Value::as_str)
+            && sa != dep_name
+        {
+            g.push(field(
+                "serviceAccount",
+                Node::Map(vec![field("name", scalar(sa))]),
+            ));
+        }
+        let gv = strip_set_keys(
+            &values,
+            &[&["revision"], &["global", "hub"], &["global", "tag"]],
+        );
+        if gv.as_object().is_some_and(|o| !o.is_empty()) {
+            g.push(field("values", Node::Block(gv)));
+        }
+        // The traffic Service: one in the namespace whose selector the pods match.
+        let matching: Vec<&Value> = services
+            .iter()
+            .filter(|svc| namespace(svc) == r.namespace)
+            .filter(|svc| {
+                svc.pointer("/spec/selector")
+                    .and_then(Value::as_object)
+                    .is_some_and(|sel| {
+                        !sel.is_empty()
+                            && sel
+                                .iter()
+                                .all(|(k, v)| pods.get(k).map(String::as_str) == v.as_str())
+                    })
+            })
+            .collect();
+        if let Some(svc) = matching.first() {
+            let (node, notes) = service(svc, &r.name);
+            let mut f = field("service", node);
+            if matching.len() > 1 {
+                let names: Vec<&str> = matching.iter().map(|x| name(x)).collect();
+                f.comment.push(format!(
+                    "gateway `{dep_name}`: Services {} all select its pods; the first is its traffic Service, the rest are left out",
+                    names.join(", ")
+                ));
+            }
+            f.comment.extend(notes);
+            for m in &f.comment {
+                found(&format!(".gateways[{gi}].service"), m.clone());
+            }
+            g.push(f);
+        }
+        gateways.push(Node::Map(g));
+    }
+
+    // Workloads by kind and namespace: a cluster of thousands of namespaces is read once.
+    let mut by_namespace: BTreeMap<(&str, &str), Vec<&Value>> = BTreeMap::new();
+    for kind in ["Deployment", "StatefulSet", "DaemonSet"] {
+        for w in s.of_kind(kind) {
+            by_namespace
+                .entry((kind, namespace(w)))
+                .or_default()
+                .push(w);
+        }
+    }
+    // Namespaces in the mesh.
+    let mut namespaces = Vec::new();
+    let mut waves_labelled = false;
+    let mut ns_objects: Vec<&Value> = s.of_kind("Namespace").iter().collect();
+    ns_objects.sort_by_key(|n| name(n).to_string());
+    let gateway_api: Vec<&Value> = s.of_kind("Gateway").iter().collect();
+    for n in ns_objects {
+        let nm = name(n).to_string();
+        let l = labels(n);
+        let rev = l.get("istio.io/rev");
+        let injection = l.get("istio-injection").filter(|v| *v == "enabled");
+        let ambient = l.get("istio.io/dataplane-mode").filter(|v| *v == "ambient");
+        if rev.is_none() && injection.is_none() && ambient.is_none() {
+            continue;
+        }
+        if nm == cp_ns {
+            continue;
+        }
+        if gateway_namespaces.contains(&nm) {
+            found(
+                &format!(".namespaces ({nm})"),
+                format!(
+                    "namespace `{nm}` holds gateways and carries an injection label: left out of `namespaces` (meshplan moves gateways by their releases; remove the label, or the new gateways would get the old proxy)"
+                ),
+            );
+            continue;
+        }
+        let mut f = vec![field("name", scalar(nm.clone()))];
+        let mut ns_comment = Vec::new();
+        if let Some(a) = ambient {
+            f.push(field("dataplaneMode", scalar(a.clone())));
+            if rev.is_some() || injection.is_some() {
+                let msg = format!(
+                    "namespace `{nm}` is in ambient mode and carries an injection label: its pods get sidecars; decide which it is"
+                );
+                found(&format!(".namespaces ({nm})"), msg.clone());
+                ns_comment.push(msg);
+            }
+        }
+        if let Some(r) = rev
+            && ambient.is_none()
+        {
+            f.push(field("revision", scalar(r.clone())));
+        }
+        if injection.is_some() && ambient.is_none() {
+            f.push(field("istioInjection", scalar("enabled")));
+        }
+        match l.get(WAVE_LABEL).map(|w| w.parse::<u32>()) {
+            None | Some(Ok(1)) => {}
+            Some(Ok(w)) if w > 1 => {
+                waves_labelled = true;
+                f.push(field("wave", scalar(w)));
+            }
+            Some(_) => {
+                let msg = format!(
+                    "namespace `{nm}`: its {WAVE_LABEL} label is not a wave number (1, 2, ...): wave 1"
+                );
+                found(&format!(".namespaces ({nm}).wave"), msg.clone());
+                ns_comment.push(msg);
+            }
+        }
+        if l.contains_key(WAVE_LABEL) {
+            waves_labelled = true;
+        }
+        let mut workloads = Vec::new();
+        for kind in ["Deployment", "StatefulSet", "DaemonSet"] {
+            let mut items: Vec<&Value> = by_namespace
+                .get(&(kind, nm.as_str()))
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .copied()
+                .filter(|w| !gateway_deployments.contains(&(nm.clone(), name(w).to_string())))
+                .collect();
+            items.sort_by_key(|w| name(w).to_string());
+            for w in items {
+                let mut wf = vec![
+                    field("kind", scalar(kind)),
+                    field("name", scalar(name(w).to_string())),
+                ];
+                let strategy = if kind == "Deployment" {
+                    None
+                } else {
+                    w.pointer("/spec/updateStrategy/type")
+                        .and_then(Value::as_str)
+                };
+                if strategy == Some("OnDelete") {
+                    wf.push(field("updateStrategy", scalar("OnDelete")));
+                }
+                if let Some(p) = w
+                    .pointer("/spec/updateStrategy/rollingUpdate/partition")
+                    .and_then(Value::as_u64)
+                    .filter(|p| *p > 0 && kind == "StatefulSet")
+                {
+                    wf.push(field("partition", scalar(p)));
+                }
+                workloads.push(Node::Map(wf));
+            }
+        }
+        if !workloads.is_empty() {
+            f.push(field("workloads", Node::Seq(workloads)));
+        }
+        let mut gws: Vec<&Value> = gateway_api
+            .iter()
+            .copied()
+            .filter(|_| !gateway_api.is_empty())
+            .filter(|g| namespace(g) == nm)
+            .filter(|g| {
+                matches!(
+                    g.pointer("/spec/gatewayClassName").and_then(Value::as_str),
+                    Some("istio" | "istio-waypoint")
+                )
+            })
+            .collect();
+        gws.sort_by_key(|g| name(g).to_string());
+        if !gws.is_empty() {
+            let items = gws
+                .iter()
+                .map(|g| {
+                    let mut gf = vec![field("name", scalar(name(g).to_string()))];
+                    if g.pointer("/spec/gatewayClassName").and_then(Value::as_str)
+                        == Some("istio-waypoint")
+                    {
+                        gf.push(field("class", scalar("istio-waypoint")));
+                    }
+                    if let Some(r) = labels(g).get("istio.io/rev") {
+                        gf.push(field("revision", scalar(r.clone())));
+                    }
+                    Node::Map(gf)
+                })
+                .collect();
+            f.push(field("gatewayApi", Node::Seq(items)));
+        }
+        let mut item = Node::Map(f);
+        if !ns_comment.is_empty()
+            && let Node::Map(fs) = &mut item
+        {
+            fs[0].comment = ns_comment;
+        }
+        namespaces.push(item);
+    }
+    if !namespaces.is_empty() && !waves_labelled {
+        found(
+            ".namespaces",
+            format!(
+                "every namespace is in wave 1 (none carries a {WAVE_LABEL} label): set `wave` to move them in several waves, lowest risk first"
+            ),
+        );
+    }
+
+    let mut c = vec![
+        field("name", scalar(s.name.clone())),
+        field(
+            "kubernetesVersion",
+            scalar(format!("{}.{}", s.server.0, s.server.1)),
+        ),
+        field("context", scalar(s.context.clone())),
+        field("installMethod", scalar(install)),
+    ];
+    if cp.hub != "docker.io/istio" {
+        c.push(field("hub", scalar(cp.hub.clone())));
+    }
+    match cp.suffix.as_str() {
+        "" => {}
+        "-distroless" => c.push(field("variant", scalar("distroless"))),
+        other => c.push(field("tagSuffix", scalar(other.to_string()))),
+    }
+    let mut istio_field = field("istio", Node::Map(istio));
+    istio_field.comment = istio_comment;
+    c.push(istio_field);
+    c.push(field("gateways", Node::Seq(gateways)));
+    c.push(field("namespaces", Node::Seq(namespaces)));
+    if !cluster_comment.is_empty() {
+        c[0].comment = cluster_comment;
+    }
+    Some(Node::Map(c))
+}
+
+/// A gateway's traffic Service, with every field a plan keeps, and what it had to leave out.
+fn service(svc: &Value, release: &str) -> (Node, Vec<String>) {
+    let mut notes = Vec::new();
+    let spec = svc.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let mut f = vec![field("name", scalar(name(svc).to_string()))];
+    if let Some(t) = spec.get("type").and_then(Value::as_str) {
+        f.push(field("type", scalar(t)));
+    }
+    let owned = svc
+        .pointer("/metadata/annotations/meta.helm.sh~1release-name")
+        .and_then(Value::as_str)
+        == Some(release);
+    f.push(field(
+        "owner",
+        scalar(if owned { "release" } else { "standalone" }),
+    ));
+    if let Some(sel) = spec.get("selector").and_then(Value::as_object) {
+        let keys: BTreeSet<&str> = sel.keys().map(String::as_str).collect();
+        if keys != BTreeSet::from(["app", "istio"]) {
+            f.push(field("selector", Node::Block(Value::Object(sel.clone()))));
+        }
+    }
+    let annotations: Map<String, Value> = svc
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| {
+                    !k.starts_with("meta.helm.sh/")
+                        && k.as_str() != "kubectl.kubernetes.io/last-applied-configuration"
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !annotations.is_empty() {
+        f.push(field(
+            "annotations",
+            Node::Block(Value::Object(annotations)),
+        ));
+    }
+    for key in [
+        "externalTrafficPolicy",
+        "internalTrafficPolicy",
+        "loadBalancerSourceRanges",
+        "loadBalancerIP",
+        "loadBalancerClass",
+        "ipFamilies",
+        "ipFamilyPolicy",
+        "sessionAffinity",
+        "allocateLoadBalancerNodePorts",
+        "externalIPs",
+    ] {
+        // Kubernetes fills in some of these by default: only what differs is worth carrying,
+        // and every manifest meshplan writes keeps what the inventory records.
+        let Some(v) = spec.get(key) else { continue };
+        let default = match key {
+            "internalTrafficPolicy" => Some(json!("Cluster")),
+            "sessionAffinity" => Some(json!("None")),
+            "ipFamilyPolicy" => Some(json!("SingleStack")),
+            "ipFamilies" => Some(json!(["IPv4"])),
+            "allocateLoadBalancerNodePorts" => Some(json!(true)),
+            "externalTrafficPolicy" => Some(json!("Cluster")),
+            _ => None,
+        };
+        if default.as_ref() != Some(v) {
+            f.push(field(key, Node::Scalar(v.clone())));
+        }
+    }
+    let ports: Vec<Node> = spec
+        .get("ports")
+        .and_then(Value::as_array)
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    let mut pf = Vec::new();
+                    for k in ["name", "port", "targetPort", "nodePort", "protocol"] {
+                        if let Some(v) = p.get(k) {
+                            if k == "protocol" && v == "TCP" {
+                                continue;
+                            }
+                            if k == "targetPort" && !v.is_u64() {
+                                notes.push(format!(
+                                    "Service `{}` port {}: its targetPort {v} is a named port, which the inventory cannot record; left out (the chart's default applies)",
+                                    name(svc),
+                                    p.get("port").cloned().unwrap_or_default()
+                                ));
+                                continue;
+                            }
+                            pf.push(field(k, Node::Scalar(v.clone())));
+                        }
+                    }
+                    Node::Map(pf)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    f.push(field("ports", Node::Seq(ports)));
+    (Node::Map(f), notes)
+}

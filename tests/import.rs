@@ -1,0 +1,213 @@
+//! `meshplan import`: saved cluster state (rendered by Istio's real charts, see
+//! tests/import/make-state.py) becomes an inventory that compiles to the same plan as the
+//! hand-written one; bad state files are refused, naming the file, and nothing is written.
+
+use std::fs;
+use std::path::Path;
+
+use crate::support::{list_tree, run_in};
+
+fn case() -> &'static Path {
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/golden/ok-import-quickstart"
+    ))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap().filter_map(Result::ok) {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn compile(dir: &Path, inventory: &str) -> std::collections::BTreeMap<String, String> {
+    let work = dir.join(inventory.replace('.', "-"));
+    fs::create_dir_all(&work).unwrap();
+    fs::copy(dir.join(inventory), work.join("inventory.yaml")).unwrap();
+    let out = run_in(
+        &work,
+        &[
+            "compile",
+            "inventory.yaml",
+            "--to",
+            "1.30.5",
+            "--out",
+            "plan",
+        ],
+        None,
+    );
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    list_tree(&work.join("plan"))
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with(".meshplan/"))
+        .collect()
+}
+
+#[test]
+fn an_imported_inventory_compiles_to_the_plan_of_the_hand_written_one() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&case().join("state"), &dir.path().join("state"));
+    fs::copy(
+        case().join("reference.yaml"),
+        dir.path().join("reference.yaml"),
+    )
+    .unwrap();
+    let out = run_in(
+        dir.path(),
+        &[
+            "import",
+            "state",
+            "--name",
+            "quickstart-mesh",
+            "--out",
+            "imported.yaml",
+        ],
+        None,
+    );
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let check = run_in(
+        dir.path(),
+        &["check", "imported.yaml", "--to", "1.30.5"],
+        None,
+    );
+    assert_eq!(check.status, 0, "{}", check.stderr);
+    let imported = compile(dir.path(), "imported.yaml");
+    let reference = compile(dir.path(), "reference.yaml");
+    assert_eq!(
+        imported.keys().collect::<Vec<_>>(),
+        reference.keys().collect::<Vec<_>>()
+    );
+    for (k, v) in &reference {
+        assert_eq!(&imported[k], v, "{k}");
+    }
+    // Deterministic: a second import writes the same bytes; an existing file needs --force.
+    let again = run_in(
+        dir.path(),
+        &["import", "state", "--name", "quickstart-mesh"],
+        None,
+    );
+    assert_eq!(
+        again.stdout,
+        fs::read_to_string(dir.path().join("imported.yaml")).unwrap()
+    );
+    let refused = run_in(
+        dir.path(),
+        &["import", "state", "--out", "imported.yaml"],
+        None,
+    );
+    assert_eq!(refused.status, 4, "{}", refused.stderr);
+}
+
+#[test]
+fn bad_state_files_are_refused_by_name_and_nothing_is_written() {
+    let objects = fs::read_to_string(case().join("state/west/objects.json")).unwrap();
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "objects.json",
+            objects[..200].to_string(),
+            "ends early (truncated?) at line",
+        ),
+        (
+            "objects.json",
+            "not json".into(),
+            "is not valid JSON at line 1, column",
+        ),
+        (
+            "objects.json",
+            r#"{"kind": "List", "items": [{"kind": "Pod", "metadata": {"name": "p"}}]}"#.into(),
+            "items[0] is a \"Pod\"",
+        ),
+        (
+            "objects.json",
+            r#"{"kind": "Deployment"}"#.into(),
+            "is not the output of `kubectl get ... -o json` (a List), but a Deployment",
+        ),
+        (
+            "version.json",
+            r#"{"clientVersion": {}}"#.into(),
+            "has no serverVersion",
+        ),
+        (
+            "helm-releases.json",
+            r#"{"releases": []}"#.into(),
+            "is not a JSON list",
+        ),
+        (
+            "helm-releases.json",
+            r#"[{"name": "x"}]"#.into(),
+            "has no `namespace`",
+        ),
+    ];
+    for (file, text, expect) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&case().join("state"), &dir.path().join("state"));
+        fs::write(dir.path().join("state/west").join(file), &text).unwrap();
+        let out = run_in(dir.path(), &["import", "state", "--out", "inv.yaml"], None);
+        assert_eq!(out.status, 1, "{file}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("state/west/{file}")) && out.stderr.contains(expect),
+            "{file}: {}",
+            out.stderr
+        );
+        assert!(
+            !dir.path().join("inv.yaml").exists(),
+            "{file}: nothing is written"
+        );
+    }
+    // No cluster directory at all.
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("empty")).unwrap();
+    let out = run_in(dir.path(), &["import", "empty"], None);
+    assert_eq!(out.status, 1);
+    assert!(
+        out.stderr.contains("holds no cluster directory"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn print_commands_lists_read_only_commands_per_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_in(
+        dir.path(),
+        &[
+            "import",
+            "--print-commands",
+            "--context",
+            "east",
+            "--context",
+            "gke_prod/west",
+        ],
+        None,
+    );
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    for needle in [
+        "kubectl --context east version -o json > state/east/version.json",
+        "kubectl --context east get namespaces,deployments,statefulsets,daemonsets,services,serviceaccounts,mutatingwebhookconfigurations,validatingwebhookconfigurations -A -o json > state/east/objects.json",
+        "helm --kube-context east list -A -o json > state/east/helm-releases.json",
+        "helm --kube-context east get values",
+        "kubectl --context gke_prod/west version -o json > state/gke-prod-west/version.json",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle}\n{}", out.stdout);
+    }
+    // Only reads: no apply, patch, label, delete, install or upgrade.
+    for verb in [
+        " apply ",
+        " patch ",
+        " label ",
+        " delete ",
+        " install ",
+        " upgrade ",
+    ] {
+        assert!(!out.stdout.contains(verb), "{verb}\n{}", out.stdout);
+    }
+    let none = run_in(dir.path(), &["import", "--print-commands"], None);
+    assert_eq!(none.status, 2, "{}", none.stderr);
+}
