@@ -18,7 +18,8 @@ Examples:
   meshplan completions bash > /etc/bash_completion.d/meshplan
 
 Exit codes: 0 ok, 1 inventory or upgrade rejected, 2 usage error,
-3 --check found the output directory out of date, 4 I/O error or output
+3 --check found the output directory out of date (drift: the inventory
+is stale), 4 I/O error or output
 directory refused, 70 internal error.";
 
 /// Compiles a mesh inventory and a target Istio version into an ordered,
@@ -66,6 +67,12 @@ pub enum Command {
         after_help = "Examples:\n  meshplan import --print-commands --context east --context west > save-state.sh\n  sh save-state.sh                       # read-only kubectl and helm commands, into state/\n  meshplan import state/ --out inventory.yaml\n  meshplan check inventory.yaml --to 1.30.5\n\nThe state directory holds one directory per cluster, named after it (and after its\nkubeconfig context): version.json, objects.json, gateways.json (optional),\nhelm-releases.json and helm-values/<namespace>.<release>.json."
     )]
     Import(ImportArgs),
+    /// Report every difference between an inventory and its clusters' saved state, at the
+    /// inventory's line and column (exit 3 when they differ)
+    #[command(
+        after_help = "Examples:\n  sh save-state.sh                       # from meshplan import --print-commands\n  meshplan drift inventory.yaml state/   # CI: refuse to plan from a stale inventory"
+    )]
+    Drift(DriftArgs),
     /// Print the Istio release catalog
     Versions(VersionsArgs),
     /// Print the JSON Schema of the inventory format (or of the catalog)
@@ -176,6 +183,16 @@ pub struct CompileArgs {
     /// JSON listing every created, updated and removed file (schemas/compile-output.schema.json)
     #[arg(long, value_enum, default_value = "text")]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    /// The inventory (`-` for standard input)
+    #[arg(value_name = "INVENTORY")]
+    pub inventory: String,
+    /// The directory of saved state: one directory per cluster
+    #[arg(value_name = "STATE_DIR")]
+    pub state: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -1082,6 +1082,7 @@ pub(crate) fn import(args: &cli::ImportArgs, io: &mut Io<'_>) -> i32 {
         let _ = crate::validate::validate(&inv, &src, &mut diags);
     }
     let rejected = diags.has_errors();
+    diags.locate(&src);
     if !diags.is_empty() {
         let _ = io
             .stderr
@@ -1123,6 +1124,60 @@ pub(crate) fn import(args: &cli::ImportArgs, io: &mut Io<'_>) -> i32 {
         }
     }
     if rejected { exit::REJECTED } else { exit::OK }
+}
+
+pub(crate) fn drift(args: &cli::DriftArgs, io: &mut Io<'_>) -> i32 {
+    let src = match load::read(&args.inventory, io.stdin) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = io.stderr.write_all(e.message().as_bytes());
+            return e.exit_code();
+        }
+    };
+    let (inv, diags) = load::inventory(&src);
+    let Some(inv) = inv.filter(|_| !diags.has_errors()) else {
+        let _ = io
+            .stderr
+            .write_all(diagnostic::render(&diags.sorted(), Some(&src)).as_bytes());
+        return exit::REJECTED;
+    };
+    let imported = match crate::import::import(&args.state, &inv.name) {
+        Ok(i) => i,
+        Err(e) => {
+            let _ = writeln!(io.stderr, "error: {e}");
+            return exit::REJECTED;
+        }
+    };
+    let state_src = crate::source::Source::new("<state>", &imported.text);
+    let (state, state_diags) = load::inventory(&state_src);
+    let Some(state) = state else {
+        let _ = io
+            .stderr
+            .write_all(diagnostic::render(&state_diags.sorted(), Some(&state_src)).as_bytes());
+        return exit::INTERNAL;
+    };
+    let mut found = diagnostic::Diagnostics::default();
+    crate::import::drift::compare(&inv, &src, &state, &mut found);
+    if found.is_empty() {
+        let _ = writeln!(
+            io.stderr,
+            "{}: no drift from the saved state of {} cluster(s)",
+            src.name,
+            state.clusters.len()
+        );
+        return exit::OK;
+    }
+    let count = found.0.len();
+    found.locate(&src);
+    let _ = io
+        .stderr
+        .write_all(diagnostic::render(&found.sorted(), Some(&src)).as_bytes());
+    let _ = writeln!(
+        io.stderr,
+        "{count} difference(s): the inventory is stale; `meshplan import {}` shows the clusters as they run",
+        args.state.display()
+    );
+    exit::DRIFT
 }
 
 #[cfg(test)]

@@ -84,6 +84,7 @@ codes! {
     ValuesUnknownKey = "values-unknown-key": "a carried values key the target version's chart or API does not know",
     ValuesInvalid = "values-invalid": "a carried value the target version's chart or API rejects (type, enumeration, duration)",
     ValuesUnchecked = "values-unchecked": "meshplan has no record of what the target version's charts accept",
+    Drift = "drift": "the inventory differs from the cluster's saved state",
 }
 
 impl Code {

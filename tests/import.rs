@@ -211,3 +211,43 @@ fn print_commands_lists_read_only_commands_per_context() {
     let none = run_in(dir.path(), &["import", "--print-commands"], None);
     assert_eq!(none.status, 2, "{}", none.stderr);
 }
+
+#[test]
+fn drift_finds_nothing_between_an_import_and_its_state() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&case().join("state"), &dir.path().join("state"));
+    fs::copy(
+        case().join("reference.yaml"),
+        dir.path().join("reference.yaml"),
+    )
+    .unwrap();
+    let out = run_in(dir.path(), &["drift", "reference.yaml", "state"], None);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let imported = run_in(
+        dir.path(),
+        &["import", "state", "--out", "imported.yaml"],
+        None,
+    );
+    assert_eq!(imported.status, 0, "{}", imported.stderr);
+    let out = run_in(dir.path(), &["drift", "imported.yaml", "state"], None);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    // A cluster the state does not have, and one the inventory does not list.
+    let text = fs::read_to_string(dir.path().join("reference.yaml"))
+        .unwrap()
+        .replace("name: west", "name: north")
+        .replace("context: west", "context: north");
+    fs::write(dir.path().join("renamed.yaml"), text).unwrap();
+    let out = run_in(dir.path(), &["drift", "renamed.yaml", "state"], None);
+    assert_eq!(out.status, 3, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("cluster `north`: the state directory has no cluster"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("the saved state has cluster `west`"),
+        "{}",
+        out.stderr
+    );
+}

@@ -7,6 +7,7 @@
 //! cannot decide is a comment at the field it concerns, and a warning on stderr.
 
 pub mod derive;
+pub mod drift;
 pub mod state;
 
 use std::path::Path;
