@@ -73,6 +73,12 @@ pub enum Command {
         after_help = "Examples:\n  sh save-state.sh                       # from meshplan import --print-commands\n  meshplan drift inventory.yaml state/   # CI: refuse to plan from a stale inventory"
     )]
     Drift(DriftArgs),
+    /// Rewrite the inventory to the state the plan to --to leaves behind (versions,
+    /// revisions, releases, labels), keeping its comments and formatting
+    #[command(
+        after_help = "Examples:\n  meshplan advance inventory.yaml --to 1.30.5            # print the advanced inventory\n  meshplan advance inventory.yaml --to 1.30.5 --in-place # once the plan is applied\n\nRun it with the same --to (and --via) as the compile whose plan was applied."
+    )]
+    Advance(AdvanceArgs),
     /// Print the Istio release catalog
     Versions(VersionsArgs),
     /// Print the JSON Schema of the inventory format (or of the catalog)
@@ -183,6 +189,15 @@ pub struct CompileArgs {
     /// JSON listing every created, updated and removed file (schemas/compile-output.schema.json)
     #[arg(long, value_enum, default_value = "text")]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct AdvanceArgs {
+    #[command(flatten)]
+    pub path: PathArgs,
+    /// Replace INVENTORY with the advanced inventory (atomically) instead of printing it
+    #[arg(long)]
+    pub in_place: bool,
 }
 
 #[derive(Debug, Args)]

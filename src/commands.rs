@@ -1180,6 +1180,108 @@ pub(crate) fn drift(args: &cli::DriftArgs, io: &mut Io<'_>) -> i32 {
     exit::DRIFT
 }
 
+pub(crate) fn advance(args: &cli::AdvanceArgs, io: &mut Io<'_>) -> i32 {
+    if args.in_place && args.path.inventory == "-" {
+        let _ = writeln!(
+            io.stderr,
+            "error: --in-place needs an inventory file, not standard input"
+        );
+        return exit::USAGE;
+    }
+    let checked = match crate::check(&args.path, io.stdin, io.today, true) {
+        Ok(c) => c,
+        Err((text, code)) => {
+            let _ = io.stderr.write_all(text.as_bytes());
+            return code;
+        }
+    };
+    print_diagnostics(io, &checked, false);
+    let (Some(source), Some(mesh), Some(paths), Some(catalog)) = (
+        &checked.source,
+        &checked.mesh,
+        &checked.paths,
+        &checked.catalog,
+    ) else {
+        return exit::REJECTED;
+    };
+    if checked.diagnostics.has_errors() {
+        return exit::REJECTED;
+    }
+    let outs: Vec<plan::ClusterOut> = mesh
+        .clusters
+        .iter()
+        .zip(&paths.clusters)
+        .enumerate()
+        .map(|(i, (c, p))| plan::build_cluster(i, c, p, catalog))
+        .collect();
+    let pairs: Vec<_> = mesh
+        .clusters
+        .iter()
+        .zip(&outs)
+        .map(|(c, o)| (c, &o.after))
+        .collect();
+    let (text, changes) = match crate::import::advance::advance(&source.text, &pairs) {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = writeln!(
+                io.stderr,
+                "error: {}: {}\nnothing was written; edit those fields by hand",
+                source.name, e.0
+            );
+            return exit::REJECTED;
+        }
+    };
+    // What was written must still be a valid inventory, describing what the plan leaves.
+    let out_src = crate::source::Source::new(&source.name, &text);
+    let (inv, mut diags) = load::inventory(&out_src);
+    if let Some(inv) = &inv {
+        let _ = crate::validate::validate(inv, &out_src, &mut diags);
+    }
+    if diags.has_errors() {
+        diags.locate(&out_src);
+        let _ = io
+            .stderr
+            .write_all(diagnostic::render(&diags.sorted(), Some(&out_src)).as_bytes());
+        let _ = writeln!(
+            io.stderr,
+            "error[internal]: the advanced inventory does not validate; nothing was written. This is a bug in meshplan"
+        );
+        return exit::INTERNAL;
+    }
+    for c in &changes {
+        let _ = writeln!(io.stderr, "advanced: {c}");
+    }
+    if args.in_place {
+        let path = std::path::Path::new(&args.path.inventory);
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| std::path::Path::new("."));
+        let written = tempfile::NamedTempFile::new_in(dir).and_then(|mut t| {
+            t.write_all(text.as_bytes())?;
+            if let Ok(meta) = std::fs::metadata(path) {
+                t.as_file().set_permissions(meta.permissions())?;
+            }
+            t.persist(path).map_err(|e| e.error)?;
+            Ok(())
+        });
+        if let Err(e) = written {
+            let _ = writeln!(io.stderr, "error: {}: {e}", path.display());
+            return exit::IO;
+        }
+        let _ = writeln!(
+            io.stderr,
+            "{}: {} field(s) advanced to {}",
+            path.display(),
+            changes.len(),
+            paths.target
+        );
+    } else {
+        let _ = io.stdout.write_all(text.as_bytes());
+    }
+    exit::OK
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -158,6 +158,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>, io: &mut Io<'_>) -> i32 {
         Command::Compile(args) => commands::compile(&args, io),
         Command::Import(args) => commands::import(&args, io),
         Command::Drift(args) => commands::drift(&args, io),
+        Command::Advance(args) => commands::advance(&args, io),
         Command::Versions(args) => commands::versions(args.catalog.as_deref(), args.output, io),
         Command::Schema(args) => {
             let kind = if args.catalog {

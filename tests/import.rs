@@ -251,3 +251,56 @@ fn drift_finds_nothing_between_an_import_and_its_state() {
         out.stderr
     );
 }
+
+#[test]
+fn advance_writes_the_state_the_plan_leaves_and_the_next_plan_starts_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/current-mesh.yaml"
+    ));
+    fs::copy(example, dir.path().join("inv.yaml")).unwrap();
+    let original = fs::read_to_string(dir.path().join("inv.yaml")).unwrap();
+    let out = run_in(
+        dir.path(),
+        &["advance", "inv.yaml", "--to", "1.30.5", "--in-place"],
+        None,
+    );
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let advanced = fs::read_to_string(dir.path().join("inv.yaml")).unwrap();
+    // Every comment line is kept.
+    for line in original.lines().filter(|l| l.trim_start().starts_with('#')) {
+        assert!(advanced.contains(line), "lost comment: {line}");
+    }
+    assert!(advanced.contains("# helm | istioctl | operator"));
+    // The advanced inventory is at the target: nothing left to do there.
+    let check = run_in(
+        dir.path(),
+        &["check", "inv.yaml", "--to", "1.30.5", "--output", "json"],
+        None,
+    );
+    assert_eq!(check.status, 0, "{}", check.stderr);
+    let json: serde_json::Value = serde_json::from_str(&check.stdout).unwrap();
+    for c in json["clusters"].as_array().unwrap() {
+        assert!(c["hops"].as_array().unwrap().is_empty(), "{c}");
+    }
+    // And the next upgrade plans from it, through the model.
+    let next = run_in(
+        dir.path(),
+        &["compile", "inv.yaml", "--to", "1.31.1", "--out", "plan"],
+        None,
+    );
+    assert_eq!(next.status, 0, "{}", next.stderr);
+    let plan = list_tree(&dir.path().join("plan"));
+    let values = &plan["01-east/hop-01/30-gateways/01-istio-ingressgateway/4-gateway.values.yaml"];
+    // The gateway keeps its identity across two upgrades.
+    assert!(values.contains("app: istio-ingressgateway"), "{values}");
+    assert!(values.contains("name: istio-ingressgateway\n"), "{values}");
+    // Standard input cannot be replaced in place.
+    let refused = run_in(
+        dir.path(),
+        &["advance", "-", "--to", "1.30.5", "--in-place"],
+        Some(&original),
+    );
+    assert_eq!(refused.status, 2, "{}", refused.stderr);
+}

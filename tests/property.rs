@@ -408,6 +408,7 @@ fn run(text: &str, to: &str, catalog: &Catalog) -> Result<Outcome, String> {
     let Some(paths) = meshplan::path::plan_paths(&mesh, &target, catalog, &src, &mut diags) else {
         return Ok(Outcome::Rejected(codes(&diags)));
     };
+    let mut outs = Vec::new();
     for (i, (c, p)) in mesh.clusters.iter().zip(&paths.clusters).enumerate() {
         let out = meshplan::plan::build_cluster(i, c, p, catalog);
         // The rollback chain only ever points back to checkpoints of the same hop.
@@ -427,6 +428,40 @@ fn run(text: &str, to: &str, catalog: &Catalog) -> Result<Outcome, String> {
             }
         }
         meshplan::model::check_cluster(c, &out, catalog).map_err(|f| f.to_string())?;
+        outs.push(out);
+    }
+    // `advance` writes what the plans leave behind: a valid inventory at the target, from
+    // which the path to the same target has nothing left to do.
+    let pairs: Vec<_> = mesh
+        .clusters
+        .iter()
+        .zip(&outs)
+        .map(|(c, o)| (c, &o.after))
+        .collect();
+    let (advanced, _) = meshplan::import::advance::advance(text, &pairs)
+        .map_err(|e| format!("advance failed: {}", e.0))?;
+    let asrc = meshplan::source::Source::new("advanced.yaml", &advanced);
+    let (ainv, aloaded) = meshplan::load::inventory(&asrc);
+    let ainv = ainv.ok_or_else(|| {
+        format!(
+            "the advanced inventory does not load:\n{}\n{advanced}",
+            meshplan::diagnostic::render(&aloaded, Some(&asrc))
+        )
+    })?;
+    let mut adiags = meshplan::diagnostic::Diagnostics::default();
+    let amesh = meshplan::validate::validate(&ainv, &asrc, &mut adiags).ok_or_else(|| {
+        format!(
+            "the advanced inventory does not validate:\n{}\n{advanced}",
+            meshplan::diagnostic::render(&adiags, Some(&asrc))
+        )
+    })?;
+    for (c, o) in amesh.clusters.iter().zip(&outs) {
+        if c.version != o.after.version || c.revision != o.after.revision {
+            return Err(format!(
+                "advance left cluster `{}` at {} ({:?}), its plan at {} ({:?})\n{advanced}",
+                c.name, c.version, c.revision, o.after.version, o.after.revision
+            ));
+        }
     }
     Ok(Outcome::Passed)
 }

@@ -6,6 +6,7 @@
 //! in a fixed order and format so that a re-import after a change is a small diff. What it
 //! cannot decide is a comment at the field it concerns, and a warning on stderr.
 
+pub mod advance;
 pub mod derive;
 pub mod drift;
 pub mod state;

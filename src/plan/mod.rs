@@ -243,6 +243,8 @@ pub struct ClusterOut {
     pub summary: ClusterPlan,
     pub steps: Vec<Step>,
     pub artifacts: Vec<Artifact>,
+    /// What the cluster runs once every step ran (what `advance` writes back).
+    pub after: state::Carried,
 }
 
 /// The whole plan in memory (tests and small meshes; `compile` works a cluster at a time).
@@ -413,6 +415,7 @@ impl<'a> Builder<'a> {
             summary,
             steps: self.steps,
             artifacts: self.artifacts,
+            after: self.now,
         }
     }
 
