@@ -310,14 +310,22 @@ def load_protos(read, roots):
 # Chart keys: values.yaml and the `.Values.` paths templates read.
 
 VALUES_PATH = re.compile(r"\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
+# `($.Values).profile`, `($.Values.global).profile`: a path continued after parentheses (the
+# charts' zzz_profile.yaml reads `profile` so, from 1.25).
+VALUES_PAREN_PATH = re.compile(
+    r"\(\$?\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)*)\)((?:\.[A-Za-z_][A-Za-z0-9_]*)+)"
+)
 
 
 def template_paths(tag, chart):
     paths = set()
     for sub in ("templates", "files"):
         for f in git(ISTIO, "ls-tree", "-r", "--name-only", f"{tag}:{chart}/{sub}").split():
-            for m in VALUES_PATH.finditer(git(ISTIO, "show", f"{tag}:{chart}/{sub}/{f}")):
+            text = git(ISTIO, "show", f"{tag}:{chart}/{sub}/{f}")
+            for m in VALUES_PATH.finditer(text):
                 paths.add(tuple(m.group(1)[1:].split(".")))
+            for m in VALUES_PAREN_PATH.finditer(text):
+                paths.add(tuple((m.group(1) + m.group(2))[1:].split(".")))
     return sorted(paths)
 
 

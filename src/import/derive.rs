@@ -593,6 +593,12 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
                 .iter()
                 .copied()
                 .filter(|w| !gateway_deployments.contains(&(nm.clone(), name(w).to_string())))
+                // What istiod deploys for a Gateway API gateway or waypoint moves with it.
+                .filter(|w| {
+                    let p = pod_labels(w);
+                    !p.contains_key("gateway.networking.k8s.io/gateway-name")
+                        && !p.contains_key("istio.io/gateway-name")
+                })
                 .collect();
             items.sort_by_key(|w| name(w).to_string());
             for w in items {
@@ -679,6 +685,16 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
         field("context", scalar(s.context.clone())),
         field("installMethod", scalar(install)),
     ];
+    // Revisions named after the patch (1-27-9) mean the next one is too.
+    if let Some(r) = &cp.revision
+        && *r
+            == format!(
+                "{}-{}-{}",
+                cp.version.major, cp.version.minor, cp.version.patch
+            )
+    {
+        c.push(field("revisionFormat", scalar("patch")));
+    }
     if cp.hub != "docker.io/istio" {
         c.push(field("hub", scalar(cp.hub.clone())));
     }

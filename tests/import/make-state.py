@@ -7,7 +7,7 @@ from the inventory. A development tool, not run in CI (it needs the validators a
 
     tests/import/make-state.py INVENTORY OUT_DIR [--charts DIR] [--helm-template PATH]
 """
-import argparse, json, os, subprocess, sys, tempfile
+import argparse, json, os, shutil, subprocess, sys, tempfile
 import yaml
 
 KINDS = {"Namespace", "Deployment", "StatefulSet", "DaemonSet", "Service", "ServiceAccount",
@@ -18,8 +18,19 @@ def render(helm_template, name, chart, ns, values):
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump(values, f)
     try:
-        out = subprocess.run([helm_template, name, chart, "-n", ns, "-f", f.name],
-                             check=True, capture_output=True, text=True).stdout
+        run = subprocess.run([helm_template, name, chart, "-n", ns, "-f", f.name],
+                             capture_output=True, text=True)
+        if run.returncode != 0 and os.path.exists(os.path.join(chart, "values.schema.json")):
+            # Gateway charts 1.21.6-1.24.6 reject their own defaults under Helm >= 3.18
+            # (istio/istio#57354): install with --skip-schema-validation, as meshplan's plans do.
+            copy = tempfile.mkdtemp()
+            shutil.copytree(chart, os.path.join(copy, "chart"))
+            os.unlink(os.path.join(copy, "chart", "values.schema.json"))
+            run = subprocess.run([helm_template, name, os.path.join(copy, "chart"), "-n", ns, "-f", f.name],
+                                 capture_output=True, text=True)
+        if run.returncode != 0:
+            sys.exit(f"helm-template {name} {chart}: {run.stderr}")
+        out = run.stdout
     finally:
         os.unlink(f.name)
     docs = [d for d in yaml.safe_load_all(out) if isinstance(d, dict) and d.get("kind") in KINDS]
@@ -47,7 +58,24 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--charts", default=os.path.expanduser("/work/validators/charts"))
     ap.add_argument("--helm-template", default="/work/shared/validators/bin/helm-template")
+    ap.add_argument("--istio-repo", default="/work/.mirror/istio+istio/repo",
+                    help="a git mirror of istio/istio, for the cni and ztunnel charts at the version's tag")
     a = ap.parse_args()
+    extracted = tempfile.mkdtemp()
+
+    def chart_dir(v, chart):
+        """The validators extract base, istiod and gateway; cni and ztunnel come from the tag."""
+        d = os.path.join(a.charts, v, chart)
+        if os.path.isdir(d):
+            return d
+        src = {"cni": "manifests/charts/istio-cni", "ztunnel": "manifests/charts/ztunnel"}[chart]
+        out = os.path.join(extracted, v)
+        if not os.path.isdir(os.path.join(out, src)):
+            os.makedirs(out, exist_ok=True)
+            archive = subprocess.run(["git", "-C", a.istio_repo, "archive", v, src], check=True,
+                                     capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", out], input=archive, check=True)
+        return os.path.join(out, src)
     inv = yaml.safe_load(open(a.inventory))
     defaults = inv.get("defaults", {})
     for c in inv["clusters"]:
@@ -58,10 +86,12 @@ def main():
         ns = istio.get("namespace", "istio-system")
         hub = c.get("hub", defaults.get("hub", "docker.io/istio"))
         objects, releases, values = [], [], {}
+        namespaces = {ns: {}}
+        gateways_api = []
 
         def install(release, chart, rns, user_values, extra):
             full = merge(user_values, extra)
-            objects.extend(render(a.helm_template, release, os.path.join(charts, chart), rns, full))
+            objects.extend(render(a.helm_template, release, chart_dir(v, chart), rns, full))
             releases.append({"name": release, "namespace": rns, "revision": "1",
                              "updated": "2026-11-01 10:00:00.000000 +0000 UTC", "status": "deployed",
                              "chart": f"{chart}-{v}", "app_version": v})
@@ -71,13 +101,40 @@ def main():
         install(istio.get("baseRelease", "istio-base"), "base", ns, istio.get("baseValues", {}),
                 {"defaultRevision": rev or "default"})
         iv = {"global": {"hub": hub, "tag": v}}
+        if c.get("variant"):
+            iv["global"]["variant"] = c["variant"]
         if rev:
             iv["revision"] = rev
-        if istio.get("tags"):
-            iv["revisionTags"] = istio["tags"]
+        if istio.get("ztunnel") is not None:
+            iv["profile"] = "ambient"
         install(istio.get("release", f"istiod-{rev}" if rev else "istiod"), "istiod", ns,
                 istio.get("values", {}), iv)
-        namespaces = {ns: {}}
+        # Tags no release renders: Istio's documented `helm template ... | kubectl apply`.
+        owned = set((istio.get("values") or {}).get("revisionTags") or [])
+        standalone = [t for t in istio.get("tags", []) if t not in owned]
+        if standalone:
+            docs = render(a.helm_template, "istiod", chart_dir(v, "istiod"), ns,
+                          {"revisionTags": standalone, "revision": rev or "", "global": {"hub": hub, "tag": v}})
+            for d in docs:
+                if d["kind"] == "MutatingWebhookConfiguration" and "istio.io/tag" in d["metadata"].get("labels", {}):
+                    d["metadata"]["annotations"].pop("meta.helm.sh/release-name", None)
+                    d["metadata"]["annotations"].pop("meta.helm.sh/release-namespace", None)
+                    d["metadata"]["labels"].pop("app.kubernetes.io/managed-by", None)
+                    objects.append(d)
+        for key, chart, default in (("cni", "cni", "istio-cni"), ("ztunnel", "ztunnel", "ztunnel")):
+            agent = istio.get(key)
+            if agent is None:
+                continue
+            av = {"global": {"hub": hub, "tag": v}}
+            if key == "cni" and istio.get("ztunnel") is not None:
+                av["profile"] = "ambient"
+            if key == "ztunnel":
+                av = {"hub": hub, "tag": v, "istioNamespace": ns}
+                if rev:
+                    av["revision"] = rev
+            ans = agent.get("namespace", ns)
+            install(agent.get("release", default), chart, ans, agent.get("values", {}), av)
+            namespaces.setdefault(ans, {})
         for g in c.get("gateways", []):
             svc = g.get("service") or {}
             gv = {"global": {"hub": hub, "tag": v}}
@@ -100,6 +157,22 @@ def main():
             if n.get("wave", 1) != 1:
                 labels["meshplan.dev/wave"] = str(n["wave"])
             namespaces[n["name"]] = labels
+            for g in n.get("gatewayApi", []):
+                cls = g.get("class", "istio")
+                gl = {"istio.io/rev": g["revision"]} if g.get("revision") else {}
+                gateways_api.append({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                                     "metadata": {"name": g["name"], "namespace": n["name"], "labels": gl},
+                                     "spec": {"gatewayClassName": cls, "listeners": [
+                                         {"name": "mesh", "port": 15008, "protocol": "HBONE"} if cls == "istio-waypoint"
+                                         else {"name": "http", "port": 80, "protocol": "HTTP"}]}})
+                # What istiod deploys for it (no chart renders it): its pods carry the Gateway's name.
+                dep = g["name"] if cls == "istio-waypoint" else f"{g['name']}-istio"
+                pl = {"gateway.networking.k8s.io/gateway-name": g["name"]}
+                objects.append({"apiVersion": "apps/v1", "kind": "Deployment",
+                                "metadata": {"name": dep, "namespace": n["name"], "labels": dict(pl)},
+                                "spec": {"selector": {"matchLabels": pl},
+                                         "template": {"metadata": {"labels": pl},
+                                                      "spec": {"containers": [{"name": "istio-proxy", "image": "auto"}]}}}})
             for w in n.get("workloads", []):
                 spec = {"selector": {"matchLabels": {"app": w["name"]}},
                         "template": {"metadata": {"labels": {"app": w["name"]}},
@@ -125,6 +198,9 @@ def main():
                               "serverVersion": {"major": major, "minor": minor, "gitVersion": f"v{major}.{minor}.0"}})
         dump("objects.json", {"apiVersion": "v1", "kind": "List", "items": objects, "metadata": {"resourceVersion": ""}})
         dump("helm-releases.json", releases)
+        if gateways_api:
+            dump("gateways.json", {"apiVersion": "v1", "kind": "List", "items": gateways_api, "metadata": {"resourceVersion": ""}})
+        open(os.path.join(d, "context"), "w").write(c.get("context", c["name"]) + "\n")
         for (rns, rel), vals in values.items():
             dump(os.path.join("helm-values", f"{rns}.{rel}.json"), vals)
         print(f"{d}: {len(objects)} objects, {len(releases)} releases", file=sys.stderr)
