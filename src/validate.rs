@@ -923,22 +923,7 @@ fn check_ztunnel(
             .help("describe it as `istio.cni` (release, namespace, values): the plan upgrades it right before ztunnel"),
         );
     }
-    if let Some(ns) = &z.namespace {
-        check_label(src, diags, &at.key("namespace"), "namespace", ns);
-    }
-    if z.release.len() > crate::path::MAX_HELM_RELEASE {
-        diags.push(
-            Diagnostic::error(
-                Code::NameTooLong,
-                format!(
-                    "the Helm release name `{}` is longer than Helm's {} characters",
-                    z.release,
-                    crate::path::MAX_HELM_RELEASE
-                ),
-            )
-            .at(src, &at.key("release")),
-        );
-    }
+    check_agent_names(z.namespace.as_deref(), &z.release, at, src, diags);
 }
 
 /// istio-cni is planned for Helm installs of 1.12 and later, whose `cni` chart meshplan
@@ -977,16 +962,26 @@ fn check_cni(
             .help("before 1.12 the chart is `istio-cni`, from the release archive's manifests/charts; upgrade this cluster to 1.12 by hand first"),
         );
     }
-    if let Some(ns) = &cni.namespace {
+    check_agent_names(cni.namespace.as_deref(), &cni.release, at, src, diags);
+}
+
+/// A node agent's namespace is a label, and its Helm release fits Helm's limit.
+fn check_agent_names(
+    namespace: Option<&str>,
+    release: &str,
+    at: &YamlPath,
+    src: &Source,
+    diags: &mut Diagnostics,
+) {
+    if let Some(ns) = namespace {
         check_label(src, diags, &at.key("namespace"), "namespace", ns);
     }
-    if cni.release.len() > crate::path::MAX_HELM_RELEASE {
+    if release.len() > crate::path::MAX_HELM_RELEASE {
         diags.push(
             Diagnostic::error(
                 Code::NameTooLong,
                 format!(
-                    "the Helm release name `{}` is longer than Helm's {} characters",
-                    cni.release,
+                    "the Helm release name `{release}` is longer than Helm's {} characters",
                     crate::path::MAX_HELM_RELEASE
                 ),
             )

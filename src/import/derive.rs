@@ -52,8 +52,9 @@ fn scalar(v: impl Into<Value>) -> Node {
     Node::Scalar(v.into())
 }
 
-fn labels(o: &Value) -> BTreeMap<String, String> {
-    o.pointer("/metadata/labels")
+/// The string map at `pointer` (labels), empty when absent.
+fn string_map(o: &Value, pointer: &str) -> BTreeMap<String, String> {
+    o.pointer(pointer)
         .and_then(Value::as_object)
         .map(|m| {
             m.iter()
@@ -63,15 +64,12 @@ fn labels(o: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+fn labels(o: &Value) -> BTreeMap<String, String> {
+    string_map(o, "/metadata/labels")
+}
+
 fn pod_labels(o: &Value) -> BTreeMap<String, String> {
-    o.pointer("/spec/template/metadata/labels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
+    string_map(o, "/spec/template/metadata/labels")
 }
 
 fn name(o: &Value) -> &str {
@@ -376,8 +374,6 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
         }
         istio.push(field(key, Node::Map(agent)));
     }
-    let istio_idx = istio.len();
-    let _ = istio_idx;
 
     // Gateways: releases of the gateway chart.
     let services = s.of_kind("Service");

@@ -91,24 +91,12 @@ impl ClusterState {
     }
 }
 
-fn read_json(path: &Path) -> Result<Value, StateError> {
+fn parse_json(path: &Path, text: &str) -> Result<Value, StateError> {
     let err = |message: String| StateError {
         file: path.to_path_buf(),
         message,
     };
-    let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read it: {e}")))?;
-    if !meta.is_file() {
-        return Err(err("is not a regular file".into()));
-    }
-    if meta.len() > MAX_STATE_FILE {
-        return Err(err(format!(
-            "is {} bytes, more than the {} MiB a cluster's state ever needs",
-            meta.len(),
-            MAX_STATE_FILE >> 20
-        )));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read it: {e}")))?;
-    serde_json::from_str(&text).map_err(|e| {
+    serde_json::from_str(text).map_err(|e| {
         let what = if e.is_eof() {
             "ends early (truncated?)"
         } else {
@@ -127,8 +115,8 @@ fn read_json(path: &Path) -> Result<Value, StateError> {
 }
 
 /// `kubectl get ... -o json`: a `List` of objects, each with `kind` and `metadata.name`.
-fn read_list(path: &Path, kinds: &[&str]) -> Result<Vec<Value>, StateError> {
-    let v = read_json(path)?;
+fn parse_list(path: &Path, text: &str, kinds: &[&str]) -> Result<Vec<Value>, StateError> {
+    let v = parse_json(path, text)?;
     let err = |message: String| StateError {
         file: path.to_path_buf(),
         message,
@@ -177,14 +165,84 @@ const OBJECT_KIND_NAMES: &[&str] = &[
     "ValidatingWebhookConfiguration",
 ];
 
+/// The texts of one cluster's state files (`None`: the file is absent).
+#[derive(Debug, Default)]
+pub struct StateFiles {
+    pub version: String,
+    pub objects: String,
+    pub gateways: Option<String>,
+    pub releases: String,
+    pub context: Option<String>,
+    /// `helm get values` of each release, by `<namespace>.<release>`.
+    pub values: BTreeMap<String, String>,
+}
+
+fn read_text(path: &Path) -> Result<String, StateError> {
+    let err = |message: String| StateError {
+        file: path.to_path_buf(),
+        message,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read it: {e}")))?;
+    if !meta.is_file() {
+        return Err(err("is not a regular file".into()));
+    }
+    if meta.len() > MAX_STATE_FILE {
+        return Err(err(format!(
+            "is {} bytes, more than the {} MiB a cluster's state ever needs",
+            meta.len(),
+            MAX_STATE_FILE >> 20
+        )));
+    }
+    std::fs::read_to_string(path).map_err(|e| err(format!("cannot read it: {e}")))
+}
+
 /// Reads the state directory of one cluster (`dir`, named after the cluster).
 pub fn read_cluster(dir: &Path) -> Result<ClusterState, StateError> {
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let optional = |f: &str| -> Result<Option<String>, StateError> {
+        let p = dir.join(f);
+        if p.exists() {
+            read_text(&p).map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    let mut files = StateFiles {
+        version: read_text(&dir.join(VERSION))?,
+        objects: read_text(&dir.join(OBJECTS))?,
+        gateways: optional(GATEWAYS)?,
+        releases: read_text(&dir.join(RELEASES))?,
+        context: optional(CONTEXT)?,
+        values: BTreeMap::new(),
+    };
+    let values_dir = dir.join(VALUES_DIR);
+    if values_dir.is_dir() {
+        let entries = std::fs::read_dir(&values_dir).map_err(|e| StateError {
+            file: values_dir.clone(),
+            message: format!("cannot read it: {e}"),
+        })?;
+        for e in entries.filter_map(Result::ok) {
+            let file = e.file_name().to_string_lossy().into_owned();
+            if let Some(stem) = file.strip_suffix(".json") {
+                files.values.insert(stem.to_string(), read_text(&e.path())?);
+            }
+        }
+    }
+    parse_cluster(dir, &name, files)
+}
+
+/// Checks and parses one cluster's state files (`dir` only names them in errors). Pure: the
+/// fuzz target runs it on arbitrary input.
+pub fn parse_cluster(
+    dir: &Path,
+    name: &str,
+    files: StateFiles,
+) -> Result<ClusterState, StateError> {
     let version_path = dir.join(VERSION);
-    let version = read_json(&version_path)?;
+    let version = parse_json(&version_path, &files.version)?;
     let server = version.get("serverVersion").ok_or_else(|| StateError {
         file: version_path.clone(),
         message: "has no serverVersion: save it with `kubectl version -o json` against the cluster (not `--client`)".into(),
@@ -200,7 +258,7 @@ pub fn read_cluster(dir: &Path) -> Result<ClusterState, StateError> {
         });
     };
     let mut objects: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for item in read_list(&dir.join(OBJECTS), OBJECT_KIND_NAMES)? {
+    for item in parse_list(&dir.join(OBJECTS), &files.objects, OBJECT_KIND_NAMES)? {
         let kind = item["kind"].as_str().unwrap_or_default().to_string();
         objects.entry(kind).or_default().push(item);
     }
@@ -210,14 +268,13 @@ pub fn read_cluster(dir: &Path) -> Result<ClusterState, StateError> {
             message: "lists no namespace: save it with `kubectl get namespaces,deployments,... -A -o json` as `meshplan import --print-commands` prints".into(),
         });
     }
-    let gateways = dir.join(GATEWAYS);
-    if gateways.exists() {
-        for item in read_list(&gateways, &["Gateway"])? {
+    if let Some(text) = &files.gateways {
+        for item in parse_list(&dir.join(GATEWAYS), text, &["Gateway"])? {
             objects.entry("Gateway".into()).or_default().push(item);
         }
     }
     let releases_path = dir.join(RELEASES);
-    let releases = match read_json(&releases_path)? {
+    let releases = match parse_json(&releases_path, &files.releases)? {
         Value::Array(items) => items
             .iter()
             .enumerate()
@@ -249,26 +306,25 @@ pub fn read_cluster(dir: &Path) -> Result<ClusterState, StateError> {
     };
     let mut values = BTreeMap::new();
     for r in &releases {
-        let path = dir
-            .join(VALUES_DIR)
-            .join(format!("{}.{}.json", r.namespace, r.name));
-        if path.exists() {
-            let v = read_json(&path)?;
-            let v = match v {
-                Value::Null => Value::Object(Default::default()),
-                Value::Object(_) => v,
-                _ => {
-                    return Err(StateError {
-                        file: path,
-                        message: "is not a JSON object: save it with `helm get values <release> -n <namespace> -o json`".into(),
-                    });
-                }
-            };
-            values.insert((r.namespace.clone(), r.name.clone()), v);
-        }
+        let key = format!("{}.{}", r.namespace, r.name);
+        let Some(text) = files.values.get(&key) else {
+            continue;
+        };
+        let path = dir.join(VALUES_DIR).join(format!("{key}.json"));
+        let v = match parse_json(&path, text)? {
+            Value::Null => Value::Object(Default::default()),
+            v @ Value::Object(_) => v,
+            _ => {
+                return Err(StateError {
+                    file: path,
+                    message: "is not a JSON object: save it with `helm get values <release> -n <namespace> -o json`".into(),
+                });
+            }
+        };
+        values.insert((r.namespace.clone(), r.name.clone()), v);
     }
-    let context = match std::fs::read_to_string(dir.join(CONTEXT)) {
-        Ok(text) => {
+    let context = match &files.context {
+        Some(text) => {
             let c = text.trim();
             if c.is_empty() || c.contains(char::is_control) || c.len() > 253 {
                 return Err(StateError {
@@ -278,11 +334,11 @@ pub fn read_cluster(dir: &Path) -> Result<ClusterState, StateError> {
             }
             c.to_string()
         }
-        Err(_) => name.clone(),
+        None => name.to_string(),
     };
     Ok(ClusterState {
         context,
-        name,
+        name: name.to_string(),
         dir: dir.to_path_buf(),
         server: (major, minor),
         objects,

@@ -301,6 +301,63 @@ impl Helm {
         }
     }
 
+    /// A node agent (not revisioned) upgraded in place to the hop's target, waited for as a
+    /// DaemonSet, and back to the hop's start on rollback: its values for both versions, the
+    /// revision each connects to.
+    fn node_agent(b: &mut Builder, h: &HopCtx, a: NodeAgent<'_>) -> Draft {
+        let hop = h.hop;
+        let chart = a.chart.name();
+        let mut ops = Vec::new();
+        for (dir, version, revision) in [
+            (h.phase_dir(a.phase), &hop.to, hop.to_revision.as_deref()),
+            (
+                h.rollback_phase_dir(a.phase),
+                &hop.from,
+                hop.from_revision.as_deref(),
+            ),
+        ] {
+            let path = format!("{dir}/{chart}.values.yaml");
+            let mut up = Self::upgrade(
+                b,
+                &a.release,
+                &a.namespace,
+                a.chart,
+                version,
+                &path,
+                (a.content)(version, revision),
+            );
+            up.wait = true;
+            let op = Op::HelmUpgrade(up);
+            b.artifact(
+                &path,
+                a.template,
+                format!(
+                    "chart {} {version} (release {} in {})",
+                    b.chart_ref(chart),
+                    a.release,
+                    a.namespace
+                ),
+                &op,
+                json!({"values": (a.values)(b.c, version, revision)}),
+            );
+            ops.push(op);
+        }
+        let back = ops.pop().expect("two files");
+        let up = ops.pop().expect("two files");
+        Draft {
+            ops: vec![up],
+            undo: vec![back],
+            waits: vec![Wait::Rollout {
+                kind: crate::inventory::WorkloadKind::DaemonSet,
+                name: a.daemonset,
+                namespace: a.namespace,
+                timeout: "10m".to_string(),
+            }],
+            undo_note: Some(a.undo_note),
+            ..Draft::default()
+        }
+    }
+
     fn gateway_dir(b: &Builder, dir: &str, gi: usize) -> String {
         let g = &b.c.gateways[gi];
         format!(
@@ -936,118 +993,53 @@ impl Backend for Helm {
 
     fn cni(&self, b: &mut Builder, h: &HopCtx, phase: Phase) -> Option<Draft> {
         let cni = b.c.cni.as_ref()?;
-        let (release, ns) = (cni.release.clone(), cni.namespace.clone());
         let hop = h.hop;
-        let mut files = Vec::new();
-        for (dir, version) in [
-            (h.phase_dir(phase), &hop.to),
-            (h.rollback_phase_dir(phase), &hop.from),
-        ] {
-            let path = format!("{dir}/cni.values.yaml");
-            let mut up = Self::upgrade(
-                b,
-                &release,
-                &ns,
-                Chart::Cni,
-                version,
-                &path,
-                ReleaseContent::Cni,
-            );
-            up.wait = true;
-            let op = Op::HelmUpgrade(up);
-            b.artifact(
-                &path,
-                "cni.values.yaml.j2",
-                format!(
-                    "chart {} {version} (release {release} in {ns})",
-                    b.chart_ref("cni")
+        Some(Self::node_agent(
+            b,
+            h,
+            NodeAgent {
+                phase,
+                chart: Chart::Cni,
+                template: "cni.values.yaml.j2",
+                release: cni.release.clone(),
+                namespace: cni.namespace.clone(),
+                daemonset: names::CNI_DAEMONSET.to_string(),
+                content: &|_, _| ReleaseContent::Cni,
+                values: &|c, version, _| cni_values(c, version),
+                undo_note: format!(
+                    "the agent goes back to {}, which the new istiod of {} still supports (one minor behind)",
+                    hop.from, hop.to
                 ),
-                &op,
-                json!({"values": cni_values(b.c, version)}),
-            );
-            files.push(op);
-        }
-        let back = files.pop().expect("two files");
-        let up = files.pop().expect("two files");
-        Some(Draft {
-            ops: vec![up],
-            undo: vec![back],
-            waits: vec![Wait::Rollout {
-                kind: crate::inventory::WorkloadKind::DaemonSet,
-                name: names::CNI_DAEMONSET.to_string(),
-                namespace: ns,
-                timeout: "10m".to_string(),
-            }],
-            undo_note: Some(format!(
-                "the agent goes back to {}, which the new istiod of {} still supports (one minor behind)",
-                hop.from, hop.to
-            )),
-            ..Draft::default()
-        })
+            },
+        ))
     }
 
     fn ztunnel(&self, b: &mut Builder, h: &HopCtx) -> Option<Draft> {
         let z = b.c.ztunnel.as_ref()?;
-        let (release, ns) = (z.release.clone(), z.namespace.clone());
         let hop = h.hop;
-        let mut ops = Vec::new();
-        for (dir, version, revision) in [
-            (
-                h.phase_dir(Phase::NodeAgents),
-                &hop.to,
-                hop.to_revision.as_deref(),
-            ),
-            (
-                h.rollback_phase_dir(Phase::NodeAgents),
-                &hop.from,
-                hop.from_revision.as_deref(),
-            ),
-        ] {
-            let path = format!("{dir}/ztunnel.values.yaml");
-            let mut up = Self::upgrade(
-                b,
-                &release,
-                &ns,
-                Chart::Ztunnel,
-                version,
-                &path,
-                ReleaseContent::Ztunnel {
+        let c = b.c;
+        Some(Self::node_agent(
+            b,
+            h,
+            NodeAgent {
+                phase: Phase::NodeAgents,
+                chart: Chart::Ztunnel,
+                template: "ztunnel.values.yaml.j2",
+                release: z.release.clone(),
+                namespace: z.namespace.clone(),
+                daemonset: ztunnel_daemonset(c, &hop.to),
+                content: &|version, revision| ReleaseContent::Ztunnel {
                     revision: revision.map(str::to_string),
-                    daemonset: ztunnel_daemonset(b.c, version),
+                    daemonset: ztunnel_daemonset(c, version),
                 },
-            );
-            up.wait = true;
-            let op = Op::HelmUpgrade(up);
-            b.artifact(
-                &path,
-                "ztunnel.values.yaml.j2",
-                format!(
-                    "chart {} {version} (release {release} in {ns})",
-                    b.chart_ref("ztunnel")
+                values: &ztunnel_values,
+                undo_note: format!(
+                    "ztunnel goes back to {}, connected to `{}` again, node by node: long-lived connections of ambient pods reset once more",
+                    hop.from,
+                    hop.from_label()
                 ),
-                &op,
-                json!({"values": ztunnel_values(b.c, version, revision)}),
-            );
-            ops.push(op);
-        }
-        let back = ops.pop().expect("two files");
-        let up = ops.pop().expect("two files");
-        Some(Draft {
-            ops: vec![up],
-            undo: vec![back],
-            waits: vec![Wait::Rollout {
-                kind: crate::inventory::WorkloadKind::DaemonSet,
-                name: ztunnel_daemonset(b.c, &hop.to),
-                namespace: ns,
-                timeout: "10m".to_string(),
-            }],
-            undo_note: Some(format!(
-                "ztunnel goes back to {}, connected to `{}` again, node by node: long-lived connections of ambient pods reset once more",
-                hop.from,
-                hop.from_label()
-            )),
-            ..Draft::default()
-        })
+            },
+        ))
     }
 
     fn remove_control_plane(&self, b: &mut Builder, h: &HopCtx) -> Draft {
@@ -1107,6 +1099,19 @@ impl Backend for Helm {
             ..Draft::default()
         }
     }
+}
+
+/// A node agent's chart, release and what it renders, for [`Helm::node_agent`].
+struct NodeAgent<'a> {
+    phase: Phase,
+    chart: Chart,
+    template: &'static str,
+    release: String,
+    namespace: String,
+    daemonset: String,
+    content: &'a dyn Fn(&IstioVersion, Option<&str>) -> ReleaseContent,
+    values: &'a dyn Fn(&ClusterSpec, &IstioVersion, Option<&str>) -> Value,
+    undo_note: String,
 }
 
 /// The `compatibilityVersion` the hop's new control plane gets, if the inventory asks for one.
