@@ -528,7 +528,14 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
         let rev = l.get("istio.io/rev");
         let injection = l.get("istio-injection").filter(|v| *v == "enabled");
         let ambient = l.get("istio.io/dataplane-mode").filter(|v| *v == "ambient");
-        if rev.is_none() && injection.is_none() && ambient.is_none() {
+        let holds_gateways = gateway_api.iter().any(|g| {
+            namespace(g) == nm
+                && matches!(
+                    g.pointer("/spec/gatewayClassName").and_then(Value::as_str),
+                    Some("istio" | "istio-waypoint")
+                )
+        });
+        if rev.is_none() && injection.is_none() && ambient.is_none() && !holds_gateways {
             continue;
         }
         if nm == cp_ns {
