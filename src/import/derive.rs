@@ -386,7 +386,9 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
         .filter(|r| r.chart_parts().0 == "gateway")
         .collect();
     gw_releases.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    for (gi, r) in gw_releases.iter().enumerate() {
+    // Gateways: Helm releases of the gateway chart, and istioctl's gateway components.
+    let mut candidates: Vec<GatewayCandidate> = Vec::new();
+    for r in &gw_releases {
         let values = s
             .values
             .get(&(r.namespace.clone(), r.name.clone()))
@@ -397,19 +399,64 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
             .and_then(Value::as_str)
             .unwrap_or(&r.name)
             .to_string();
-        let Some(dep) = deployments
+        match deployments
             .iter()
             .find(|d| name(d) == dep_name && namespace(d) == r.namespace)
-        else {
-            found(
+        {
+            Some(dep) => candidates.push(GatewayCandidate {
+                namespace: r.namespace.clone(),
+                name: r.name.clone(),
+                deployment: dep,
+                values: Some(values),
+                component: None,
+            }),
+            None => found(
                 &format!(".gateways (release {}/{})", r.namespace, r.name),
                 format!(
                     "Helm release {}/{} of the gateway chart has no Deployment `{dep_name}`: left out",
                     r.namespace, r.name
                 ),
-            );
-            continue;
-        };
+            ),
+        }
+    }
+    // istioctl (and operator) gateways: the chart's component label, no Helm release.
+    let mut istioctl_gateways: Vec<&Value> = deployments
+        .iter()
+        .filter(|d| {
+            matches!(
+                labels(d)
+                    .get("operator.istio.io/component")
+                    .map(String::as_str),
+                Some("IngressGateways" | "EgressGateways")
+            )
+        })
+        .filter(|d| {
+            !candidates
+                .iter()
+                .any(|c| c.namespace == namespace(d) && name(c.deployment) == name(d))
+        })
+        .collect();
+    istioctl_gateways.sort_by_key(|d| (namespace(d).to_string(), name(d).to_string()));
+    for d in istioctl_gateways {
+        let component = labels(d)
+            .get("operator.istio.io/component")
+            .cloned()
+            .unwrap_or_default();
+        candidates.push(GatewayCandidate {
+            namespace: namespace(d).to_string(),
+            name: name(d).to_string(),
+            deployment: d,
+            values: None,
+            component: Some(component),
+        });
+    }
+    candidates.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    for (gi, r) in candidates.into_iter().enumerate() {
+        let dep = r.deployment;
+        let dep_name = name(dep).to_string();
+        let component = r.component.clone();
+        let istioctl = component.is_some();
+        let values = r.values.clone().unwrap_or_else(|| json!({}));
         gateway_namespaces.insert(r.namespace.clone());
         gateway_deployments.insert((r.namespace.clone(), dep_name.clone()));
         let pods = pod_labels(dep);
@@ -417,7 +464,7 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
         let mut g = vec![field("name", scalar(dep_name.clone()))];
         let kind = if lower.contains("eastwest") || pods.contains_key("topology.istio.io/network") {
             "eastwest"
-        } else if lower.contains("egress") {
+        } else if lower.contains("egress") || component.as_deref() == Some("EgressGateways") {
             "egress"
         } else {
             "ingress"
@@ -432,7 +479,10 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
         }
         g.push(kind_field);
         g.push(field("namespace", scalar(r.namespace.clone())));
-        match pods.get("istio.io/rev") {
+        match pods
+            .get("istio.io/rev")
+            .filter(|r| !(r.as_str() == "default" && cp.revision.is_none()))
+        {
             Some(rev) => g.push(field("revision", scalar(rev.clone()))),
             None => {
                 let msg = format!(
@@ -455,10 +505,15 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
         {
             g.push(field("istioLabel", scalar(il.clone())));
         }
+        let default_sa = if istioctl {
+            format!("{}-service-account", r.name)
+        } else {
+            dep_name.clone()
+        };
         if let Some(sa) = dep
             .pointer("/spec/template/spec/serviceAccountName")
             .and_then(Value::as_str)
-            && sa != dep_name
+            && sa != default_sa
         {
             g.push(field(
                 "serviceAccount",
@@ -471,6 +526,13 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
         );
         if gv.as_object().is_some_and(|o| !o.is_empty()) {
             g.push(field("values", Node::Block(gv)));
+        }
+        if istioctl {
+            let msg = format!(
+                "gateway `{dep_name}` was installed by istioctl: its IstioOperator k8s settings (replicas, resources, ...) are not in the saved state; copy them into `values` from the IstioOperator you installed with"
+            );
+            found(&format!(".gateways[{gi}].values"), msg.clone());
+            g[0].comment.push(msg);
         }
         // The traffic Service: one in the namespace whose selector the pods match.
         let matching: Vec<&Value> = services
@@ -488,7 +550,16 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
             })
             .collect();
         if let Some(svc) = matching.first() {
-            let (node, notes) = service(svc, &r.name);
+            // Rendered by the gateway's release (Helm's annotations) or its IstioOperator
+            // component (istioctl's label), or standalone.
+            let owned = if istioctl {
+                labels(svc).contains_key("operator.istio.io/component")
+            } else {
+                svc.pointer("/metadata/annotations/meta.helm.sh~1release-name")
+                    .and_then(Value::as_str)
+                    == Some(r.name.as_str())
+            };
+            let (node, notes) = service(svc, owned);
             let mut f = field("service", node);
             if matching.len() > 1 {
                 let names: Vec<&str> = matching.iter().map(|x| name(x)).collect();
@@ -717,18 +788,25 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
     Some(Node::Map(c))
 }
 
+/// A gateway import found: a Helm release of the gateway chart (with its values), or an
+/// istioctl gateway component (its `operator.istio.io/component`).
+struct GatewayCandidate<'a> {
+    namespace: String,
+    /// The Helm release, or the component's (Deployment's) name.
+    name: String,
+    deployment: &'a Value,
+    values: Option<Value>,
+    component: Option<String>,
+}
+
 /// A gateway's traffic Service, with every field a plan keeps, and what it had to leave out.
-fn service(svc: &Value, release: &str) -> (Node, Vec<String>) {
+fn service(svc: &Value, owned: bool) -> (Node, Vec<String>) {
     let mut notes = Vec::new();
     let spec = svc.get("spec").cloned().unwrap_or_else(|| json!({}));
     let mut f = vec![field("name", scalar(name(svc).to_string()))];
     if let Some(t) = spec.get("type").and_then(Value::as_str) {
         f.push(field("type", scalar(t)));
     }
-    let owned = svc
-        .pointer("/metadata/annotations/meta.helm.sh~1release-name")
-        .and_then(Value::as_str)
-        == Some(release);
     f.push(field(
         "owner",
         scalar(if owned { "release" } else { "standalone" }),

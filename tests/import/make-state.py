@@ -14,7 +14,7 @@ KINDS = {"Namespace", "Deployment", "StatefulSet", "DaemonSet", "Service", "Serv
          "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"}
 
 
-def render(helm_template, name, chart, ns, values):
+def render(helm_template, name, chart, ns, values, helm=True):
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump(values, f)
     try:
@@ -38,10 +38,15 @@ def render(helm_template, name, chart, ns, values):
         md = d.setdefault("metadata", {})
         if d["kind"] not in ("Namespace", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
             md.setdefault("namespace", ns)
-        # What Helm adds to every object it installs.
-        md.setdefault("annotations", {}).update({"meta.helm.sh/release-name": name,
-                                                  "meta.helm.sh/release-namespace": ns})
-        md.setdefault("labels", {})["app.kubernetes.io/managed-by"] = "Helm"
+        if helm:
+            # What Helm adds to every object it installs.
+            md.setdefault("annotations", {}).update({"meta.helm.sh/release-name": name,
+                                                      "meta.helm.sh/release-namespace": ns})
+            md.setdefault("labels", {})["app.kubernetes.io/managed-by"] = "Helm"
+        else:
+            # What istioctl adds to every object it installs (the IstioOperator that owns it).
+            md.setdefault("annotations", {})
+            md.setdefault("labels", {})["install.operator.istio.io/owning-resource"] = "installed-state"
     return docs
 
 
@@ -68,7 +73,9 @@ def main():
         d = os.path.join(a.charts, v, chart)
         if os.path.isdir(d):
             return d
-        src = {"cni": "manifests/charts/istio-cni", "ztunnel": "manifests/charts/ztunnel"}[chart]
+        src = {"cni": "manifests/charts/istio-cni", "ztunnel": "manifests/charts/ztunnel",
+               "istio-ingress": "manifests/charts/gateways/istio-ingress",
+               "istio-egress": "manifests/charts/gateways/istio-egress"}[chart]
         out = os.path.join(extracted, v)
         if not os.path.isdir(os.path.join(out, src)):
             os.makedirs(out, exist_ok=True)
@@ -89,9 +96,20 @@ def main():
         namespaces = {ns: {}}
         gateways_api = []
 
+        helm = c.get("installMethod", defaults.get("installMethod", "helm")) == "helm"
+
         def install(release, chart, rns, user_values, extra):
             full = merge(user_values, extra)
-            objects.extend(render(a.helm_template, release, chart_dir(v, chart), rns, full))
+            docs = render(a.helm_template, release, chart_dir(v, chart), rns, full, helm)
+            if not helm:
+                # istioctl renders the same charts, labelled by component, and keeps no release.
+                component = {"base": "Base", "istiod": "Pilot"}.get(chart)
+                for d in docs:
+                    if component:
+                        d["metadata"]["labels"]["operator.istio.io/component"] = component
+                objects.extend(docs)
+                return
+            objects.extend(docs)
             releases.append({"name": release, "namespace": rns, "revision": "1",
                              "updated": "2026-11-01 10:00:00.000000 +0000 UTC", "status": "deployed",
                              "chart": f"{chart}-{v}", "app_version": v})
@@ -137,6 +155,21 @@ def main():
             namespaces.setdefault(ans, {})
         for g in c.get("gateways", []):
             svc = g.get("service") or {}
+            if not helm:
+                # istioctl: the legacy gateway chart (what `components.ingressGateways` renders).
+                key = "istio-ingressgateway" if g["kind"] != "egress" else "istio-egressgateway"
+                chart = "istio-ingress" if g["kind"] != "egress" else "istio-egress"
+                label = g.get("istioLabel", g["name"].removeprefix("istio-"))
+                gv = {"gateways": {key: {"name": g["name"], "labels": {"app": g.get("appLabel", g["name"]), "istio": label},
+                                         "type": svc.get("type", "LoadBalancer"),
+                                         "ports": [{k: p[k] for k in ("name", "port", "targetPort") if k in p}
+                                                   for p in svc.get("ports", [])]}},
+                      "global": {"hub": hub, "tag": v, "istioNamespace": ns}}
+                if g.get("revision"):
+                    gv["revision"] = g["revision"]
+                objects.extend(render(a.helm_template, g["name"], chart_dir(v, chart), g["namespace"], gv, False))
+                namespaces.setdefault(g["namespace"], {})
+                continue
             gv = {"global": {"hub": hub, "tag": v}}
             if g.get("revision"):
                 gv["revision"] = g["revision"]
