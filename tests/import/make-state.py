@@ -69,11 +69,14 @@ def main():
     extracted = tempfile.mkdtemp()
 
     def chart_dir(v, chart):
-        """The validators extract base, istiod and gateway; cni and ztunnel come from the tag."""
+        """The validators extract base, istiod and gateway of one patch per minor; the rest
+        (other patches, cni, ztunnel, istioctl's legacy gateway charts) come from the tag."""
         d = os.path.join(a.charts, v, chart)
         if os.path.isdir(d):
             return d
-        src = {"cni": "manifests/charts/istio-cni", "ztunnel": "manifests/charts/ztunnel",
+        src = {"base": "manifests/charts/base", "istiod": "manifests/charts/istio-control/istio-discovery",
+               "gateway": "manifests/charts/gateway",
+               "cni": "manifests/charts/istio-cni", "ztunnel": "manifests/charts/ztunnel",
                "istio-ingress": "manifests/charts/gateways/istio-ingress",
                "istio-egress": "manifests/charts/gateways/istio-egress"}[chart]
         out = os.path.join(extracted, v)
