@@ -176,7 +176,7 @@ def main():
             gv = {"global": {"hub": hub, "tag": v}}
             if g.get("revision"):
                 gv["revision"] = g["revision"]
-            if svc:
+            if svc and "service" not in g.get("values", {}):
                 gv["service"] = {"type": svc.get("type", "LoadBalancer"),
                                  "ports": [{k: p[k] for k in ("name", "port", "targetPort") if k in p}
                                            for p in svc["ports"]]}
