@@ -461,7 +461,15 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
         gateway_deployments.insert((r.namespace.clone(), dep_name.clone()));
         let pods = pod_labels(dep);
         let lower = dep_name.to_ascii_lowercase();
-        let mut g = vec![field("name", scalar(dep_name.clone()))];
+        // A gateway meshplan replaced runs as `<name>-<revision>` (blue/green): its name in the
+        // inventory is the one before the suffix, its release the full one.
+        let logical = pods
+            .get("istio.io/rev")
+            .and_then(|rev| dep_name.strip_suffix(&format!("-{rev}")))
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&dep_name)
+            .to_string();
+        let mut g = vec![field("name", scalar(logical.clone()))];
         let kind = if lower.contains("eastwest") || pods.contains_key("topology.istio.io/network") {
             "eastwest"
         } else if lower.contains("egress") || component.as_deref() == Some("EgressGateways") {
@@ -491,7 +499,7 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
                 found(&format!(".gateways[{gi}].revision"), msg);
             }
         }
-        if r.name != dep_name {
+        if r.name != logical {
             g.push(field("release", scalar(r.name.clone())));
         }
         if let Some(app) = pods.get("app")
@@ -499,7 +507,7 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
         {
             g.push(field("appLabel", scalar(app.clone())));
         }
-        let default_istio = dep_name.strip_prefix("istio-").unwrap_or(&dep_name);
+        let default_istio = logical.strip_prefix("istio-").unwrap_or(&logical);
         if let Some(il) = pods.get("istio")
             && il != default_istio
         {
@@ -513,12 +521,32 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
         if let Some(sa) = dep
             .pointer("/spec/template/spec/serviceAccountName")
             .and_then(Value::as_str)
-            && sa != default_sa
         {
-            g.push(field(
-                "serviceAccount",
-                Node::Map(vec![field("name", scalar(sa))]),
-            ));
+            // Rendered by the release (or component), or left standalone by an earlier
+            // handover (still carrying the old release's annotations).
+            let owned = s
+                .of_kind("ServiceAccount")
+                .iter()
+                .find(|x| name(x) == sa && namespace(x) == r.namespace)
+                .is_none_or(|x| {
+                    if istioctl {
+                        labels(x).contains_key("operator.istio.io/component")
+                    } else {
+                        x.pointer("/metadata/annotations/meta.helm.sh~1release-name")
+                            .and_then(Value::as_str)
+                            == Some(r.name.as_str())
+                    }
+                });
+            let mut fields = Vec::new();
+            if sa != default_sa {
+                fields.push(field("name", scalar(sa)));
+            }
+            if !owned {
+                fields.push(field("owner", scalar("standalone")));
+            }
+            if !fields.is_empty() {
+                g.push(field("serviceAccount", Node::Map(fields)));
+            }
         }
         let gv = strip_set_keys(
             &values,

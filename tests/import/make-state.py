@@ -176,11 +176,32 @@ def main():
             gv = {"global": {"hub": hub, "tag": v}}
             if g.get("revision"):
                 gv["revision"] = g["revision"]
-            if svc and "service" not in g.get("values", {}):
+            release = g.get("release", g["name"])
+            standalone = svc.get("owner") == "standalone"
+            if svc and standalone:
+                # A gateway an earlier blue/green replaced: the release renders pods only, with
+                # the old gateway's labels and ServiceAccount; its Service and ServiceAccount
+                # stand alone, still annotated with the release that first rendered them.
+                label = g.get("istioLabel", g["name"].removeprefix("istio-"))
+                gv.update({"labels": {"app": g.get("appLabel", g["name"]), "istio": label},
+                           "service": {"type": "None"}, "rbac": {"enabled": False},
+                           "serviceAccount": {"create": False, "name": g["name"]}})
+                old = {"meta.helm.sh/release-name": g["name"], "meta.helm.sh/release-namespace": g["namespace"],
+                       "helm.sh/resource-policy": "keep"}
+                objects.append({"apiVersion": "v1", "kind": "Service",
+                                "metadata": {"name": svc["name"], "namespace": g["namespace"], "annotations": dict(old),
+                                             "labels": {"app": g.get("appLabel", g["name"]), "istio": label}},
+                                "spec": {"type": svc.get("type", "LoadBalancer"),
+                                         "selector": {"app": g.get("appLabel", g["name"]), "istio": label},
+                                         "ports": [{k: p[k] for k in ("name", "port", "targetPort") if k in p} | {"protocol": "TCP"}
+                                                   for p in svc["ports"]]}})
+                objects.append({"apiVersion": "v1", "kind": "ServiceAccount",
+                                "metadata": {"name": g["name"], "namespace": g["namespace"], "annotations": dict(old)}})
+            elif svc and "service" not in g.get("values", {}):
                 gv["service"] = {"type": svc.get("type", "LoadBalancer"),
                                  "ports": [{k: p[k] for k in ("name", "port", "targetPort") if k in p}
                                            for p in svc["ports"]]}
-            install(g.get("release", g["name"]), "gateway", g["namespace"], g.get("values", {}), gv)
+            install(release, "gateway", g["namespace"], g.get("values", {}), gv)
             namespaces.setdefault(g["namespace"], {})
         for n in c.get("namespaces", []):
             labels = {}
