@@ -850,8 +850,10 @@ fn service(svc: &Value, owned: bool) -> (Node, Vec<String>) {
         .and_then(Value::as_object)
         .map(|m| {
             m.iter()
+                // Helm's and kubectl's bookkeeping, which the plan sets itself where needed.
                 .filter(|(k, _)| {
                     !k.starts_with("meta.helm.sh/")
+                        && k.as_str() != "helm.sh/resource-policy"
                         && k.as_str() != "kubectl.kubernetes.io/last-applied-configuration"
                 })
                 .map(|(k, v)| (k.clone(), v.clone()))
