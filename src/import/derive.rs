@@ -224,8 +224,14 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
             rev_values == cp.revision && r.chart_parts().1 == cp.version.to_string()
         })
         .cloned();
+    // The in-cluster operator (its chart labels its pods `name: istio-operator`).
+    let operator = deployments
+        .iter()
+        .any(|d| pod_labels(d).get("name").map(String::as_str) == Some("istio-operator"));
     let install = if helm_istiod.is_some() {
         "helm"
+    } else if operator {
+        "operator"
     } else if labels(cp.deployment).contains_key("operator.istio.io/component")
         || labels(cp.deployment).contains_key("install.operator.istio.io/owning-resource")
     {
@@ -311,8 +317,10 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
                 istio_comment.push(msg);
             }
         }
-    } else if install == "istioctl" {
-        let msg = "installed by istioctl: its IstioOperator settings are not in the saved state, so `values` is empty; copy them from the IstioOperator you installed with".to_string();
+    } else if install != "helm" {
+        let msg = format!(
+            "installed by {install}: its IstioOperator settings are not in the saved state, so `values` is empty; copy them from the IstioOperator you installed with"
+        );
         found(".istio.values", msg.clone());
         istio_comment.push(msg);
     }

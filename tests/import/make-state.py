@@ -77,6 +77,7 @@ def main():
         src = {"base": "manifests/charts/base", "istiod": "manifests/charts/istio-control/istio-discovery",
                "gateway": "manifests/charts/gateway",
                "cni": "manifests/charts/istio-cni", "ztunnel": "manifests/charts/ztunnel",
+               "istio-operator": "manifests/charts/istio-operator",
                "istio-ingress": "manifests/charts/gateways/istio-ingress",
                "istio-egress": "manifests/charts/gateways/istio-egress"}[chart]
         out = os.path.join(extracted, v)
@@ -99,7 +100,16 @@ def main():
         namespaces = {ns: {}}
         gateways_api = []
 
-        helm = c.get("installMethod", defaults.get("installMethod", "helm")) == "helm"
+        method = c.get("installMethod", defaults.get("installMethod", "helm"))
+        helm = method == "helm"
+        if method == "operator":
+            # The in-cluster operator of the revision, from its own chart.
+            ov = {"hub": hub, "tag": v}
+            if rev:
+                ov["revision"] = rev
+            objects.extend(render(a.helm_template, "istio-operator", chart_dir(v, "istio-operator"),
+                                  "istio-operator", ov, False))
+            namespaces.setdefault("istio-operator", {})
 
         def install(release, chart, rns, user_values, extra):
             full = merge(user_values, extra)
@@ -163,7 +173,9 @@ def main():
                 key = "istio-ingressgateway" if g["kind"] != "egress" else "istio-egressgateway"
                 chart = "istio-ingress" if g["kind"] != "egress" else "istio-egress"
                 label = g.get("istioLabel", g["name"].removeprefix("istio-"))
-                gv = {"gateways": {key: {"name": g["name"], "labels": {"app": g.get("appLabel", g["name"]), "istio": label},
+                pod_labels = {"app": g.get("appLabel", g["name"]), "istio": label}
+                pod_labels.update(svc.get("selector") or {})
+                gv = {"gateways": {key: {"name": g.get("release", g["name"]), "labels": pod_labels,
                                          "type": svc.get("type", "LoadBalancer"),
                                          "ports": [{k: p[k] for k in ("name", "port", "targetPort") if k in p}
                                                    for p in svc.get("ports", [])]}},
