@@ -182,7 +182,16 @@ def main():
                       "global": {"hub": hub, "tag": v, "istioNamespace": ns}}
                 if g.get("revision"):
                     gv["revision"] = g["revision"]
-                objects.extend(render(a.helm_template, g["name"], chart_dir(v, chart), g["namespace"], gv, False))
+                if svc.get("owner") == "standalone":
+                    # The traffic Service stands on its own; the component keeps a ClusterIP one.
+                    gv["gateways"][key]["type"] = "ClusterIP"
+                    objects.append({"apiVersion": "v1", "kind": "Service",
+                                    "metadata": {"name": svc["name"], "namespace": g["namespace"], "labels": {}},
+                                    "spec": {"type": svc.get("type", "LoadBalancer"),
+                                             "selector": svc.get("selector") or {"app": g.get("appLabel", g["name"]), "istio": label},
+                                             "ports": [{k: p[k] for k in ("name", "port", "targetPort") if k in p} | {"protocol": "TCP"}
+                                                       for p in svc["ports"]]}})
+                objects.extend(render(a.helm_template, g.get("release", g["name"]), chart_dir(v, chart), g["namespace"], gv, False))
                 namespaces.setdefault(g["namespace"], {})
                 continue
             gv = {"global": {"hub": hub, "tag": v}}
