@@ -176,6 +176,11 @@ fn bad_state_files_are_refused_by_name_and_nothing_is_written() {
             r#"[{"name": "x"}]"#.into(),
             "has no `namespace`",
         ),
+        (
+            "proxies.txt",
+            "bookinfo pod-0\n".into(),
+            "line 1: expected 5 columns",
+        ),
     ];
     for (file, text, expect) in cases {
         let dir = tempfile::tempdir().unwrap();
@@ -336,4 +341,39 @@ fn advance_writes_the_state_the_plan_leaves_and_the_next_plan_starts_from_it() {
         Some(&original),
     );
     assert_eq!(refused.status, 2, "{}", refused.stderr);
+}
+
+#[test]
+fn a_workload_that_did_not_restart_after_a_relabel_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&case().join("state"), &dir.path().join("state"));
+    let proxies = dir.path().join("state/east/proxies.txt");
+    let mut text = fs::read_to_string(&proxies).unwrap();
+    text.push_str("bookinfo   reviews-v1-9   1-27   ReplicaSet   reviews-v1-7c9d8f6b5\n");
+    fs::write(&proxies, text).unwrap();
+    let out = run_in(
+        dir.path(),
+        &["import", "state", "--name", "quickstart-mesh"],
+        None,
+    );
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let msg = "mixed state: Deployment `bookinfo/reviews-v1` runs proxies 1 on `1-27` while its namespace's pods get `1-28`";
+    assert!(out.stderr.contains(msg), "{}", out.stderr);
+    // And at the workload in the inventory, as a comment.
+    let at = out
+        .stdout
+        .find("# import: mixed state: Deployment `bookinfo/reviews-v1`")
+        .unwrap();
+    assert!(
+        out.stdout[at..].contains("name: reviews-v1"),
+        "{}",
+        out.stdout
+    );
+    // Every other workload runs what its namespace gives: nothing else is reported.
+    assert_eq!(
+        out.stderr.matches("mixed state").count(),
+        1,
+        "{}",
+        out.stderr
+    );
 }

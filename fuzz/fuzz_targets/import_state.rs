@@ -27,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
         releases,
         context: None,
         values: BTreeMap::from([("istio-system.istiod".to_string(), values)]),
+        proxies: None,
     };
     let Ok(state) = parse_cluster(Path::new("state/c"), "c", files) else {
         return;

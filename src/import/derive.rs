@@ -613,6 +613,8 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
         gateways.push(Node::Map(g));
     }
 
+    // The `istio.io/rev` value injected pods of the running revision carry.
+    let cp_label = cp.revision.clone().unwrap_or_else(|| "default".to_string());
     // Workloads by kind and namespace: a cluster of thousands of namespaces is read once.
     let mut by_namespace: BTreeMap<(&str, &str), Vec<&Value>> = BTreeMap::new();
     for kind in ["Deployment", "StatefulSet", "DaemonSet"] {
@@ -716,6 +718,48 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
                     field("kind", scalar(kind)),
                     field("name", scalar(name(w).to_string())),
                 ];
+                // The revisions its pods' proxies run, against the one its namespace's label
+                // (or the default revision) gives new pods.
+                if let Some(proxies) = &s.proxies {
+                    let expected = match (ambient, rev, injection) {
+                        (Some(_), _, _) => None,
+                        (None, Some(r), _) if injection.is_none() => Some(if tags.contains(r) {
+                            cp_label.clone()
+                        } else {
+                            r.clone()
+                        }),
+                        (None, _, Some(_)) => Some(cp_label.clone()),
+                        _ => None,
+                    };
+                    let mut running: BTreeMap<&str, usize> = BTreeMap::new();
+                    for p in proxies.iter().filter(|p| {
+                        p.namespace == nm
+                            && p.owner
+                                .as_ref()
+                                .is_some_and(|(k, n)| k == kind && n == name(w))
+                    }) {
+                        *running.entry(p.revision.as_str()).or_default() += 1;
+                    }
+                    let off: Vec<String> = running
+                        .iter()
+                        .filter(|(r, _)| Some(**r) != expected.as_deref())
+                        .map(|(r, n)| format!("{n} on `{r}`"))
+                        .collect();
+                    if let Some(e) = &expected
+                        && !off.is_empty()
+                    {
+                        let msg = format!(
+                            "mixed state: {kind} `{nm}/{}` runs proxies {} while its namespace's pods get `{e}`: it has not restarted since the namespace was relabelled (or its tag moved)",
+                            name(w),
+                            off.join(", ")
+                        );
+                        found(
+                            &format!(".namespaces ({nm}).workloads ({})", name(w)),
+                            msg.clone(),
+                        );
+                        wf[0].comment.push(msg);
+                    }
+                }
                 let strategy = if kind == "Deployment" {
                     None
                 } else {

@@ -14,6 +14,9 @@ pub const OBJECTS: &str = "objects.json";
 pub const GATEWAYS: &str = "gateways.json";
 pub const RELEASES: &str = "helm-releases.json";
 pub const VALUES_DIR: &str = "helm-values";
+/// Injected pods, one line each: namespace, pod, `istio.io/rev` (the proxy's revision), owner
+/// kind and name (optional).
+pub const PROXIES: &str = "proxies.txt";
 /// The kubeconfig context the state was saved from (one line; default: the directory's name).
 pub const CONTEXT: &str = "context";
 
@@ -83,6 +86,8 @@ pub struct ClusterState {
     pub releases: Vec<Release>,
     /// User-supplied values of each release, by (namespace, release).
     pub values: BTreeMap<(String, String), Value>,
+    /// Injected pods (`None`: not saved).
+    pub proxies: Option<Vec<Proxy>>,
 }
 
 impl ClusterState {
@@ -175,6 +180,16 @@ pub struct StateFiles {
     pub context: Option<String>,
     /// `helm get values` of each release, by `<namespace>.<release>`.
     pub values: BTreeMap<String, String>,
+    pub proxies: Option<String>,
+}
+
+/// An injected pod: which workload it belongs to and which revision's proxy it runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proxy {
+    pub namespace: String,
+    /// `Deployment`, `StatefulSet` or `DaemonSet`, and its name (a ReplicaSet's Deployment).
+    pub owner: Option<(String, String)>,
+    pub revision: String,
 }
 
 fn read_text(path: &Path) -> Result<String, StateError> {
@@ -217,6 +232,7 @@ pub fn read_cluster(dir: &Path) -> Result<ClusterState, StateError> {
         releases: read_text(&dir.join(RELEASES))?,
         context: optional(CONTEXT)?,
         values: BTreeMap::new(),
+        proxies: optional(PROXIES)?,
     };
     let values_dir = dir.join(VALUES_DIR);
     if values_dir.is_dir() {
@@ -336,7 +352,12 @@ pub fn parse_cluster(
         }
         None => name.to_string(),
     };
+    let proxies = match &files.proxies {
+        None => None,
+        Some(text) => Some(parse_proxies(&dir.join(PROXIES), text)?),
+    };
     Ok(ClusterState {
+        proxies,
         context,
         name: name.to_string(),
         dir: dir.to_path_buf(),
@@ -345,6 +366,42 @@ pub fn parse_cluster(
         releases,
         values,
     })
+}
+
+/// `kubectl get pods -l istio.io/rev -o custom-columns=...` without headers: namespace, pod,
+/// revision, owner kind, owner name (`<none>` when absent).
+fn parse_proxies(path: &Path, text: &str) -> Result<Vec<Proxy>, StateError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.is_empty() {
+            continue;
+        }
+        let [ns, _pod, rev, kind, owner] = fields.as_slice() else {
+            return Err(StateError {
+                file: path.to_path_buf(),
+                message: format!(
+                    "line {}: expected 5 columns (namespace, pod, revision, owner kind, owner name), found {}; save it with the command `meshplan import --print-commands` prints",
+                    i + 1,
+                    fields.len()
+                ),
+            });
+        };
+        let owner = match *kind {
+            // A Deployment's pods belong to a ReplicaSet named `<deployment>-<hash>`.
+            "ReplicaSet" => owner
+                .rsplit_once('-')
+                .map(|(d, _)| ("Deployment".to_string(), d.to_string())),
+            "StatefulSet" | "DaemonSet" => Some(((*kind).to_string(), (*owner).to_string())),
+            _ => None,
+        };
+        out.push(Proxy {
+            namespace: (*ns).to_string(),
+            owner,
+            revision: (*rev).to_string(),
+        });
+    }
+    Ok(out)
 }
 
 /// The commands that save one cluster's state into `out/<name>/`, for `--print-commands`.
@@ -360,6 +417,7 @@ printf '%s\\n' {ctx} > {d}/{CONTEXT}\n\
 kubectl --context {ctx} version -o json > {d}/{VERSION}\n\
 kubectl --context {ctx} get {kinds} -A -o json > {d}/{OBJECTS}\n\
 kubectl --context {ctx} get gateways.gateway.networking.k8s.io -A -o json > {d}/{GATEWAYS} || rm -f {d}/{GATEWAYS}\n\
+kubectl --context {ctx} get pods -A -l istio.io/rev --no-headers -o custom-columns='NS:.metadata.namespace,POD:.metadata.name,REV:.metadata.labels.istio\\.io/rev,KIND:.metadata.ownerReferences[0].kind,OWNER:.metadata.ownerReferences[0].name' > {d}/{PROXIES}\n\
 helm --kube-context {ctx} list -A -o json > {d}/{RELEASES}\n\
 helm --kube-context {ctx} list -A -o json | jq -r '.[] | \"\\(.namespace) \\(.name)\"' | while read -r ns release; do\n\
   helm --kube-context {ctx} get values \"$release\" -n \"$ns\" -o json > {d}/{VALUES_DIR}/\"$ns.$release.json\"\n\

@@ -99,6 +99,7 @@ def main():
         objects, releases, values = [], [], {}
         namespaces = {ns: {}}
         gateways_api = []
+        proxies = []
 
         method = c.get("installMethod", defaults.get("installMethod", "helm"))
         helm = method == "helm"
@@ -251,7 +252,19 @@ def main():
                                 "spec": {"selector": {"matchLabels": pl},
                                          "template": {"metadata": {"labels": pl},
                                                       "spec": {"containers": [{"name": "istio-proxy", "image": "auto"}]}}}})
+            proxy_rev = None
+            if not n.get("dataplaneMode"):
+                label = n.get("revision")
+                if n.get("istioInjection") or label is None or label in istio.get("tags", []):
+                    label = rev or "default"
+                proxy_rev = label
             for w in n.get("workloads", []):
+                if proxy_rev:
+                    # What the injector put on each pod: its revision, and the owner it was made by.
+                    for i in range(2):
+                        kind, owner = (("ReplicaSet", f"{w['name']}-5d8f7b9c6") if w["kind"] == "Deployment"
+                                       else (w["kind"], w["name"]))
+                        proxies.append(f"{n['name']}   {w['name']}-{i}   {proxy_rev}   {kind}   {owner}")
                 spec = {"selector": {"matchLabels": {"app": w["name"]}},
                         "template": {"metadata": {"labels": {"app": w["name"]}},
                                      "spec": {"containers": [{"name": w["name"], "image": f"example/{w['name']}:1"}]}}}
@@ -276,6 +289,7 @@ def main():
                               "serverVersion": {"major": major, "minor": minor, "gitVersion": f"v{major}.{minor}.0"}})
         dump("objects.json", {"apiVersion": "v1", "kind": "List", "items": objects, "metadata": {"resourceVersion": ""}})
         dump("helm-releases.json", releases)
+        open(os.path.join(d, "proxies.txt"), "w").write("".join(line + "\n" for line in sorted(proxies)))
         if gateways_api:
             dump("gateways.json", {"apiVersion": "v1", "kind": "List", "items": gateways_api, "metadata": {"resourceVersion": ""}})
         open(os.path.join(d, "context"), "w").write(c.get("context", c["name"]) + "\n")
