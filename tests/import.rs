@@ -377,3 +377,24 @@ fn a_workload_that_did_not_restart_after_a_relabel_is_reported() {
         out.stderr
     );
 }
+
+#[test]
+fn a_webhook_whose_service_is_gone_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&case().join("state"), &dir.path().join("state"));
+    let objects = dir.path().join("state/west/objects.json");
+    let mut list: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&objects).unwrap()).unwrap();
+    let items = list["items"].as_array_mut().unwrap();
+    let before = items.len();
+    items.retain(|o| !(o["kind"] == "Service" && o["metadata"]["name"] == "istiod-1-28"));
+    assert_eq!(items.len(), before - 1, "the state has the istiod Service");
+    fs::write(&objects, serde_json::to_string(&list).unwrap()).unwrap();
+    let out = run_in(dir.path(), &["import", "state"], None);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("mixed state: MutatingWebhookConfiguration `istio-sidecar-injector-1-28` calls Service istio-system/istiod-1-28, which does not exist"),
+        "{}",
+        out.stderr
+    );
+}

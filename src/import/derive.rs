@@ -253,6 +253,44 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
     if cp_ns != "istio-system" {
         istio.push(field("namespace", scalar(cp_ns.clone())));
     }
+    // Webhooks left behind: an Istio webhook whose Service is gone answers nothing (injection
+    // or validation fails, or is skipped, for whatever it selects).
+    let services_by_name: BTreeSet<(&str, &str)> = s
+        .of_kind("Service")
+        .iter()
+        .map(|x| (namespace(x), name(x)))
+        .collect();
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        for w in s.of_kind(kind) {
+            let l = labels(w);
+            if !l.contains_key("istio.io/rev") && !l.contains_key("istio.io/tag") {
+                continue;
+            }
+            let missing: BTreeSet<String> = w
+                .get("webhooks")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|h| {
+                    let svc = h.pointer("/clientConfig/service")?;
+                    let (sn, sns) = (svc.get("name")?.as_str()?, svc.get("namespace")?.as_str()?);
+                    (!services_by_name.contains(&(sns, sn))).then(|| format!("{sns}/{sn}"))
+                })
+                .collect();
+            if !missing.is_empty() {
+                let msg = format!(
+                    "mixed state: {kind} `{}` calls Service {}, which does not exist: a revision removed without its webhooks? delete it once nothing needs it",
+                    name(w),
+                    missing.into_iter().collect::<Vec<_>>().join(", ")
+                );
+                found(".istio", msg.clone());
+                cluster_comment.push(msg);
+            }
+        }
+    }
     // Revision tags: the tag webhooks (label istio.io/tag) and the revision they point at.
     let mut tags = BTreeSet::new();
     for w in s.of_kind("MutatingWebhookConfiguration") {
