@@ -10,6 +10,10 @@
 //! changed cluster within 0.5x `diff -r`; peak memory under 512 MiB; cost linear in the number
 //! of namespaces.
 //!
+//! It also measures `meshplan import` of saved state for 1, 10 and 50 clusters of the same shape
+//! (issue 11: 50 clusters within seconds, memory bounded); `MESHPLAN_BENCH_IMPORT_SIZES` sets
+//! those counts (empty: skip).
+//!
 //! `MESHPLAN_BENCH_SIZES=1,10` limits the cluster counts; `MESHPLAN_BENCH_REPS=3` takes the best
 //! of three runs of each measurement. Peak memory needs GNU time (`/usr/bin/time`, Debian package
 //! `time`); without it the column shows `n/a`.
@@ -222,9 +226,136 @@ fn main() {
             last.1 <= first.1 * 2.0,
         ));
     }
+    import(bin, reps, &root, &mut verdicts);
     println!();
     for (what, ok) in &verdicts {
         println!("{} {what}", if *ok { "met:    " } else { "NOT MET:" });
     }
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// `meshplan import` of saved state for 1, 10 and 50 clusters (`MESHPLAN_BENCH_IMPORT_SIZES`)
+/// of 1,000 namespaces with three workloads each. Target (issue 11): 50 clusters within seconds
+/// (here: 30 s), memory bounded (one cluster's state at a time: under 512 MiB).
+fn import(bin: &str, reps: usize, root: &Path, verdicts: &mut Vec<(String, bool)>) {
+    let sizes: Vec<usize> = std::env::var("MESHPLAN_BENCH_IMPORT_SIZES")
+        .unwrap_or_else(|_| "1,10,50".to_string())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    if sizes.is_empty() {
+        return;
+    }
+    println!(
+        "\nmeshplan import: saved state of {NAMESPACES} namespaces x {WORKLOADS} workloads per cluster\n"
+    );
+    println!("| clusters | saved state | import | peak memory |");
+    println!("| --- | --- | --- | --- |");
+    for &clusters in &sizes {
+        let dir = root.join(format!("import-{clusters}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let bytes = synthetic_state(&dir.join("state"), clusters);
+        let run = measure(
+            reps,
+            bin,
+            &["import", "state", "--out", "inventory.yaml", "--force"],
+            &dir,
+            &|| {},
+        );
+        println!(
+            "| {clusters} | {:.0} MB | {:.2} s | {} |",
+            bytes as f64 / 1e6,
+            run.secs,
+            mib(run.peak_kib)
+        );
+        if clusters >= 50 {
+            verdicts.push((
+                format!("import of {clusters} clusters within 30 s"),
+                run.secs <= 30.0,
+            ));
+        }
+        if let Some(p) = run.peak_kib {
+            verdicts.push((
+                format!("import of {clusters} clusters: peak memory under 512 MiB"),
+                p < MEMORY_TARGET_KIB,
+            ));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// Saved state as `meshplan import --print-commands` saves it, for `clusters` clusters on a
+/// Helm-installed 1.19.6: istiod, an ingress gateway and its Service, namespaces on the
+/// revision with their Deployments (as kubectl prints them: metadata, spec, status). Returns
+/// the bytes written.
+fn synthetic_state(dir: &Path, clusters: usize) -> u64 {
+    use serde_json::json;
+    let mut bytes = 0u64;
+    for c in 0..clusters {
+        let d = dir.join(format!("cluster-{c:03}"));
+        std::fs::create_dir_all(d.join("helm-values")).unwrap();
+        let mut items = vec![
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}}),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-ingress"}}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                   "metadata": {"name": "istiod-1-19", "namespace": "istio-system",
+                                "labels": {"app": "istiod", "istio.io/rev": "1-19"}},
+                   "spec": {"template": {"spec": {"containers": [{"name": "discovery", "image": "docker.io/istio/pilot:1.19.6"}]}}}}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                   "metadata": {"name": "istio-ingressgateway", "namespace": "istio-ingress"},
+                   "spec": {"template": {"metadata": {"labels": {"app": "istio-ingressgateway", "istio": "ingressgateway", "istio.io/rev": "1-19"}},
+                                         "spec": {"serviceAccountName": "istio-ingressgateway", "containers": [{"name": "istio-proxy", "image": "auto"}]}}}}),
+            json!({"apiVersion": "v1", "kind": "Service",
+                   "metadata": {"name": "istio-ingressgateway", "namespace": "istio-ingress",
+                                "annotations": {"meta.helm.sh/release-name": "istio-ingressgateway"}},
+                   "spec": {"type": "LoadBalancer", "selector": {"app": "istio-ingressgateway", "istio": "ingressgateway"},
+                            "ports": [{"name": "http2", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}}),
+        ];
+        for n in 0..NAMESPACES {
+            let ns = format!("ns-{n:04}");
+            items.push(json!({"apiVersion": "v1", "kind": "Namespace",
+                              "metadata": {"name": ns, "labels": {"istio.io/rev": "1-19", "kubernetes.io/metadata.name": ns}}}));
+            for w in 0..WORKLOADS {
+                let app = format!("app-{w}");
+                items.push(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": {"name": app, "namespace": ns, "labels": {"app": app},
+                                 "annotations": {"deployment.kubernetes.io/revision": "3"}},
+                    "spec": {"replicas": 2, "selector": {"matchLabels": {"app": app}},
+                             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+                             "template": {"metadata": {"labels": {"app": app}},
+                                          "spec": {"containers": [{"name": "app", "image": "example/app:1",
+                                                                   "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+                                                                   "env": (0..10).map(|k| json!({"name": format!("E{k}"), "value": "v".repeat(40)})).collect::<Vec<_>>()}]}}},
+                    "status": {"replicas": 2, "readyReplicas": 2}}));
+            }
+        }
+        let files = [
+            (
+                "version.json",
+                json!({"serverVersion": {"major": "1", "minor": "28"}}),
+            ),
+            (
+                "objects.json",
+                json!({"apiVersion": "v1", "kind": "List", "items": items}),
+            ),
+            (
+                "helm-releases.json",
+                json!([
+                    {"name": "istio-base", "namespace": "istio-system", "chart": "base-1.19.6"},
+                    {"name": "istiod-1-19", "namespace": "istio-system", "chart": "istiod-1.19.6"},
+                    {"name": "istio-ingressgateway", "namespace": "istio-ingress", "chart": "gateway-1.19.6"},
+                ]),
+            ),
+            (
+                "helm-values/istio-system.istiod-1-19.json",
+                json!({"revision": "1-19", "pilot": {"autoscaleMin": 2}}),
+            ),
+        ];
+        for (f, v) in files {
+            let text = serde_json::to_string_pretty(&v).unwrap();
+            bytes += text.len() as u64;
+            std::fs::write(d.join(f), text).unwrap();
+        }
+    }
+    bytes
 }
