@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
         version,
         objects,
         gateways: (!gateways.is_empty()).then_some(gateways),
+        istiooperators: None,
         releases,
         context: None,
         values: BTreeMap::from([("istio-system.istiod".to_string(), values)]),

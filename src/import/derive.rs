@@ -356,11 +356,54 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
             }
         }
     } else if install != "helm" {
-        let msg = format!(
-            "installed by {install}: its IstioOperator settings are not in the saved state, so `values` is empty; copy them from the IstioOperator you installed with"
-        );
-        found(".istio.values", msg.clone());
-        istio_comment.push(msg);
+        // The IstioOperator that installed the control plane: its revision, with pilot.
+        let iop = s.of_kind("IstioOperator").iter().find(|o| {
+            let spec = o.get("spec");
+            spec.and_then(|x| x.get("revision"))
+                .and_then(Value::as_str)
+                .filter(|r| !r.is_empty())
+                .map(str::to_string)
+                == cp.revision
+                && spec
+                    .and_then(|x| x.pointer("/components/pilot/enabled"))
+                    .and_then(Value::as_bool)
+                    != Some(false)
+        });
+        match iop {
+            Some(o) => {
+                // meshplan keeps mesh config under `values.meshConfig` and writes it back to
+                // spec.meshConfig; it sets the namespace, images and revision itself.
+                let mut v = o
+                    .pointer("/spec/values")
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                if let (Some(obj), Some(m)) = (v.as_object_mut(), o.pointer("/spec/meshConfig")) {
+                    obj.insert("meshConfig".into(), m.clone());
+                }
+                let v = strip_set_keys(
+                    &v,
+                    &[
+                        &["revision"],
+                        &["global", "hub"],
+                        &["global", "tag"],
+                        &["global", "istioNamespace"],
+                        &["global", "variant"],
+                        &["gateways"],
+                    ],
+                );
+                if v.as_object().is_some_and(|o| !o.is_empty()) {
+                    istio.push(field("values", Node::Block(v)));
+                }
+            }
+            None => {
+                let msg = format!(
+                    "installed by {install}: no IstioOperator of revision `{}` is in the saved state, so `values` is empty; copy them from the IstioOperator you installed with",
+                    cp.revision.as_deref().unwrap_or("default")
+                );
+                found(".istio.values", msg.clone());
+                istio_comment.push(msg);
+            }
+        }
     }
     if let Some(r) = release_of(s, "base", &cp_ns).into_iter().next() {
         if r.name != "istio-base" {
@@ -602,11 +645,37 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
             g.push(field("values", Node::Block(gv)));
         }
         if istioctl {
-            let msg = format!(
-                "gateway `{dep_name}` was installed by istioctl: its IstioOperator k8s settings (replicas, resources, ...) are not in the saved state; copy them into `values` from the IstioOperator you installed with"
-            );
-            found(&format!(".gateways[{gi}].values"), msg.clone());
-            g[0].comment.push(msg);
+            // The gateway component of an IstioOperator: its Kubernetes settings are the
+            // gateway's values (meshplan sets the Service and labels itself).
+            let k8s = s.of_kind("IstioOperator").iter().find_map(|o| {
+                ["ingressGateways", "egressGateways"]
+                    .iter()
+                    .find_map(|list| {
+                        o.pointer(&format!("/spec/components/{list}"))?
+                            .as_array()?
+                            .iter()
+                            .find(|c| {
+                                c.get("name").and_then(Value::as_str) == Some(dep_name.as_str())
+                                    && c.get("enabled").and_then(Value::as_bool) != Some(false)
+                            })
+                            .map(|c| c.get("k8s").cloned().unwrap_or_else(|| json!({})))
+                    })
+            });
+            match k8s {
+                Some(k8s) => {
+                    let k = strip_set_keys(&k8s, &[&["service"], &["serviceAnnotations"]]);
+                    if k.as_object().is_some_and(|o| !o.is_empty()) {
+                        g.push(field("values", Node::Block(k)));
+                    }
+                }
+                None => {
+                    let msg = format!(
+                        "gateway `{dep_name}` was installed by istioctl: no IstioOperator component of that name is in the saved state, so its k8s settings (replicas, resources, ...) are not carried; copy them into `values`"
+                    );
+                    found(&format!(".gateways[{gi}].values"), msg.clone());
+                    g[0].comment.push(msg);
+                }
+            }
         }
         // The traffic Service: one in the namespace whose selector the pods match.
         let matching: Vec<&Value> = services

@@ -12,6 +12,8 @@ use serde_json::Value;
 pub const VERSION: &str = "version.json";
 pub const OBJECTS: &str = "objects.json";
 pub const GATEWAYS: &str = "gateways.json";
+/// IstioOperator resources (istioctl's installed state, or the in-cluster operator's input).
+pub const ISTIOOPERATORS: &str = "istiooperators.json";
 pub const RELEASES: &str = "helm-releases.json";
 pub const VALUES_DIR: &str = "helm-values";
 /// Injected pods, one line each: namespace, pod, `istio.io/rev` (the proxy's revision), owner
@@ -176,6 +178,7 @@ pub struct StateFiles {
     pub version: String,
     pub objects: String,
     pub gateways: Option<String>,
+    pub istiooperators: Option<String>,
     pub releases: String,
     pub context: Option<String>,
     /// `helm get values` of each release, by `<namespace>.<release>`.
@@ -229,6 +232,7 @@ pub fn read_cluster(dir: &Path) -> Result<ClusterState, StateError> {
         version: read_text(&dir.join(VERSION))?,
         objects: read_text(&dir.join(OBJECTS))?,
         gateways: optional(GATEWAYS)?,
+        istiooperators: optional(ISTIOOPERATORS)?,
         releases: read_text(&dir.join(RELEASES))?,
         context: optional(CONTEXT)?,
         values: BTreeMap::new(),
@@ -287,6 +291,14 @@ pub fn parse_cluster(
     if let Some(text) = &files.gateways {
         for item in parse_list(&dir.join(GATEWAYS), text, &["Gateway"])? {
             objects.entry("Gateway".into()).or_default().push(item);
+        }
+    }
+    if let Some(text) = &files.istiooperators {
+        for item in parse_list(&dir.join(ISTIOOPERATORS), text, &["IstioOperator"])? {
+            objects
+                .entry("IstioOperator".into())
+                .or_default()
+                .push(item);
         }
     }
     let releases_path = dir.join(RELEASES);
@@ -417,6 +429,7 @@ printf '%s\\n' {ctx} > {d}/{CONTEXT}\n\
 kubectl --context {ctx} version -o json > {d}/{VERSION}\n\
 kubectl --context {ctx} get {kinds} -A -o json > {d}/{OBJECTS}\n\
 kubectl --context {ctx} get gateways.gateway.networking.k8s.io -A -o json > {d}/{GATEWAYS} || rm -f {d}/{GATEWAYS}\n\
+kubectl --context {ctx} get istiooperators.install.istio.io -A -o json > {d}/{ISTIOOPERATORS} || rm -f {d}/{ISTIOOPERATORS}\n\
 kubectl --context {ctx} get pods -A -l istio.io/rev --no-headers -o custom-columns='NS:.metadata.namespace,POD:.metadata.name,REV:.metadata.labels.istio\\.io/rev,KIND:.metadata.ownerReferences[0].kind,OWNER:.metadata.ownerReferences[0].name' > {d}/{PROXIES}\n\
 helm --kube-context {ctx} list -A -o json > {d}/{RELEASES}\n\
 helm --kube-context {ctx} list -A -o json | jq -r '.[] | \"\\(.namespace) \\(.name)\"' | while read -r ns release; do\n\

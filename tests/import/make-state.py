@@ -289,6 +289,31 @@ def main():
                               "serverVersion": {"major": major, "minor": minor, "gitVersion": f"v{major}.{minor}.0"}})
         dump("objects.json", {"apiVersion": "v1", "kind": "List", "items": objects, "metadata": {"resourceVersion": ""}})
         dump("helm-releases.json", releases)
+        if not helm:
+            # The IstioOperators the cluster was installed from, as given: istioctl keeps them as
+            # its installed state, the in-cluster operator reconciles them.
+            values_ = dict(istio.get("values") or {})
+            mesh = values_.pop("meshConfig", None)
+            spec = {"values": values_}
+            if rev:
+                spec["revision"] = rev
+            if mesh:
+                spec["meshConfig"] = mesh
+            iops = [{"apiVersion": "install.istio.io/v1alpha1", "kind": "IstioOperator",
+                     "metadata": {"name": f"installed-state-istiod-{rev or 'default'}", "namespace": ns},
+                     "spec": spec}]
+            for g in c.get("gateways", []):
+                list_ = "egressGateways" if g["kind"] == "egress" else "ingressGateways"
+                comp = {"name": g.get("release", g["name"]), "enabled": True, "namespace": g["namespace"]}
+                if g.get("values"):
+                    comp["k8s"] = g["values"]
+                gspec = {"profile": "empty", "components": {list_: [comp]}}
+                if g.get("revision"):
+                    gspec["revision"] = g["revision"]
+                iops.append({"apiVersion": "install.istio.io/v1alpha1", "kind": "IstioOperator",
+                             "metadata": {"name": f"installed-state-{comp['name']}", "namespace": ns},
+                             "spec": gspec})
+            dump("istiooperators.json", {"apiVersion": "v1", "kind": "List", "items": iops, "metadata": {"resourceVersion": ""}})
         open(os.path.join(d, "proxies.txt"), "w").write("".join(line + "\n" for line in sorted(proxies)))
         if gateways_api:
             dump("gateways.json", {"apiVersion": "v1", "kind": "List", "items": gateways_api, "metadata": {"resourceVersion": ""}})
