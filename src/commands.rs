@@ -270,21 +270,25 @@ fn check_report(paths: &MeshPath, catalog: &Catalog) -> String {
     out
 }
 
-pub(crate) fn compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
-    let checked = match crate::check(&args.path, io.stdin, io.today, true) {
+/// The checks `compile` and `advance` run before planning, their diagnostics printed.
+fn checked_for_plan(args: &cli::PathArgs, io: &mut Io<'_>) -> Result<crate::Checked, i32> {
+    let checked = match crate::check(args, io.stdin, io.today, true) {
         Ok(c) => c,
         Err((text, code)) => {
             let _ = io.stderr.write_all(text.as_bytes());
-            return code;
+            return Err(code);
         }
     };
     print_diagnostics(io, &checked, false);
-    let (Some(source), Some(mesh), Some(paths), Some(catalog)) = (
-        &checked.source,
-        &checked.mesh,
-        &checked.paths,
-        &checked.catalog,
-    ) else {
+    Ok(checked)
+}
+
+pub(crate) fn compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
+    let checked = match checked_for_plan(&args.path, io) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some((source, mesh, paths, catalog)) = checked.plannable() else {
         let _ = writeln!(io.stderr, "nothing written: fix the errors above first");
         return exit::REJECTED;
     };
@@ -1188,20 +1192,11 @@ pub(crate) fn advance(args: &cli::AdvanceArgs, io: &mut Io<'_>) -> i32 {
         );
         return exit::USAGE;
     }
-    let checked = match crate::check(&args.path, io.stdin, io.today, true) {
+    let checked = match checked_for_plan(&args.path, io) {
         Ok(c) => c,
-        Err((text, code)) => {
-            let _ = io.stderr.write_all(text.as_bytes());
-            return code;
-        }
+        Err(code) => return code,
     };
-    print_diagnostics(io, &checked, false);
-    let (Some(source), Some(mesh), Some(paths), Some(catalog)) = (
-        &checked.source,
-        &checked.mesh,
-        &checked.paths,
-        &checked.catalog,
-    ) else {
+    let Some((source, mesh, paths, catalog)) = checked.plannable() else {
         return exit::REJECTED;
     };
     if checked.diagnostics.has_errors() {

@@ -181,6 +181,18 @@ pub struct Checked {
     pub diagnostics: Diagnostics,
 }
 
+impl Checked {
+    /// Everything planning needs, when every check got that far.
+    pub fn plannable(&self) -> Option<(&Source, &Mesh, &MeshPath, &Catalog)> {
+        Some((
+            self.source.as_ref()?,
+            self.mesh.as_ref()?,
+            self.paths.as_ref()?,
+            self.catalog.as_ref()?,
+        ))
+    }
+}
+
 /// Loads, validates and plans the path: every check `check` and `compile` share. Pure but
 /// for reading the inventory and catalog files.
 /// `artifacts` is set by `compile`: what meshplan cannot write artifacts for is then an error.
