@@ -17,6 +17,8 @@ for d in ../golden/*/state/*/; do
   n=$(echo "$d" | tr '/.' '__')
   { cat "$d/version.json"; printf '\n----\n'; cat "$d/objects.json"; printf '\n----\n'
     cat "$d/helm-releases.json"; printf '\n----\n'; cat "$d/gateways.json" 2>/dev/null || true; printf '\n----\n'
-    cat "$d"/helm-values/*istiod*.json 2>/dev/null | head -c 100000 || true; } > "corpus/import_state/$n"
+    cat "$d"/helm-values/*istiod*.json 2>/dev/null | head -c 100000 || true; printf '\n----\n'
+    cat "$d/istiooperators.json" 2>/dev/null || true; printf '\n----\n'
+    cat "$d/proxies.txt" 2>/dev/null || true; } > "corpus/import_state/$n"
 done
 echo "seeded: $(ls corpus/inventory | wc -l) inventories, $(ls corpus/catalog | wc -l) catalogs"
