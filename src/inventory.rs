@@ -78,6 +78,9 @@ pub enum InstallMethod {
     Helm,
     Istioctl,
     Operator,
+    /// The Sail Operator: an `Istio` resource with `updateStrategy: RevisionBased`; gateways are
+    /// gateway-chart Helm releases (Sail does not manage gateways).
+    Sail,
 }
 
 impl InstallMethod {
@@ -86,7 +89,13 @@ impl InstallMethod {
             InstallMethod::Helm => "helm",
             InstallMethod::Istioctl => "istioctl",
             InstallMethod::Operator => "operator",
+            InstallMethod::Sail => "sail",
         }
+    }
+
+    /// Whether the cluster's gateways are releases of the gateway Helm chart.
+    pub fn helm_gateways(self) -> bool {
+        matches!(self, InstallMethod::Helm | InstallMethod::Sail)
     }
 }
 
@@ -153,10 +162,30 @@ pub struct Istio {
     pub base_values: BTreeMap<String, Value>,
     /// `previous` or `1.N`: the behaviour every new istiod keeps.
     pub compatibility_version: Option<String>,
+    /// The Sail Operator's `Istio` resource (install method `sail`).
+    pub sail: Option<Sail>,
     /// The istio-cni node agent, when the cluster runs it.
     pub cni: Option<Cni>,
     /// The ztunnel node proxy: the cluster runs ambient mode.
     pub ztunnel: Option<Ztunnel>,
+}
+
+/// The Sail Operator's `Istio` resource that runs the control plane.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sail {
+    #[serde(default = "default_sail_name")]
+    pub name: String,
+    /// The Sail Operator release: its CRD decides which Istio versions it installs.
+    pub operator_version: String,
+    /// `updateStrategy.inactiveRevisionDeletionGracePeriodSeconds` as the user runs it.
+    pub inactive_revision_deletion_grace_period_seconds: Option<u64>,
+    /// The Istio resource's `spec.profile`, carried into every version.
+    pub profile: Option<String>,
+}
+
+fn default_sail_name() -> String {
+    "default".to_string()
 }
 
 /// The ztunnel node proxy (ambient mode): the `ztunnel` chart, not revisioned, pointed at one

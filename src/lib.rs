@@ -30,6 +30,7 @@ pub mod output;
 pub mod path;
 pub mod plan;
 pub mod render;
+pub mod sail;
 pub mod schema;
 pub mod source;
 pub mod stream;

@@ -152,6 +152,15 @@ fn check_derived_names(c: &ClusterSpec, p: &ClusterPath, src: &Source, diags: &m
         let rev = hop.to_label();
         let mut derived: Vec<(String, usize, &str, YamlPath, String)> = Vec::new();
         let istiod = crate::plan::names::istiod(hop.to_revision.as_deref());
+        if c.install == InstallMethod::Sail {
+            derived.push((
+                istiod.clone(),
+                MAX_SERVICE_NAME,
+                "the Service of the new istiod",
+                c.at.key("istio").key("sail").key("name"),
+                "use a shorter Istio resource name: the operator names revisions `<name>-v<version>`".to_string(),
+            ));
+        }
         if c.install == InstallMethod::Helm {
             derived.push((
                 istiod,
@@ -167,7 +176,7 @@ fn check_derived_names(c: &ClusterSpec, p: &ClusterPath, src: &Source, diags: &m
             .filter(|g| crate::plan::state::blue_green(g, hop))
         {
             let name = format!("{}-{rev}", g.gateway.name);
-            let (limit, place) = if c.install == InstallMethod::Helm {
+            let (limit, place) = if c.install.helm_gateways() {
                 (
                     MAX_HELM_RELEASE,
                     "the Helm release (and Deployment) of the new gateway",
@@ -627,6 +636,12 @@ fn cluster_path(
         }
     }
 
+    if let Some(sail) = &c.sail
+        && !sail_stops(c, sail, &mut stops, via, src, diags)
+    {
+        return None;
+    }
+
     // Turn the stops into hops with revisions.
     let mut hops = Vec::new();
     let mut cur = from.clone();
@@ -635,7 +650,10 @@ fn cluster_path(
         let (hop_strategy, new_rev) = match strategy {
             Strategy::InPlace => (Strategy::InPlace, cur_rev.clone()),
             Strategy::Canary => {
-                let derived = v.revision(c.revision_format);
+                let derived = match &c.sail {
+                    Some(sail) => crate::sail::revision_name(&sail.name, &v),
+                    None => v.revision(c.revision_format),
+                };
                 if cur_rev.as_deref() == Some(derived.as_str()) {
                     if v.minor() != cur.minor() {
                         // A running revision already named after the target minor: a canary
@@ -709,6 +727,61 @@ fn cluster_path(
         hops,
         reason,
     })
+}
+
+/// A Sail-managed cluster's stops must be versions its operator installs: an intermediate
+/// stop becomes the newest patch of its minor the operator lists; the target and `--via`
+/// versions must be listed as they are.
+fn sail_stops(
+    c: &ClusterSpec,
+    sail: &crate::validate::SailSpec,
+    stops: &mut [(IstioVersion, bool)],
+    via: &[IstioVersion],
+    src: &Source,
+    diags: &mut Diagnostics,
+) -> bool {
+    let supported = crate::sail::supported(&sail.operator).unwrap_or(&[]);
+    let last = stops.len().saturating_sub(1);
+    for (i, (v, _)) in stops.iter_mut().enumerate() {
+        if supported.contains(v) {
+            continue;
+        }
+        let chosen = i == last || via.contains(v);
+        if !chosen && let Some(p) = crate::sail::newest_patch(&sail.operator, v.minor()) {
+            *v = p;
+            continue;
+        }
+        let newer = crate::sail::releases_installing(v);
+        diags.push(
+            Diagnostic::error(
+                Code::SailUnsupported,
+                format!(
+                    "cluster `{}`: Sail Operator {} does not install Istio {}{}",
+                    c.name,
+                    sail.operator,
+                    if chosen { v.to_string() } else { format!("{} (any {} patch)", v, v.minor()) },
+                    if chosen { "" } else { ", a stop on the path" }
+                ),
+            )
+            .at(src, &c.at.key("istio").key("sail").key("operatorVersion"))
+            .help(if newer.is_empty() {
+                format!("no Sail Operator release meshplan knows installs {v}")
+            } else {
+                format!(
+                    "upgrade the Sail Operator first, to a release that installs {v} and still accepts {} (rollback): {}",
+                    c.version,
+                    newer
+                        .iter()
+                        .filter(|r| crate::sail::supported(r).is_some_and(|s| s.contains(&c.version)))
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }),
+        );
+        return false;
+    }
+    true
 }
 
 fn multi_hop_reason(
@@ -1014,6 +1087,7 @@ mod tests {
             compatibility_version: None,
             cni: None,
             ztunnel: None,
+            sail: None,
             gateways: vec![],
             namespaces: vec![],
         }

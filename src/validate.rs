@@ -55,6 +55,8 @@ pub struct ClusterSpec {
     pub cni: Option<CniSpec>,
     /// The ztunnel node proxy: the cluster runs ambient mode.
     pub ztunnel: Option<CniSpec>,
+    /// The Sail Operator's `Istio` resource (install method `sail`).
+    pub sail: Option<SailSpec>,
     pub gateways: Vec<GatewaySpec>,
     pub namespaces: Vec<NamespaceSpec>,
 }
@@ -65,6 +67,21 @@ impl ClusterSpec {
         self.revision.as_deref().unwrap_or(DEFAULT_REVISION)
     }
 }
+
+/// The Sail Operator's `Istio` resource.
+#[derive(Clone, Debug)]
+pub struct SailSpec {
+    pub name: String,
+    /// The Sail Operator release.
+    pub operator: String,
+    /// `inactiveRevisionDeletionGracePeriodSeconds` as the user runs it.
+    pub grace_seconds: u64,
+    /// `spec.profile`.
+    pub profile: Option<String>,
+}
+
+/// Sail's default `inactiveRevisionDeletionGracePeriodSeconds`.
+pub const SAIL_DEFAULT_GRACE_SECONDS: u64 = 30;
 
 /// A node agent (istio-cni, ztunnel): a release of its chart at the cluster's Istio version.
 #[derive(Clone, Debug)]
@@ -301,7 +318,9 @@ fn validate_cluster(
         };
         // What the gateway chart names things after: `name` in its values, else the release.
         let chart_name = match install {
-            InstallMethod::Helm => value_str(&["name"]).unwrap_or_else(|| release.clone()),
+            InstallMethod::Helm | InstallMethod::Sail => {
+                value_str(&["name"]).unwrap_or_else(|| release.clone())
+            }
             _ => release.clone(),
         };
         let istio_label = g.istio_label.clone().unwrap_or_else(|| {
@@ -314,7 +333,7 @@ fn validate_cluster(
             .unwrap_or_else(|| value_str(&["labels", "app"]).unwrap_or_else(|| chart_name.clone()));
         let sa = g.service_account.clone().unwrap_or_default();
         let service_account = sa.name.clone().unwrap_or_else(|| match install {
-            InstallMethod::Helm => {
+            InstallMethod::Helm | InstallMethod::Sail => {
                 value_str(&["serviceAccount", "name"]).unwrap_or_else(|| chart_name.clone())
             }
             _ => format!("{release}-service-account"),
@@ -512,7 +531,7 @@ fn validate_cluster(
         .unwrap_or(ControlPlaneUpgrade::Canary)
         == ControlPlaneUpgrade::Canary;
     for g in &gateways {
-        if install != InstallMethod::Helm
+        if !install.helm_gateways()
             && let Some(svc) = g.service()
             && svc.owner == crate::inventory::ServiceOwner::Release
             && let Some(sel) = &svc.selector
@@ -552,7 +571,7 @@ fn validate_cluster(
             };
             diags.push(d);
         }
-        if install != InstallMethod::Helm
+        if !install.helm_gateways()
             && let Some(svc) = g.service()
             && svc.owner == crate::inventory::ServiceOwner::Standalone
             && svc.name == g.release
@@ -651,6 +670,7 @@ fn validate_cluster(
             diags,
         );
     }
+    let sail = check_sail(c, install, version.as_ref(), &settings, &at, src, diags);
     if let Some(cni) = &c.istio.cni {
         check_cni(
             cni,
@@ -722,8 +742,130 @@ fn validate_cluster(
                 .unwrap_or_else(|| c.istio.namespace.clone()),
             values: z.values.clone(),
         }),
+        sail,
         gateways,
         namespaces,
+    })
+}
+
+/// Install method `sail`: the `Istio` resource's settings, a running version the operator still
+/// accepts (a rollback returns to it), and the revision name the operator gives it.
+fn check_sail(
+    c: &crate::inventory::Cluster,
+    install: InstallMethod,
+    version: Option<&IstioVersion>,
+    settings: &Settings,
+    at: &YamlPath,
+    src: &Source,
+    diags: &mut Diagnostics,
+) -> Option<SailSpec> {
+    let at_istio = at.key("istio");
+    let Some(s) = &c.istio.sail else {
+        if install == InstallMethod::Sail {
+            diags.push(
+                Diagnostic::error(
+                    Code::SchemaMissingField,
+                    format!("cluster `{}` is installed by the Sail Operator and does not say which release", c.name),
+                )
+                .at(src, &at_istio)
+                .help("add `sail: {operatorVersion: <the Sail Operator release, e.g. 1.28.3>}` (and `name:` if the Istio resource is not called `default`) under istio"),
+            );
+        }
+        return None;
+    };
+    let at_sail = at_istio.key("sail");
+    if install != InstallMethod::Sail {
+        diags.push(
+            Diagnostic::error(
+                Code::SchemaInvalidValue,
+                format!(
+                    "istio.sail describes a Sail Operator install, and cluster `{}` uses {}",
+                    c.name,
+                    install.name()
+                ),
+            )
+            .at(src, &at_sail)
+            .help("set `installMethod: sail` on the cluster, or remove istio.sail"),
+        );
+        return None;
+    }
+    check_label(
+        src,
+        diags,
+        &at_sail.key("name"),
+        "Istio resource name",
+        &s.name,
+    );
+    let before = diags.0.len();
+    if settings.control_plane_upgrade == Some(ControlPlaneUpgrade::InPlace) {
+        diags.push(
+            Diagnostic::error(
+                Code::TopologyUnsupported,
+                format!("cluster `{}`: meshplan plans Sail Operator installs as RevisionBased canaries only", c.name),
+            )
+            .at(src, &at.key("controlPlaneUpgrade"))
+            .help("with updateStrategy InPlace the operator replaces istiod under every proxy at once, and switching an InPlace Istio to RevisionBased renames its revision; remove `controlPlaneUpgrade: inPlace`"),
+        );
+    }
+    let Some(supported) = crate::sail::supported(&s.operator_version) else {
+        diags.push(
+            Diagnostic::error(
+                Code::SailUnsupported,
+                format!("Sail Operator release `{}` is not one meshplan knows", s.operator_version),
+            )
+            .at(src, &at_sail.key("operatorVersion"))
+            .help(format!(
+                "known releases: {} (src/data/sail-releases.yaml, generated from the operator's tags)",
+                crate::sail::known_releases().join(", ")
+            )),
+        );
+        return None;
+    };
+    if let Some(v) = version {
+        if !supported.contains(v) {
+            let newer = crate::sail::releases_installing(v);
+            diags.push(
+                Diagnostic::error(
+                    Code::SailUnsupported,
+                    format!(
+                        "Sail Operator {} does not accept Istio {v}, which cluster `{}` runs: a rollback could not return to it",
+                        s.operator_version, c.name
+                    ),
+                )
+                .at(src, &at_istio.key("version"))
+                .help(if newer.is_empty() {
+                    format!("no Sail Operator release meshplan knows installs {v}")
+                } else {
+                    format!("Sail Operator releases that install {v}: {}", newer.join(", "))
+                }),
+            );
+        }
+        let want = crate::sail::revision_name(&s.name, v);
+        if c.istio.revision.as_deref() != Some(want.as_str()) {
+            let mut d = Diagnostic::error(
+                Code::InvalidRevision,
+                format!(
+                    "the Sail Operator names the revision of Istio `{}` at {v} `{want}`, not `{}`",
+                    s.name,
+                    c.istio.revision.as_deref().unwrap_or(DEFAULT_REVISION)
+                ),
+            )
+            .help("with updateStrategy RevisionBased every revision is `<Istio name>-v<version with dashes>` (`kubectl get istiorevision` lists it)");
+            d = if c.istio.revision.is_some() {
+                d.at(src, &at_istio.key("revision"))
+            } else {
+                d.at(src, &at_istio)
+            };
+            diags.push(d);
+        }
+    }
+    (diags.0.len() == before).then(|| SailSpec {
+        name: s.name.clone(),
+        operator: s.operator_version.clone(),
+        grace_seconds: s
+            .inactive_revision_deletion_grace_period_seconds
+            .unwrap_or(SAIL_DEFAULT_GRACE_SECONDS),
+        profile: s.profile.clone(),
     })
 }
 
@@ -943,7 +1085,11 @@ fn check_cni(
                 format!("istio-cni is planned for Helm installs only, and this cluster uses {}", install.name()),
             )
             .at_key(src, at)
-            .help("istioctl installs istio-cni as a component of the IstioOperator (components.cni), which meshplan does not plan yet: upgrade it by hand after each hop, once the old control plane is gone, or install Istio with Helm"),
+            .help(if install == InstallMethod::Sail {
+                "the Sail Operator runs istio-cni as an IstioCNI resource, which meshplan does not plan yet: upgrade it by hand after each hop (spec.version of the IstioCNI, once the old revision is gone), or remove istio.cni from this cluster"
+            } else {
+                "istioctl installs istio-cni as a component of the IstioOperator (components.cni), which meshplan does not plan yet: upgrade it by hand after each hop, once the old control plane is gone, or install Istio with Helm"
+            }),
         );
     }
     if let Some(v) = version

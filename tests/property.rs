@@ -115,7 +115,7 @@ fn namespace() -> impl Strategy<Value = GNamespace> {
 
 fn cluster() -> impl Strategy<Value = GCluster> {
     (
-        (0u8..3, 0u8..5, any::<u8>(), prop::bool::weighted(0.8)),
+        (0u8..4, 0u8..5, any::<u8>(), prop::bool::weighted(0.8)),
         (
             any::<bool>(),
             prop::bool::weighted(0.2),
@@ -175,7 +175,7 @@ fn render(m: &GMesh, catalog: &Catalog) -> Option<(String, String)> {
     let target = format!("1.{}.{}", m.target, u64::from(m.target_patch) % (tp + 1));
     let mut clusters = Vec::new();
     for (ci, c) in m.clusters.iter().enumerate() {
-        let install = ["helm", "istioctl", "operator"][usize::from(c.install)];
+        let mut install = ["helm", "istioctl", "operator", "sail"][usize::from(c.install)];
         let s = m.target.saturating_sub(c.back).max(12);
         if install == "operator" && (m.target > 23 || s > 23) {
             return None;
@@ -186,9 +186,39 @@ fn render(m: &GMesh, catalog: &Catalog) -> Option<(String, String)> {
         if version.parse::<meshplan::version::IstioVersion>().ok()? > target.parse().ok()? {
             version = format!("1.{s}.0");
         }
+        // Sail: a running version and a target some operator release installs (the newest
+        // such release), else the cluster is a Helm one.
+        let mut sail_release = None;
+        if install == "sail" {
+            let t: meshplan::version::IstioVersion = target.parse().ok()?;
+            let pick = meshplan::sail::known_releases()
+                .into_iter()
+                .rev()
+                .find_map(|r| {
+                    let list = meshplan::sail::supported(r)?;
+                    if !list.contains(&t) {
+                        return None;
+                    }
+                    let ofs: Vec<_> = list
+                        .iter()
+                        .filter(|v| v.minor() == minor(s) && **v <= t)
+                        .collect();
+                    let v = ofs.get(usize::from(c.patch) % ofs.len().max(1))?;
+                    Some((r, v.to_string()))
+                });
+            match pick {
+                Some((r, v)) => {
+                    sail_release = Some(r);
+                    version = v;
+                }
+                None => install = "helm",
+            }
+        }
         let format = if c.patch_revisions { "patch" } else { "minor" };
         let v: meshplan::version::IstioVersion = version.parse().ok()?;
-        let rev = if c.revisioned {
+        let rev = if let Some(_r) = sail_release {
+            Some(meshplan::sail::revision_name("default", &v))
+        } else if c.revisioned {
             Some(v.revision(if c.patch_revisions {
                 meshplan::version::RevisionFormat::Patch
             } else {
@@ -226,6 +256,9 @@ fn render(m: &GMesh, catalog: &Catalog) -> Option<(String, String)> {
         let mut istio = json!({"version": version, "tags": tags});
         if let Some(r) = &rev {
             istio["revision"] = json!(r);
+        }
+        if let Some(r) = sail_release {
+            istio["sail"] = json!({"operatorVersion": r});
         }
         if install == "helm" && c.helm_owned_tags && s >= 24 && !tags.is_empty() {
             istio["values"] = json!({"revisionTags": tags});
@@ -352,7 +385,7 @@ fn render(m: &GMesh, catalog: &Catalog) -> Option<(String, String)> {
             "gateways": gateways,
             "namespaces": namespaces,
         });
-        if c.in_place {
+        if c.in_place && install != "sail" {
             cl["controlPlaneUpgrade"] = json!("inPlace");
         }
         if c.context {
@@ -494,6 +527,7 @@ fn plans_for_random_inventories_survive_the_model() {
     let catalog = Catalog::embedded();
     let passed = std::cell::Cell::new(0u32);
     let ambient = std::cell::Cell::new(0u32);
+    let sail = std::cell::Cell::new(0u32);
     let reasons = std::cell::RefCell::new(std::collections::BTreeMap::<String, u32>::new());
     let result = runner.run(&mesh(), |m| {
         let Some((text, to)) = render(&m, &catalog) else {
@@ -505,6 +539,9 @@ fn plans_for_random_inventories_survive_the_model() {
                 passed.set(passed.get() + 1);
                 if text.contains("ztunnel") {
                     ambient.set(ambient.get() + 1);
+                }
+                if text.contains("operatorVersion") {
+                    sail.set(sail.get() + 1);
                 }
             }
             Ok(Outcome::Rejected(why)) => {
@@ -523,9 +560,10 @@ fn plans_for_random_inventories_survive_the_model() {
         panic!("{e}");
     }
     eprintln!(
-        "property: {} inventories planned and checked ({} with an ambient cluster); rejected by meshplan's checks: {:?}",
+        "property: {} inventories planned and checked ({} with an ambient cluster, {} with a Sail-managed one); rejected by meshplan's checks: {:?}",
         passed.get(),
         ambient.get(),
+        sail.get(),
         reasons.borrow()
     );
     assert!(

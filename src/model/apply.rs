@@ -40,6 +40,7 @@ fn owner_name(o: &Owner) -> String {
         Owner::Helm { release, namespace } => format!("Helm release {namespace}/{release}"),
         Owner::Istioctl { revision } => format!("istioctl (revision {revision})"),
         Owner::Operator { iop } => format!("the operator's IstioOperator {iop}"),
+        Owner::Sail => "the Sail Operator".to_string(),
         Owner::None => "nobody (no Helm ownership metadata for it)".to_string(),
     }
 }
@@ -48,8 +49,11 @@ impl Cluster {
     /// Applies `op`; `Err` says why the real tool would fail, or what would break. Then istiod
     /// reconciles the Gateway API gateways whose owner the operation changed.
     pub fn apply(&mut self, op: &Op, catalog: &Catalog) -> Result<(), String> {
-        self.apply_op(op, catalog)?;
+        if !self.apply_sail(op)? {
+            self.apply_op(op, catalog)?;
+        }
         self.reconcile_gateway_api();
+        self.sail_prune();
         Ok(())
     }
 
@@ -374,6 +378,9 @@ impl Cluster {
                 Ok(())
             }
             Op::Probe { .. } => Ok(()),
+            Op::SailIstio { .. } | Op::SailTag { .. } | Op::SailAwaitRevision { .. } => {
+                unreachable!("Sail operations are applied by apply_sail")
+            }
             Op::LabelGateway {
                 name,
                 namespace,

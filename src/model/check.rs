@@ -95,6 +95,9 @@ fn canon(s: &Small) -> BTreeMap<String, String> {
         m.insert(format!("release {ns}/{name}"), v);
     }
     m.insert("operators".into(), format!("{:?}", s.operators));
+    if let Some(sail) = &s.sail {
+        m.insert("sail".into(), format!("{sail:?}"));
+    }
     m
 }
 
@@ -212,6 +215,12 @@ impl Cluster {
                     Err(format!("namespace {namespace} never has {key}={value}"))
                 }
             }
+            Wait::SailRevisionDeleted { revision, .. } => match &self.small.sail {
+                Some(s) if s.revisions.contains_key(revision) => Err(format!(
+                    "the Sail Operator never deletes IstioRevision `{revision}`: something still uses it, or the plan holds it"
+                )),
+                _ => Ok(()),
+            },
             Wait::Tag {
                 tag,
                 namespace,

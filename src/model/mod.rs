@@ -9,6 +9,7 @@
 //! | `state.rs` | the cluster: objects, releases, namespaces, workloads, and how it starts |
 //! | `inject.rs` | which istiod injects a new pod, from the webhooks' selectors |
 //! | `apply.rs` | what each operation does |
+//! | `sail.rs` | what the Sail Operator does with its resources (revisions, tags, pruning) |
 //! | `invariants.rs` | what must hold after every operation |
 //! | `check.rs` | a plan run forward and rolled back from every step |
 //!
@@ -21,6 +22,7 @@ pub mod apply;
 pub mod check;
 pub mod inject;
 pub mod invariants;
+mod sail;
 pub mod state;
 
 pub use check::{Failure, StepState, check_cluster};

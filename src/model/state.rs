@@ -107,6 +107,8 @@ pub enum Owner {
     Operator {
         iop: String,
     },
+    /// Reconciled by the Sail Operator from an `IstioRevision` or `IstioRevisionTag`.
+    Sail,
     /// Nobody: applied on its own, or kept after its owner went.
     None,
 }
@@ -291,7 +293,38 @@ pub struct Small {
     pub crds: Option<Crds>,
     /// In-cluster operators, by revision.
     pub operators: BTreeMap<String, IstioVersion>,
+    /// The Sail Operator's resources (install method `sail`).
+    pub sail: Option<SailState>,
     pub next_uid: u64,
+}
+
+/// The Sail Operator's `Istio` resource, the `IstioRevision`s it created and the
+/// `IstioRevisionTag`s.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SailState {
+    pub name: String,
+    /// `spec.version`: its revision is the active one.
+    pub version: IstioVersion,
+    /// The grace period meshplan sets during an upgrade: inactive revisions are kept.
+    pub hold: bool,
+    /// The `IstioRevision`s, with their versions.
+    pub revisions: BTreeMap<String, IstioVersion>,
+    /// The tags: `None` follows the active revision (`targetRef` kind `Istio`), `Some`
+    /// names an `IstioRevision`.
+    pub tags: BTreeMap<String, Option<String>>,
+}
+
+impl SailState {
+    pub fn active(&self) -> String {
+        crate::sail::revision_name(&self.name, &self.version)
+    }
+
+    /// The revision tag `tag` resolves to.
+    pub fn tag_revision(&self, tag: &str) -> Option<String> {
+        self.tags
+            .get(tag)
+            .map(|t| t.clone().unwrap_or_else(|| self.active()))
+    }
 }
 
 /// A gateway's traffic Service as it must stay: its address never changes (same object),
@@ -571,10 +604,18 @@ impl Cluster {
             releases: BTreeMap::new(),
             crds: None,
             operators: BTreeMap::new(),
+            sail: c.sail.as_ref().map(|s| SailState {
+                name: s.name.clone(),
+                version: c.version.clone(),
+                hold: false,
+                revisions: BTreeMap::from([(c.revision_label().to_string(), c.version.clone())]),
+                tags: now.tags.iter().map(|t| (t.name.clone(), None)).collect(),
+            }),
             next_uid: 0,
         };
         let rev = c.revision.as_deref();
         let cp_owner = match c.install {
+            InstallMethod::Sail => Owner::Sail,
             InstallMethod::Helm => Owner::Helm {
                 release: c.release.clone(),
                 namespace: ns.to_string(),
@@ -600,10 +641,15 @@ impl Cluster {
             cp_keys.insert(k.clone());
             small.put(k, cp_owner.clone(), b);
         }
+        let tag_owner = if c.install == InstallMethod::Sail {
+            Owner::Sail
+        } else {
+            Owner::None
+        };
         for t in &now.tags {
             if !owned_tags.contains(&t.name) {
                 let (k, b) = tag_object(&t.name, &names::istiod(rev), ns);
-                small.put(k, Owner::None, b);
+                small.put(k, tag_owner.clone(), b);
             }
         }
         if c.install == InstallMethod::Operator {
@@ -702,7 +748,7 @@ impl Cluster {
         for (gi, g) in c.gateways.iter().enumerate() {
             let d = running_gateway(c, g);
             let gw_owner = match c.install {
-                InstallMethod::Helm => Owner::Helm {
+                InstallMethod::Helm | InstallMethod::Sail => Owner::Helm {
                     release: g.release.clone(),
                     namespace: g.gateway.namespace.clone(),
                 },
@@ -717,7 +763,7 @@ impl Cluster {
                 },
             };
             let mut keys = BTreeSet::new();
-            for (k, b, keep) in gateway_objects(&d, c.install != InstallMethod::Helm, &c.version) {
+            for (k, b, keep) in gateway_objects(&d, !c.install.helm_gateways(), &c.version) {
                 keys.insert(k.clone());
                 small.put(k.clone(), gw_owner.clone(), b);
                 if let Some(o) = small.objects.get_mut(&k) {
@@ -774,7 +820,7 @@ impl Cluster {
                     app: Some(g.app_label.clone()),
                 });
             }
-            if c.install == InstallMethod::Helm {
+            if c.install.helm_gateways() {
                 small.releases.insert(
                     (g.gateway.namespace.clone(), g.release.clone()),
                     Release {

@@ -540,3 +540,122 @@ fn a_ztunnel_release_of_another_name_keeps_its_daemonset_across_1_25() {
         panic!("{f}");
     }
 }
+
+const SAIL: &str = "apiVersion: meshplan.dev/v1alpha1
+kind: MeshInventory
+name: m
+defaults: {installMethod: sail}
+clusters:
+  - name: c
+    kubernetesVersion: \"1.31\"
+    istio:
+      version: 1.27.5
+      revision: default-v1-27-5
+      tags: [prod]
+      sail: {operatorVersion: 1.28.3}
+    gateways:
+      - name: istio-ingressgateway
+        kind: ingress
+        namespace: istio-ingress
+        revision: default-v1-27-5
+        service:
+          name: istio-ingressgateway
+          ports: [{name: http2, port: 80, targetPort: 80}]
+    namespaces:
+      - name: shop
+        revision: default-v1-27-5
+        workloads: [{kind: Deployment, name: web}]
+      - name: tagged
+        revision: prod
+        wave: 2
+        workloads: [{kind: Deployment, name: app}]
+";
+
+/// The Sail operations of a step, with `f` applied to each `Istio` resource it applies.
+fn sail_istio(ops: &mut [Op], f: impl Fn(&mut bool)) {
+    for op in ops {
+        if let Op::SailIstio { hold, .. } = op {
+            f(hold);
+        }
+    }
+}
+
+#[test]
+fn sail_revision_based_plans_are_accepted() {
+    let (c, out) = cluster(SAIL, "1.28.3");
+    if let Err(f) = check_cluster(&c, &out, &Catalog::embedded()) {
+        panic!("{f}");
+    }
+}
+
+#[test]
+fn sail_without_the_hold_prunes_the_revision_a_rollback_needs() {
+    // The user's grace period from the start: once the last namespace and gateway have moved,
+    // the operator deletes the old revision, and rolling a wave back relabels a namespace to a
+    // revision that no longer exists.
+    let (c, mut out) = cluster(SAIL, "1.28.3");
+    sail_istio(&mut step(&mut out, "20-control-plane/istiod").ops, |h| {
+        *h = false
+    });
+    recompose(&mut out);
+    let e = rejected(&c, &out);
+    assert!(e.contains("rollback"), "{e}");
+}
+
+#[test]
+fn sail_tags_left_following_the_istio_resource_are_found() {
+    // Without pinning, a tag follows the new active revision the moment it is installed: the
+    // tagged namespace's next pod gets the new sidecar before its wave (and the wave's tag
+    // move, which expects the old revision, is not where the model finds the change).
+    let (c, mut out) = cluster(SAIL, "1.28.3");
+    step(&mut out, "20-control-plane/istiod")
+        .ops
+        .retain(|op| !matches!(op, Op::SailTag { .. }));
+    recompose(&mut out);
+    let e = rejected(&c, &out);
+    assert!(e.contains("rollback") || e.contains("tag"), "{e}");
+}
+
+#[test]
+fn sail_cleanup_rollback_that_does_not_reinstall_the_old_revision_is_found() {
+    let (c, mut out) = cluster(SAIL, "1.28.3");
+    let s = step(&mut out, "90-cleanup/remove-old-istiod");
+    s.undo
+        .retain(|op| !matches!(op, Op::SailIstio { .. } | Op::SailAwaitRevision { .. }));
+    recompose(&mut out);
+    let e = rejected(&c, &out);
+    assert!(
+        e.contains("remove-old-istiod") && e.contains("rollback"),
+        "{e}"
+    );
+}
+
+#[test]
+fn sail_cleanup_that_keeps_holding_never_passes_its_wait() {
+    let (c, mut out) = cluster(SAIL, "1.28.3");
+    sail_istio(
+        &mut step(&mut out, "90-cleanup/remove-old-istiod").ops,
+        |h| *h = true,
+    );
+    recompose(&mut out);
+    let e = rejected(&c, &out);
+    assert!(e.contains("never deletes IstioRevision"), "{e}");
+}
+
+#[test]
+fn sail_stops_are_versions_the_operator_installs_and_two_hops_are_accepted() {
+    // 1.26 -> 1.29 is three minors: two hops, through the newest 1.28 patch that Sail 1.29.2
+    // lists (1.28.6), not the catalog's newest (1.28.10), which its CRD would refuse.
+    let text = SAIL
+        .replace("1.27.5", "1.26.8")
+        .replace("default-v1-27-5", "default-v1-26-8")
+        .replace("operatorVersion: 1.28.3", "operatorVersion: 1.29.2")
+        .replace("\"1.31\"", "\"1.32\"");
+    let (c, out) = cluster(&text, "1.29.2");
+    let stops: Vec<String> = out.summary.hops.iter().map(|h| h.to.to_string()).collect();
+    assert_eq!(stops, ["1.28.6", "1.29.2"]);
+    assert_eq!(out.summary.hops[1].from_revision, "default-v1-28-6");
+    if let Err(f) = check_cluster(&c, &out, &Catalog::embedded()) {
+        panic!("{f}");
+    }
+}

@@ -8,7 +8,7 @@
 //! | `op.rs` | the operations, waits and specs a step is made of |
 //! | `state.rs` | what the plan knows of a cluster between hops (releases, selectors, labels) |
 //! | `phases/*.rs` | one file per phase of a hop, in apply order |
-//! | `backend/*.rs` | how an install method (Helm, istioctl, the in-cluster operator) carries out a phase's intent |
+//! | `backend/*.rs` | how an install method (Helm, istioctl, the in-cluster operator, the Sail Operator) carries out a phase's intent |
 //! | `rollback.rs` | checkpoints, and the rollback of every step composed from the steps' undos |
 //!
 //! A hop runs the phases of [`Phase::ALL`] in order. Each step has its own `undo`, written so

@@ -323,6 +323,25 @@ pub enum Op {
     },
     /// `kubectl delete --ignore-not-found`.
     Delete { objects: Vec<ObjRef> },
+    /// `kubectl apply -f` of the Sail Operator's `Istio` resource: at a new version, the
+    /// operator installs that version's revision (`<name>-v<x-y-z>`) beside the others and
+    /// makes it active; while `hold` is set, it keeps inactive revisions however long nothing
+    /// uses them, and without it prunes each one nothing uses.
+    SailIstio {
+        file: String,
+        name: String,
+        version: IstioVersion,
+        hold: bool,
+    },
+    /// Points an `IstioRevisionTag` at an `IstioRevision` (`Some`), or back at the `Istio`
+    /// resource's active revision (`None`), with `kubectl patch` (never creates one).
+    SailTag {
+        tag: String,
+        istio: String,
+        revision: Option<String>,
+    },
+    /// `kubectl wait` until the operator reports `IstioRevision` `revision` ready (it exists).
+    SailAwaitRevision { revision: String },
     /// A read-only command and what it must show (preflight, verification). Changes nothing.
     Probe {
         tool: Tool,
@@ -390,6 +409,8 @@ pub enum Wait {
         key: String,
         value: String,
     },
+    /// The Sail Operator deleted `IstioRevision` `revision` (`kubectl wait --for=delete`).
+    SailRevisionDeleted { revision: String, timeout: String },
     /// A revision tag's webhook points at `revision`.
     Tag {
         tag: String,
@@ -405,6 +426,7 @@ impl Op {
         match self {
             Op::HelmUpgrade(h) => vec![h.values.as_str()],
             Op::IstioctlInstall { file, .. }
+            | Op::SailIstio { file, .. }
             | Op::Apply { file, .. }
             | Op::PatchSelector { file, .. }
             | Op::LabelNamespace { file, .. } => vec![file.as_str()],
@@ -419,7 +441,7 @@ impl Op {
     pub fn setter_target(&self) -> Option<String> {
         match self {
             Op::LabelNamespace { namespace, .. } => Some(format!("namespace/{namespace}")),
-            Op::SetTag { tag, .. } => Some(format!("tag/{tag}")),
+            Op::SetTag { tag, .. } | Op::SailTag { tag, .. } => Some(format!("tag/{tag}")),
             Op::LabelGateway {
                 name, namespace, ..
             } => Some(format!("gateway/{namespace}/{name}")),
@@ -438,11 +460,14 @@ impl Op {
     /// (a Helm release or an istioctl install renders many objects).
     pub fn touches(&self) -> Option<Vec<String>> {
         match self {
-            Op::Restart { .. } | Op::ApplyCrds { .. } | Op::AdoptCrds { .. } | Op::Probe { .. } => {
-                Some(Vec::new())
-            }
+            Op::Restart { .. }
+            | Op::ApplyCrds { .. }
+            | Op::AdoptCrds { .. }
+            | Op::Probe { .. }
+            | Op::SailAwaitRevision { .. } => Some(Vec::new()),
             Op::LabelNamespace { .. }
             | Op::SetTag { .. }
+            | Op::SailTag { .. }
             | Op::PatchSelector { .. }
             | Op::LabelGateway { .. } => Some(self.setter_target().into_iter().collect()),
             _ => None,

@@ -119,7 +119,7 @@ pub fn service_spec(g: &GatewaySpec) -> Option<ServiceSpec> {
 /// revision or `default`.
 pub fn running_pod_revision(install: InstallMethod, g: &GatewaySpec) -> Option<String> {
     match install {
-        InstallMethod::Helm => g.gateway.revision.clone(),
+        InstallMethod::Helm | InstallMethod::Sail => g.gateway.revision.clone(),
         InstallMethod::Istioctl | InstallMethod::Operator => Some(
             g.gateway
                 .revision
@@ -132,7 +132,7 @@ pub fn running_pod_revision(install: InstallMethod, g: &GatewaySpec) -> Option<S
 /// What a running gateway release renders, from the inventory.
 pub fn running_gateway(c: &ClusterSpec, g: &GatewaySpec) -> GatewayDeploy {
     let deployment = match c.install {
-        InstallMethod::Helm => g
+        InstallMethod::Helm | InstallMethod::Sail => g
             .gateway
             .values
             .get("name")
@@ -155,9 +155,7 @@ pub fn running_gateway(c: &ClusterSpec, g: &GatewaySpec) -> GatewayDeploy {
         }
         _ => None,
     };
-    if c.install != InstallMethod::Helm
-        && service.as_ref().is_none_or(|s| s.spec.name != deployment)
-    {
+    if !c.install.helm_gateways() && service.as_ref().is_none_or(|s| s.spec.name != deployment) {
         // istioctl's gateway chart always renders a Service named after the component: a
         // ClusterIP one when the traffic goes through a Service of its own.
         service = Some(GatewayServiceRender {

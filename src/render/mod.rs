@@ -65,6 +65,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/preflight.md.j2"),
     ),
     (
+        "sail-istio.yaml.j2",
+        include_str!("../../templates/sail-istio.yaml.j2"),
+    ),
+    (
         "secrets-rbac.yaml.j2",
         include_str!("../../templates/secrets-rbac.yaml.j2"),
     ),

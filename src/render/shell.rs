@@ -239,7 +239,35 @@ impl Shell<'_> {
                     "--overwrite",
                 ]))],
             },
-            Op::Apply { file, .. } => vec![self.one(self.kubectl(&["apply", "-f", file]))],
+            Op::Apply { file, .. } | Op::SailIstio { file, .. } => {
+                vec![self.one(self.kubectl(&["apply", "-f", file]))]
+            }
+            Op::SailTag {
+                tag,
+                istio,
+                revision,
+            } => {
+                let target = match revision {
+                    Some(r) => serde_json::json!({"kind": "IstioRevision", "name": r}),
+                    None => serde_json::json!({"kind": "Istio", "name": istio}),
+                };
+                let patch = serde_json::json!({"spec": {"targetRef": target}}).to_string();
+                vec![self.one(self.kubectl(&[
+                    "patch",
+                    "istiorevisiontag",
+                    tag,
+                    "--type",
+                    "merge",
+                    "-p",
+                    &patch,
+                ]))]
+            }
+            Op::SailAwaitRevision { revision } => vec![self.one(self.kubectl(&[
+                "wait",
+                "--for=condition=Ready",
+                &format!("istiorevision/{revision}"),
+                "--timeout=5m",
+            ]))],
             Op::PatchSelector {
                 service,
                 namespace,
@@ -467,6 +495,12 @@ impl Shell<'_> {
                 &jp(format!(".metadata.labels.{}", jsonpath_key(key)), value),
                 &format!("namespace/{namespace}"),
                 "--timeout=1m",
+            ])),
+            Wait::SailRevisionDeleted { revision, timeout } => self.one(self.kubectl(&[
+                "wait",
+                "--for=delete",
+                &format!("istiorevision/{revision}"),
+                &format!("--timeout={timeout}"),
             ])),
             Wait::Tag {
                 tag,

@@ -174,6 +174,8 @@ fn check_cluster(
     sets.push((Chart::Istiod, istio.key("values"), object(&c.values)));
     if helm {
         sets.push((Chart::Base, istio.key("baseValues"), object(&c.base_values)));
+    }
+    if c.install.helm_gateways() {
         for g in &c.gateways {
             sets.push((
                 Chart::Gateway,
@@ -181,13 +183,13 @@ fn check_cluster(
                 object(&g.gateway.values),
             ));
         }
-        if let Some(cni) = &c.cni {
-            sets.push((
-                Chart::Cni,
-                istio.key("cni").key("values"),
-                object(&cni.values),
-            ));
-        }
+    }
+    if helm && let Some(cni) = &c.cni {
+        sets.push((
+            Chart::Cni,
+            istio.key("cni").key("values"),
+            object(&cni.values),
+        ));
     }
     let mut reported: BTreeSet<(YamlPath, bool)> = BTreeSet::new();
     for (hop, minor) in targets {

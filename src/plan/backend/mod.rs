@@ -4,8 +4,10 @@
 //! them. A new install method is a new file here.
 
 mod helm;
+pub(crate) use helm::Helm;
 pub use helm::ztunnel_daemonset;
 mod istioctl;
+mod sail;
 
 use crate::inventory::InstallMethod;
 use crate::plan::op::{GatewayDeploy, Op, Wait};
@@ -19,6 +21,8 @@ pub(crate) struct Draft {
     pub waits: Vec<Wait>,
     pub confirm: Vec<String>,
     pub undo_note: Option<String>,
+    /// Why the step exists, where the install method changes what the phase says.
+    pub why: Option<String>,
 }
 
 impl Draft {
@@ -29,6 +33,9 @@ impl Draft {
         s.confirm.extend(self.confirm);
         if self.undo_note.is_some() {
             s.undo_note = self.undo_note;
+        }
+        if let Some(why) = self.why {
+            s.why = why.into();
         }
         s
     }
@@ -101,11 +108,13 @@ pub(crate) trait Backend: Sync {
 static HELM: helm::Helm = helm::Helm;
 static ISTIOCTL: istioctl::Istioctl = istioctl::Istioctl { operator: false };
 static OPERATOR: istioctl::Istioctl = istioctl::Istioctl { operator: true };
+static SAIL: sail::Sail = sail::Sail;
 
 pub(crate) fn for_method(m: InstallMethod) -> &'static dyn Backend {
     match m {
         InstallMethod::Helm => &HELM,
         InstallMethod::Istioctl => &ISTIOCTL,
         InstallMethod::Operator => &OPERATOR,
+        InstallMethod::Sail => &SAIL,
     }
 }

@@ -36,6 +36,42 @@ impl Builder<'_> {
                 "the application namespaces carry the labels the inventory lists (revision `{from_label}`)"
             ),
         )];
+        if let Some(sail) = &self.c.sail {
+            checks.push(probe(
+                Tool::Kubectl,
+                &["get", "istio", &sail.name, "-o", "jsonpath={.spec.version} {.spec.updateStrategy.type} {.status.activeRevisionName}"],
+                format!("v{} RevisionBased {from_label}", hop.from),
+            ));
+            checks.push(probe(
+                Tool::Kubectl,
+                &["get", "istiorevisions,istiorevisiontags"],
+                format!("only the revision `{from_label}`, and the tags the inventory lists ({}), following Istio `{}`", if self.c.tags.is_empty() { "none".to_string() } else { self.c.tags.join(", ") }, sail.name),
+            ));
+            checks.push(probe(
+                Tool::Kubectl,
+                &["get", "deployments", "-A", "-l", "app.kubernetes.io/name=sail-operator", "-o", "jsonpath={..image}"],
+                format!("the Sail Operator release {} (its image tag), which installs {} and still accepts {}", sail.operator, hop.to, hop.from),
+            ));
+        }
+        if self.c.install.helm_gateways()
+            && !self.c.gateways.is_empty()
+            && self.c.install != InstallMethod::Helm
+        {
+            checks.push(probe(
+                Tool::Helm,
+                &["list", "-A"],
+                format!(
+                    "the gateway releases {} are deployed at {}",
+                    self.c
+                        .gateways
+                        .iter()
+                        .map(|g| format!("`{}`", g.release))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    hop.from
+                ),
+            ));
+        }
         if self.c.install == InstallMethod::Helm {
             checks.push(probe(
                 Tool::Helm,
@@ -45,7 +81,7 @@ impl Builder<'_> {
                     self.c.base_release, self.now.istiod_release, hop.from
                 ),
             ));
-        } else {
+        } else if self.c.install != InstallMethod::Sail {
             checks.push(probe(
                 Tool::Istioctl,
                 &["version"],
@@ -118,7 +154,7 @@ impl Builder<'_> {
         } else {
             "3.8"
         };
-        if self.c.install == InstallMethod::Helm {
+        if self.c.install.helm_gateways() {
             checks.push(probe(
                 Tool::Helm,
                 &["version", "--short"],
@@ -435,7 +471,7 @@ impl Builder<'_> {
 
     /// Whether a gateway chart this hop installs needs `--skip-schema-validation`.
     fn uses_skip_schema(&self, h: &HopCtx) -> bool {
-        self.c.install == InstallMethod::Helm
+        self.c.install.helm_gateways()
             && !self.c.gateways.is_empty()
             && (crate::chart_facts::gateway_schema_rejects_values(&h.hop.to)
                 || crate::chart_facts::gateway_schema_rejects_values(&h.hop.from))
