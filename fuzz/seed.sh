@@ -19,6 +19,7 @@ for d in ../golden/*/state/*/; do
     cat "$d/helm-releases.json"; printf '\n----\n'; cat "$d/gateways.json" 2>/dev/null || true; printf '\n----\n'
     cat "$d"/helm-values/*istiod*.json 2>/dev/null | head -c 100000 || true; printf '\n----\n'
     cat "$d/istiooperators.json" 2>/dev/null || true; printf '\n----\n'
-    cat "$d/proxies.txt" 2>/dev/null || true; } > "corpus/import_state/$n"
+    cat "$d/proxies.txt" 2>/dev/null || true; printf '\n----\n'
+    cat "$d/sail.json" 2>/dev/null || true; } > "corpus/import_state/$n"
 done
 echo "seeded: $(ls corpus/inventory | wc -l) inventories, $(ls corpus/catalog | wc -l) catalogs"

@@ -1,6 +1,6 @@
 #![no_main]
 //! Hostile saved state: arbitrary bytes as a cluster's state files (version, objects, Helm
-//! releases, Gateways, the values of one release, IstioOperators, injected pods), through the checks, the derivation and the
+//! releases, Gateways, the values of one release, IstioOperators, injected pods, Sail resources), through the checks, the derivation and the
 //! inventory import writes, which must load. Never a panic, a hang or unbounded memory.
 
 use std::collections::BTreeMap;
@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let mut parts = text.splitn(7, "\n----\n");
+    let mut parts = text.splitn(8, "\n----\n");
     let mut next = || parts.next().unwrap_or_default().to_string();
     let version = next();
     let objects = next();
@@ -22,11 +22,13 @@ fuzz_target!(|data: &[u8]| {
     let values = next();
     let istiooperators = next();
     let proxies = next();
+    let sail = next();
     let files = StateFiles {
         version,
         objects,
         gateways: (!gateways.is_empty()).then_some(gateways),
         istiooperators: (!istiooperators.is_empty()).then_some(istiooperators),
+        sail: (!sail.is_empty()).then_some(sail),
         releases,
         context: None,
         values: BTreeMap::from([("istio-system.istiod".to_string(), values)]),

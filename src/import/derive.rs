@@ -107,6 +107,88 @@ fn container_image<'a>(o: &'a Value, container: &str) -> Option<&'a str> {
         .as_str()
 }
 
+/// The version of a Sail `Istio` resource (`spec.version` `v1.27.5`; `None` for an alias).
+fn sail_version(o: &Value) -> Option<crate::version::IstioVersion> {
+    o.pointer("/spec/version")?
+        .as_str()?
+        .strip_prefix('v')?
+        .parse()
+        .ok()
+}
+
+/// `istio.sail` from the `Istio` resource and the operator's Deployment (its image's tag is
+/// the release); without one, the newest release meshplan knows that accepts the running
+/// version, reported.
+fn sail_block(
+    o: &Value,
+    deployments: &[Value],
+    cp: &Istiod,
+    found: &mut impl FnMut(&str, String),
+    comment: &mut Vec<String>,
+) -> Node {
+    let mut fields = Vec::new();
+    if name(o) != "default" {
+        fields.push(field("name", scalar(name(o).to_string())));
+    }
+    let running: Option<crate::version::IstioVersion> = cp.version.to_string().parse().ok();
+    let image_release = deployments.iter().find_map(|d| {
+        let image = d
+            .pointer("/spec/template/spec/containers")?
+            .as_array()?
+            .iter()
+            .filter_map(|c| c.get("image")?.as_str())
+            .find(|i| {
+                i.rsplit_once(':')
+                    .is_some_and(|(r, _)| r.ends_with("/sail-operator"))
+            })?;
+        let tag = image.rsplit_once(':')?.1;
+        Some(tag.strip_prefix('v').unwrap_or(tag).to_string())
+    });
+    let release = match image_release {
+        Some(r) if crate::sail::supported(&r).is_some() => r,
+        other => {
+            let guess = crate::sail::known_releases()
+                .into_iter()
+                .rev()
+                .find(|r| {
+                    running
+                        .as_ref()
+                        .is_some_and(|v| crate::sail::supported(r).is_some_and(|l| l.contains(v)))
+                })
+                .unwrap_or("1.0.0")
+                .to_string();
+            let msg = match other {
+                Some(r) => format!(
+                    "the Sail Operator runs release `{r}`, which meshplan does not know; operatorVersion is set to {guess}, the newest known release that installs {}: check it before planning",
+                    cp.version
+                ),
+                None => format!(
+                    "no Sail Operator Deployment (image .../sail-operator:<release>) in the saved state; operatorVersion is set to {guess}, the newest known release that installs {}: set it to the release that runs",
+                    cp.version
+                ),
+            };
+            found(".istio.sail.operatorVersion", msg.clone());
+            comment.push(msg);
+            guess
+        }
+    };
+    fields.push(field("operatorVersion", scalar(release)));
+    if let Some(p) = o.pointer("/spec/profile").and_then(Value::as_str) {
+        fields.push(field("profile", scalar(p.to_string())));
+    }
+    if let Some(g) = o
+        .pointer("/spec/updateStrategy/inactiveRevisionDeletionGracePeriodSeconds")
+        .and_then(Value::as_u64)
+        .filter(|g| *g != crate::validate::SAIL_DEFAULT_GRACE_SECONDS)
+    {
+        fields.push(field(
+            "inactiveRevisionDeletionGracePeriodSeconds",
+            scalar(g),
+        ));
+    }
+    Node::Map(fields)
+}
+
 /// A control plane the state shows: an istiod Deployment.
 struct Istiod<'a> {
     deployment: &'a Value,
@@ -228,8 +310,36 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
     let operator = deployments
         .iter()
         .any(|d| pod_labels(d).get("name").map(String::as_str) == Some("istio-operator"));
+    // The Sail Operator: an `Istio` resource whose revision (`<name>-v<version>`) is the
+    // running one. Its istiod has no Helm release.
+    let sail_istio = s.of_kind("Istio").iter().find(|o| {
+        sail_version(o)
+            .is_some_and(|v| Some(crate::sail::revision_name(name(o), &v)) == cp.revision)
+    });
+    for o in s.of_kind("Istio") {
+        if sail_istio.is_none() {
+            found(
+                ".installMethod",
+                format!(
+                    "the Sail Operator's Istio `{}` (spec.version {}) is not the running revision `{}` by the operator's naming: an alias version (`-latest`) or another control plane? the cluster is described as {}",
+                    name(o),
+                    o.pointer("/spec/version")
+                        .and_then(Value::as_str)
+                        .unwrap_or("none"),
+                    cp.revision.as_deref().unwrap_or("default"),
+                    if helm_istiod.is_some() {
+                        "Helm-installed"
+                    } else {
+                        "not Sail-managed"
+                    }
+                ),
+            );
+        }
+    }
     let install = if helm_istiod.is_some() {
         "helm"
+    } else if sail_istio.is_some() {
+        "sail"
     } else if operator {
         "operator"
     } else if labels(cp.deployment).contains_key("operator.istio.io/component")
@@ -352,6 +462,38 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
                     r.namespace, r.name, r.namespace, r.name
                 );
                 found(".istio.values", msg.clone());
+                istio_comment.push(msg);
+            }
+        }
+    } else if let Some(o) = sail_istio {
+        istio.push(field(
+            "sail",
+            sail_block(o, deployments, cp, &mut found, &mut istio_comment),
+        ));
+        let v = strip_set_keys(
+            &o.pointer("/spec/values")
+                .cloned()
+                .unwrap_or_else(|| json!({})),
+            &[
+                &["revision"],
+                &["revisionTags"],
+                &["global", "tag"],
+                &["global", "istioNamespace"],
+            ],
+        );
+        if v.as_object().is_some_and(|o| !o.is_empty()) {
+            istio.push(field("values", Node::Block(v)));
+        }
+        for t in s.of_kind("IstioRevisionTag") {
+            if t.pointer("/spec/targetRef/kind").and_then(Value::as_str) == Some("IstioRevision") {
+                let msg = format!(
+                    "IstioRevisionTag `{}` names IstioRevision `{}`: meshplan moves it like any tag, and leaves it following the Istio resource after the upgrade",
+                    name(t),
+                    t.pointer("/spec/targetRef/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                );
+                found(".istio.tags", msg.clone());
                 istio_comment.push(msg);
             }
         }

@@ -14,6 +14,8 @@ pub const OBJECTS: &str = "objects.json";
 pub const GATEWAYS: &str = "gateways.json";
 /// IstioOperator resources (istioctl's installed state, or the in-cluster operator's input).
 pub const ISTIOOPERATORS: &str = "istiooperators.json";
+/// The Sail Operator's `Istio` and `IstioRevisionTag` resources (absent: no Sail Operator).
+pub const SAIL: &str = "sail.json";
 pub const RELEASES: &str = "helm-releases.json";
 pub const VALUES_DIR: &str = "helm-values";
 /// Injected pods, one line each: namespace, pod, `istio.io/rev` (the proxy's revision), owner
@@ -179,6 +181,7 @@ pub struct StateFiles {
     pub objects: String,
     pub gateways: Option<String>,
     pub istiooperators: Option<String>,
+    pub sail: Option<String>,
     pub releases: String,
     pub context: Option<String>,
     /// `helm get values` of each release, by `<namespace>.<release>`.
@@ -233,6 +236,7 @@ pub fn read_cluster(dir: &Path) -> Result<ClusterState, StateError> {
         objects: read_text(&dir.join(OBJECTS))?,
         gateways: optional(GATEWAYS)?,
         istiooperators: optional(ISTIOOPERATORS)?,
+        sail: optional(SAIL)?,
         releases: read_text(&dir.join(RELEASES))?,
         context: optional(CONTEXT)?,
         values: BTreeMap::new(),
@@ -299,6 +303,12 @@ pub fn parse_cluster(
                 .entry("IstioOperator".into())
                 .or_default()
                 .push(item);
+        }
+    }
+    if let Some(text) = &files.sail {
+        for item in parse_list(&dir.join(SAIL), text, &["Istio", "IstioRevisionTag"])? {
+            let kind = item["kind"].as_str().unwrap_or_default().to_string();
+            objects.entry(kind).or_default().push(item);
         }
     }
     let releases_path = dir.join(RELEASES);
@@ -430,6 +440,7 @@ kubectl --context {ctx} version -o json > {d}/{VERSION}\n\
 kubectl --context {ctx} get {kinds} -A -o json > {d}/{OBJECTS}\n\
 kubectl --context {ctx} get gateways.gateway.networking.k8s.io -A -o json > {d}/{GATEWAYS} || rm -f {d}/{GATEWAYS}\n\
 kubectl --context {ctx} get istiooperators.install.istio.io -A -o json > {d}/{ISTIOOPERATORS} || rm -f {d}/{ISTIOOPERATORS}\n\
+kubectl --context {ctx} get istios.sailoperator.io,istiorevisiontags.sailoperator.io -o json > {d}/{SAIL} || rm -f {d}/{SAIL}\n\
 kubectl --context {ctx} get pods -A -l istio.io/rev --no-headers -o custom-columns='NS:.metadata.namespace,POD:.metadata.name,REV:.metadata.labels.istio\\.io/rev,KIND:.metadata.ownerReferences[0].kind,OWNER:.metadata.ownerReferences[0].name' > {d}/{PROXIES}\n\
 helm --kube-context {ctx} list -A -o json > {d}/{RELEASES}\n\
 helm --kube-context {ctx} list -A -o json | jq -r '.[] | \"\\(.namespace) \\(.name)\"' | while read -r ns release; do\n\

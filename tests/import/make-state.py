@@ -14,7 +14,7 @@ KINDS = {"Namespace", "Deployment", "StatefulSet", "DaemonSet", "Service", "Serv
          "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"}
 
 
-def render(helm_template, name, chart, ns, values, helm=True):
+def render(helm_template, name, chart, ns, values, helm=True, sail=False):
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump(values, f)
     try:
@@ -38,7 +38,11 @@ def render(helm_template, name, chart, ns, values, helm=True):
         md = d.setdefault("metadata", {})
         if d["kind"] not in ("Namespace", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
             md.setdefault("namespace", ns)
-        if helm:
+        if sail:
+            # The Sail Operator renders Istio's charts itself: no Helm release, no istioctl labels.
+            md.setdefault("annotations", {})
+            md.setdefault("labels", {})
+        elif helm:
             # What Helm adds to every object it installs.
             md.setdefault("annotations", {}).update({"meta.helm.sh/release-name": name,
                                                       "meta.helm.sh/release-namespace": ns})
@@ -102,7 +106,9 @@ def main():
         proxies = []
 
         method = c.get("installMethod", defaults.get("installMethod", "helm"))
-        helm = method == "helm"
+        sail = method == "sail"
+        # Sail's gateways are gateway-chart Helm releases.
+        helm = method in ("helm", "sail")
         if method == "operator":
             # The in-cluster operator of the revision, from its own chart.
             ov = {"hub": hub, "tag": v}
@@ -114,6 +120,12 @@ def main():
 
         def install(release, chart, rns, user_values, extra):
             full = merge(user_values, extra)
+            if sail and chart in ("base", "istiod"):
+                # The operator's IstioRevision: the istiod chart, no release (it installs the
+                # CRDs itself, and no base release).
+                if chart == "istiod":
+                    objects.extend(render(a.helm_template, release, chart_dir(v, chart), rns, full, False, True))
+                return
             docs = render(a.helm_template, release, chart_dir(v, chart), rns, full, helm)
             if not helm:
                 # istioctl renders the same charts, labelled by component, and keeps no release.
@@ -289,7 +301,37 @@ def main():
                               "serverVersion": {"major": major, "minor": minor, "gitVersion": f"v{major}.{minor}.0"}})
         dump("objects.json", {"apiVersion": "v1", "kind": "List", "items": objects, "metadata": {"resourceVersion": ""}})
         dump("helm-releases.json", releases)
-        if not helm:
+        if sail:
+            sc = istio["sail"]
+            op_ns = "sail-operator"
+            objects.append({"apiVersion": "apps/v1", "kind": "Deployment",
+                            "metadata": {"name": "sail-operator", "namespace": op_ns,
+                                         "labels": {"app.kubernetes.io/name": "sail-operator"}},
+                            "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": "sail-operator"}},
+                                     "template": {"metadata": {"labels": {"app.kubernetes.io/name": "sail-operator"}},
+                                                  "spec": {"containers": [{"name": "sail-operator",
+                                                                           "image": f"quay.io/sail-dev/sail-operator:{sc['operatorVersion']}"}]}}}})
+            objects.append({"apiVersion": "v1", "kind": "Namespace",
+                            "metadata": {"name": op_ns, "labels": {"kubernetes.io/metadata.name": op_ns}}})
+            objects.sort(key=lambda o: (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+            dump("objects.json", {"apiVersion": "v1", "kind": "List", "items": objects, "metadata": {"resourceVersion": ""}})
+            strategy = {"type": "RevisionBased"}
+            if "inactiveRevisionDeletionGracePeriodSeconds" in sc:
+                strategy["inactiveRevisionDeletionGracePeriodSeconds"] = sc["inactiveRevisionDeletionGracePeriodSeconds"]
+            spec = {"namespace": ns, "version": f"v{v}", "updateStrategy": strategy}
+            if istio.get("values"):
+                spec["values"] = istio["values"]
+            if sc.get("profile"):
+                spec["profile"] = sc["profile"]
+            iname = sc.get("name", "default")
+            items = [{"apiVersion": "sailoperator.io/v1", "kind": "Istio", "metadata": {"name": iname}, "spec": spec,
+                      "status": {"activeRevisionName": rev}}]
+            for t in istio.get("tags", []):
+                items.append({"apiVersion": "sailoperator.io/v1", "kind": "IstioRevisionTag", "metadata": {"name": t},
+                              "spec": {"targetRef": {"kind": "Istio", "name": iname}},
+                              "status": {"istioRevision": rev, "istiodNamespace": ns}})
+            dump("sail.json", {"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}})
+        elif not helm:
             # The IstioOperators the cluster was installed from, as given: istioctl keeps them as
             # its installed state, the in-cluster operator reconciles them.
             values_ = dict(istio.get("values") or {})
