@@ -183,6 +183,29 @@ pub(crate) fn check(args: &PathArgs, format: cli::CheckFormat, io: &mut Io<'_>) 
             print_diagnostics(io, &checked, false);
             if let (Some(paths), Some(catalog)) = (&checked.paths, &checked.catalog) {
                 let _ = io.stdout.write_all(check_report(paths, catalog).as_bytes());
+                if let Some(mesh) = checked
+                    .mesh
+                    .as_ref()
+                    .filter(|m| plan::order::interleaved(m))
+                {
+                    let _ = writeln!(io.stdout, "\norder across clusters:");
+                    for (i, s) in plan::order::mesh_order(mesh, paths).iter().enumerate() {
+                        let phases = if s.phases.len() == plan::Phase::ALL.len() {
+                            "whole hop".to_string()
+                        } else {
+                            let dir = |p: Option<&plan::Phase>| p.map_or("", |p| p.dir());
+                            format!("{} to {}", dir(s.phases.first()), dir(s.phases.last()))
+                        };
+                        let _ = writeln!(
+                            io.stdout,
+                            "  {}. {} hop {}: {phases} ({})",
+                            i + 1,
+                            s.cluster,
+                            s.hop,
+                            s.why
+                        );
+                    }
+                }
             }
         }
         cli::CheckFormat::Json => {
@@ -645,6 +668,14 @@ fn emit(
     provenance: write::Provenance,
 ) -> Result<write::WriteReport, CompileError> {
     use std::io::{Seek, SeekFrom};
+    let order = if plan::order::interleaved(mesh) {
+        plan::order::mesh_order(mesh, paths)
+    } else {
+        Vec::new()
+    };
+    if !order.is_empty() {
+        crate::model::mesh::check_order(mesh, paths, &order).map_err(CompileError::Model)?;
+    }
     let mut summaries = Vec::new();
     // Nothing is written, and the output directory is not even locked, until the first cluster
     // is rendered: a broken template stops the run before the directory is touched.
@@ -800,12 +831,14 @@ fn emit(
         return Err(CompileError::Model(f));
     }
     result?;
+    let order = plan::order::locate(order, &summaries);
     let head = render::PlanHead {
         mesh: &mesh.name,
         inventory: inventory_name,
         target: &paths.target,
         clusters: &summaries,
         warnings,
+        order: &order,
     };
     let index_yaml = render::plan_yaml_index(&head, env)?;
     let index_md = render::plan_md_index(&head, env)?;

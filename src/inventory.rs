@@ -129,6 +129,8 @@ pub struct Cluster {
     pub kubernetes_version: String,
     /// The kubeconfig context, passed to every command of this cluster.
     pub context: Option<String>,
+    /// The cluster's place in a multicluster mesh.
+    pub multicluster: Option<Multicluster>,
     #[serde(flatten)]
     pub settings: Settings,
     pub istio: Istio,
@@ -136,6 +138,34 @@ pub struct Cluster {
     pub gateways: Vec<Gateway>,
     #[serde(default)]
     pub namespaces: Vec<Namespace>,
+}
+
+/// A cluster's place in a multicluster mesh.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Multicluster {
+    #[serde(rename = "meshID")]
+    pub mesh_id: String,
+    pub cluster_name: Option<String>,
+    pub network: Option<String>,
+    #[serde(default)]
+    pub role: ClusterRole,
+    /// Role remote: the primary that serves it.
+    pub primary: Option<String>,
+    /// Role remote: the primary's east-west gateway address.
+    pub remote_pilot_address: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ClusterRole {
+    /// Runs istiod (several primaries of one mesh are multi-primary peers).
+    #[default]
+    Primary,
+    /// Runs no istiod: its primary's istiod serves it.
+    Remote,
+    /// An external control plane (not planned).
+    External,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -125,6 +125,9 @@ pub fn plan_paths(
             clusters.push(p);
         }
     }
+    if error_count(diags) == before {
+        check_remote_paths(mesh, &clusters, src, diags);
+    }
     if let Some(today) = target.today {
         end_of_life(&clusters, catalog, today, diags);
     }
@@ -132,6 +135,77 @@ pub fn plan_paths(
         target: target.version.clone(),
         clusters,
     })
+}
+
+/// A remote cluster goes through its primary's hops, revision for revision: its control
+/// plane is the primary's istiod. A remote upgraded in place across 1.24 would change its
+/// release's chart (istiod-remote -> istiod with the remote profile), which a canary avoids.
+fn check_remote_paths(mesh: &Mesh, paths: &[ClusterPath], src: &Source, diags: &mut Diagnostics) {
+    let path_of = |name: &str| {
+        mesh.clusters
+            .iter()
+            .position(|c| c.name == name)
+            .and_then(|i| paths.get(i))
+    };
+    let key = |p: &ClusterPath| -> Vec<(IstioVersion, Option<String>, Strategy)> {
+        p.hops
+            .iter()
+            .map(|h| (h.to.clone(), h.to_revision.clone(), h.strategy))
+            .collect()
+    };
+    let show = |p: &ClusterPath| -> String {
+        std::iter::once(p.from.to_string())
+            .chain(
+                p.hops
+                    .iter()
+                    .map(|h| format!("{} ({})", h.to, h.to_label())),
+            )
+            .collect::<Vec<_>>()
+            .join(" -> ")
+    };
+    for (c, p) in mesh.clusters.iter().zip(paths) {
+        let Some(primary) = c.remote_of() else {
+            continue;
+        };
+        let Some(pp) = path_of(primary) else {
+            continue;
+        };
+        if key(p) != key(pp) {
+            diags.push(
+                Diagnostic::error(
+                    Code::TopologyUnsupported,
+                    format!(
+                        "remote cluster `{}` would go {}, and its primary `{primary}` {}",
+                        c.name,
+                        show(p),
+                        show(pp)
+                    ),
+                )
+                .at(src, &c.at.key("multicluster").key("primary"))
+                .help("a remote's control plane is its primary's istiod, so both take the same hops with the same revisions: give the remote the primary's revisionFormat, controlPlaneUpgrade and upgradePolicy, and a Kubernetes version every hop of the primary's path supports"),
+            );
+            continue;
+        }
+        let v124 = Minor {
+            major: 1,
+            minor: 24,
+        };
+        if let Some(h) = p.hops.iter().find(|h| {
+            h.strategy == Strategy::InPlace && h.from.minor() < v124 && h.to.minor() >= v124
+        }) {
+            diags.push(
+                Diagnostic::error(
+                    Code::TopologyUnsupported,
+                    format!(
+                        "remote cluster `{}`: in place, the hop {} -> {} would move its release from the istiod-remote chart to the istiod chart",
+                        c.name, h.from, h.to
+                    ),
+                )
+                .at(src, &c.at.key("controlPlaneUpgrade"))
+                .help("the istiod-remote chart ends with 1.23 and 1.24 installs remotes with the istiod chart's remote profile; cross 1.24 as a canary (a new release beside the old one), which is the default"),
+            );
+        }
+    }
 }
 
 /// The longest Helm release name (Helm stores a release in Secrets named after it).
@@ -1088,6 +1162,7 @@ mod tests {
             cni: None,
             ztunnel: None,
             sail: None,
+            multicluster: None,
             gateways: vec![],
             namespaces: vec![],
         }

@@ -57,6 +57,8 @@ pub struct ClusterSpec {
     pub ztunnel: Option<CniSpec>,
     /// The Sail Operator's `Istio` resource (install method `sail`).
     pub sail: Option<SailSpec>,
+    /// The cluster's place in a multicluster mesh.
+    pub multicluster: Option<MulticlusterSpec>,
     pub gateways: Vec<GatewaySpec>,
     pub namespaces: Vec<NamespaceSpec>,
 }
@@ -67,6 +69,49 @@ impl ClusterSpec {
         self.revision.as_deref().unwrap_or(DEFAULT_REVISION)
     }
 }
+
+/// A cluster's place in a multicluster mesh.
+#[derive(Clone, Debug)]
+pub struct MulticlusterSpec {
+    pub mesh_id: String,
+    pub cluster_name: String,
+    pub network: Option<String>,
+    pub role: MeshRole,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MeshRole {
+    /// Runs istiod; serves the remote clusters of the inventory named here.
+    Primary { remotes: Vec<String> },
+    /// Runs no istiod: `primary`'s serves it through the east-west gateway at `pilot_address`.
+    Remote {
+        primary: String,
+        pilot_address: String,
+    },
+}
+
+impl ClusterSpec {
+    /// The primary that serves this cluster, if it is a remote.
+    pub fn remote_of(&self) -> Option<&str> {
+        match &self.multicluster.as_ref()?.role {
+            MeshRole::Remote { primary, .. } => Some(primary),
+            MeshRole::Primary { .. } => None,
+        }
+    }
+
+    /// The remote clusters this cluster's istiod serves.
+    pub fn serves(&self) -> &[String] {
+        match self.multicluster.as_ref().map(|m| &m.role) {
+            Some(MeshRole::Primary { remotes }) => remotes,
+            _ => &[],
+        }
+    }
+}
+
+/// The first version whose remote charts name the Service and Endpoints of a revision after it
+/// (`istiod-<revision>`), so that a remote cluster can run two revisions (istio/istio#47552,
+/// fixed by #48942 in 1.20.4).
+pub const REMOTE_REVISIONS_FROM: (u64, u64, u64) = (1, 20, 4);
 
 /// The Sail Operator's `Istio` resource.
 #[derive(Clone, Debug)]
@@ -150,6 +195,7 @@ pub fn validate(inv: &Inventory, src: &Source, diags: &mut Diagnostics) -> Optio
             clusters.push(spec);
         }
     }
+    check_mesh(&mut clusters, src, diags);
     (!diags.has_errors()).then(|| Mesh {
         name: inv.name.clone(),
         clusters,
@@ -671,6 +717,7 @@ fn validate_cluster(
         );
     }
     let sail = check_sail(c, install, version.as_ref(), &settings, &at, src, diags);
+    let multicluster = check_multicluster(c, install, version.as_ref(), &at, src, diags);
     if let Some(cni) = &c.istio.cni {
         check_cni(
             cni,
@@ -743,9 +790,280 @@ fn validate_cluster(
             values: z.values.clone(),
         }),
         sail,
+        multicluster,
         gateways,
         namespaces,
     })
+}
+
+/// A cluster's multicluster block, on its own (what involves other clusters is checked by
+/// [`check_mesh`]).
+fn check_multicluster(
+    c: &crate::inventory::Cluster,
+    install: InstallMethod,
+    version: Option<&IstioVersion>,
+    at: &YamlPath,
+    src: &Source,
+    diags: &mut Diagnostics,
+) -> Option<MulticlusterSpec> {
+    use crate::inventory::ClusterRole;
+    let m = c.multicluster.as_ref()?;
+    let am = at.key("multicluster");
+    let before = diags.0.len();
+    let refuse = |diags: &mut Diagnostics, at: &YamlPath, msg: String, help: &str| {
+        diags.push(
+            Diagnostic::error(Code::TopologyUnsupported, msg)
+                .at(src, at)
+                .help(help.to_string()),
+        );
+    };
+    let role = match m.role {
+        ClusterRole::External => {
+            refuse(
+                diags,
+                &am.key("role"),
+                format!(
+                    "cluster `{}`: an external control plane is not planned",
+                    c.name
+                ),
+                "an external control plane runs istiod outside the clusters it serves (istio.io docs/setup/install/external-controlplane); meshplan plans primaries and the remotes they serve: upgrade the external control plane by hand",
+            );
+            return None;
+        }
+        ClusterRole::Primary => {
+            if m.primary.is_some() || m.remote_pilot_address.is_some() {
+                diags.push(
+                    Diagnostic::error(
+                        Code::SchemaInvalidValue,
+                        format!("cluster `{}` is a primary: `primary` and `remotePilotAddress` describe a remote", c.name),
+                    )
+                    .at(src, &if m.primary.is_some() { am.key("primary") } else { am.key("remotePilotAddress") })
+                    .help("set `role: remote`, or remove them"),
+                );
+            }
+            MeshRole::Primary {
+                remotes: Vec::new(),
+            }
+        }
+        ClusterRole::Remote => {
+            let mut missing = |k: &str, v: &Option<String>, what: &str| {
+                if v.is_none() {
+                    diags.push(
+                        Diagnostic::error(
+                            Code::SchemaMissingField,
+                            format!("remote cluster `{}` does not say {what}", c.name),
+                        )
+                        .at(src, &am)
+                        .help(format!("add `{k}` under multicluster")),
+                    );
+                }
+            };
+            missing("primary", &m.primary, "which primary serves it");
+            missing(
+                "remotePilotAddress",
+                &m.remote_pilot_address,
+                "the address of its primary's east-west gateway (global.remotePilotAddress)",
+            );
+            if install != InstallMethod::Helm {
+                refuse(
+                    diags,
+                    &at.key("installMethod"),
+                    format!(
+                        "remote cluster `{}` uses {}: remote clusters are planned for Helm installs only",
+                        c.name,
+                        install.name()
+                    ),
+                    "a remote's control plane is the istiod chart with the remote profile (1.24+) or the istiod-remote chart (before); install the remote with Helm",
+                );
+            }
+            if c.istio.cni.is_some() || c.istio.ztunnel.is_some() {
+                refuse(
+                    diags,
+                    &at.key("istio").key(if c.istio.cni.is_some() {
+                        "cni"
+                    } else {
+                        "ztunnel"
+                    }),
+                    format!(
+                        "remote cluster `{}`: istio-cni and ambient mode in a remote are not planned",
+                        c.name
+                    ),
+                    "upgrade the remote's node agents by hand after each hop, or describe the cluster without them",
+                );
+            }
+            if !c.istio.tags.is_empty() {
+                refuse(
+                    diags,
+                    &at.key("istio").key("tags"),
+                    format!(
+                        "remote cluster `{}`: revision tags in a remote are not planned",
+                        c.name
+                    ),
+                    "the istiod chart renders tags in a remote only from 1.26 (istio/istio#56029, `istiodRemote`); label the remote's namespaces with the revision instead",
+                );
+            }
+            for (ni, n) in c.namespaces.iter().enumerate() {
+                if !n.gateway_api.is_empty() {
+                    refuse(
+                        diags,
+                        &at.key("namespaces").index(ni).key("gatewayApi"),
+                        format!(
+                            "remote cluster `{}`: Gateway API gateways in a remote are not planned",
+                            c.name
+                        ),
+                        "the primary's istiod deploys them; move them by hand after each hop",
+                    );
+                }
+            }
+            if let Some(v) = version {
+                let (a, b, p) = REMOTE_REVISIONS_FROM;
+                let first = semver::Version::new(a, b, p);
+                if v.0 < first {
+                    refuse(
+                        diags,
+                        &at.key("istio").key("version"),
+                        format!(
+                            "remote cluster `{}` runs {v}: its remote chart cannot run two revisions",
+                            c.name
+                        ),
+                        "before 1.20.4 the remote chart names its Service and Endpoints `istiod` whatever the revision (istio/istio#47552, fixed by #48942), so a canary would send the old revision's sidecars to the new istiod; upgrade the pair to 1.20.4 or later in place first",
+                    );
+                }
+                if v.minor()
+                    < (Minor {
+                        major: 1,
+                        minor: 24,
+                    })
+                    && c.istio
+                        .values
+                        .get("global")
+                        .and_then(|g| g.get("configCluster"))
+                        == Some(&Value::Bool(true))
+                {
+                    refuse(
+                        diags,
+                        &at.key("istio")
+                            .key("values")
+                            .key("global")
+                            .key("configCluster"),
+                        format!(
+                            "remote cluster `{}`: its istiod-remote release renders Istio's CRDs (global.configCluster)",
+                            c.name
+                        ),
+                        "a second istiod-remote release for the new revision would render the same CRDs and Helm refuses to install it; install the base chart in the remote (as Istio requires from 1.24), let it own the CRDs, and set configCluster to false",
+                    );
+                }
+            }
+            MeshRole::Remote {
+                primary: m.primary.clone().unwrap_or_default(),
+                pilot_address: m.remote_pilot_address.clone().unwrap_or_default(),
+            }
+        }
+    };
+    (diags.0.len() == before).then(|| MulticlusterSpec {
+        mesh_id: m.mesh_id.clone(),
+        cluster_name: m.cluster_name.clone().unwrap_or_else(|| c.name.clone()),
+        network: m.network.clone(),
+        role,
+    })
+}
+
+/// What involves several clusters of a mesh: a remote's primary is a primary of the same mesh,
+/// at the same version and revision, with an east-west gateway to expose istiod through;
+/// cluster names are unique within a mesh. Fills in which remotes each primary serves.
+fn check_mesh(clusters: &mut [ClusterSpec], src: &Source, diags: &mut Diagnostics) {
+    let mut names: BTreeMap<(String, String), String> = BTreeMap::new();
+    for c in clusters.iter() {
+        let Some(m) = &c.multicluster else { continue };
+        if let Some(other) =
+            names.insert((m.mesh_id.clone(), m.cluster_name.clone()), c.name.clone())
+        {
+            diags.push(
+                Diagnostic::error(
+                    Code::DuplicateName,
+                    format!("clusters `{other}` and `{}` share clusterName `{}` in mesh `{}`", c.name, m.cluster_name, m.mesh_id),
+                )
+                .at(src, &c.at.key("multicluster"))
+                .help("istiod tells clusters apart by clusterName (global.multiCluster.clusterName): give each its own"),
+            );
+        }
+    }
+    let mut serves: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for c in clusters.iter() {
+        let Some(primary) = c.remote_of() else {
+            continue;
+        };
+        let at = c.at.key("multicluster").key("primary");
+        let mesh = &c
+            .multicluster
+            .as_ref()
+            .expect("a remote has a multicluster block")
+            .mesh_id;
+        let Some(p) = clusters.iter().find(|p| p.name == primary) else {
+            diags.push(
+                Diagnostic::error(Code::UnknownRevision, format!("remote cluster `{}` names primary `{primary}`, which the inventory does not list", c.name))
+                    .at(src, &at)
+                    .help(suggest(primary, clusters.iter().map(|x| x.name.as_str())).map_or_else(
+                        || "the primary must be a cluster of this inventory: its hop comes before the remote's, and its cleanup after".to_string(),
+                        |s| format!("did you mean `{s}`?"),
+                    )),
+            );
+            continue;
+        };
+        let ok_role = matches!(
+            p.multicluster.as_ref().map(|m| &m.role),
+            Some(MeshRole::Primary { .. })
+        );
+        let same_mesh = p.multicluster.as_ref().is_some_and(|m| m.mesh_id == *mesh);
+        if !ok_role || !same_mesh {
+            diags.push(
+                Diagnostic::error(Code::TopologyUnsupported, format!("remote cluster `{}` names `{primary}`, which is not a primary of mesh `{mesh}`", c.name))
+                    .at(src, &at)
+                    .help(format!("give `{primary}` `multicluster: {{meshID: {mesh}}}` (role primary is the default), or name the primary that serves this cluster")),
+            );
+            continue;
+        }
+        if p.version != c.version || p.revision != c.revision {
+            diags.push(
+                Diagnostic::error(
+                    Code::UnknownRevision,
+                    format!(
+                        "remote cluster `{}` runs {} (revision `{}`), and its primary `{primary}` runs {} (revision `{}`)",
+                        c.name, c.version, c.revision_label(), p.version, p.revision_label()
+                    ),
+                )
+                .at(src, &c.at.key("istio").key("version"))
+                .help("a remote's control plane is its primary's istiod: the remote chart runs the primary's version and revision; describe what runs, or finish the upgrade in progress first"),
+            );
+        }
+        if !p
+            .gateways
+            .iter()
+            .any(|g| g.gateway.kind == crate::inventory::GatewayKind::Eastwest)
+        {
+            diags.push(
+                Diagnostic::error(Code::TopologyUnsupported, format!("primary `{primary}` serves remote `{}` and declares no east-west gateway", c.name))
+                    .at(src, &p.at.key("gateways"))
+                    .help("remotes reach the primary's istiod through its east-west gateway (istio.io docs/setup/install/multicluster/primary-remote), and each new revision is exposed there; declare it (kind: eastwest)"),
+            );
+        }
+        serves
+            .entry(primary.to_string())
+            .or_default()
+            .push(c.name.clone());
+    }
+    for c in clusters.iter_mut() {
+        if let (
+            Some(r),
+            Some(MulticlusterSpec {
+                role: MeshRole::Primary { remotes },
+                ..
+            }),
+        ) = (serves.remove(&c.name), c.multicluster.as_mut())
+        {
+            *remotes = r;
+        }
+    }
 }
 
 /// Install method `sail`: the `Istio` resource's settings, a running version the operator still

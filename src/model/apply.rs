@@ -240,6 +240,19 @@ impl Cluster {
                                 },
                             );
                         }
+                        Manifest::IstiodRoute {
+                            name,
+                            namespace,
+                            service,
+                        } => {
+                            self.small.put(
+                                Key::new(Kind::VirtualService, Some(namespace), name),
+                                Owner::None,
+                                Body::IstiodRoute {
+                                    service: service.clone(),
+                                },
+                            );
+                        }
                         Manifest::SecretsRbac {
                             name,
                             namespace,
@@ -478,6 +491,11 @@ impl Cluster {
             ReleaseContent::Istiod(d) => {
                 istiod_objects(d.revision.as_deref(), &h.version, &h.namespace, &d.tags)
                     .into_iter()
+                    // A remote's control plane: the injector and the Service that reaches
+                    // the primary's istiod (validation too only with global.configCluster).
+                    .filter(|(k, _)| {
+                        !(d.remote && matches!(k.kind, Kind::Deployment | Kind::ValidatingWebhook))
+                    })
                     .map(|(k, b)| {
                         let keep = d.keep_webhooks && k.kind == Kind::MutatingWebhook;
                         (k, b, keep)

@@ -326,6 +326,17 @@ pub fn check_cluster(
             .map_or(out.steps.len(), |p| start + p);
         let steps = &out.steps[start..end];
         let in_place = out.summary.hops[hop - 1].strategy == Strategy::InPlace;
+        if c.remote_of().is_some() {
+            // A remote's control plane is its primary's: while this hop runs, the primary runs
+            // the hop's old and new istiod (in place: the upgraded one), both exposed.
+            let h = &out.summary.hops[hop - 1];
+            let svc = |label: &str| names::istiod((label != DEFAULT_REVISION).then_some(label));
+            m.external.clear();
+            if !in_place {
+                m.external.insert(svc(&h.from_revision), h.from.clone());
+            }
+            m.external.insert(svc(&h.to_revision), h.to.clone());
+        }
         let forward = Checking::default();
         let rollback = Checking {
             allow_proxy_ahead: in_place,
@@ -448,8 +459,11 @@ pub fn check_cluster(
                 Some(h.from_revision.as_str())
             };
             let ns = &c.namespace;
+            let route = (!c.serves().is_empty())
+                .then(|| Key::new(Kind::VirtualService, Some(ns), &names::istiod_route(old)));
             for key in [
                 Key::new(Kind::Deployment, Some(ns), &names::istiod(old)),
+                Key::new(Kind::Service, Some(ns), &names::istiod(old)),
                 Key::new(
                     Kind::MutatingWebhook,
                     None,
@@ -460,7 +474,10 @@ pub fn check_cluster(
                     None,
                     &names::validator_webhook(old, ns),
                 ),
-            ] {
+            ]
+            .into_iter()
+            .chain(route)
+            {
                 if m.small.get(&key).is_some() {
                     return Err(fail(
                         last,

@@ -68,34 +68,16 @@ impl Cluster {
         }
         match hits.as_slice() {
             [] => Ok(None),
-            [(k, spec)] => {
-                let svc = Key::new(
-                    super::state::Kind::Service,
-                    Some(&self.control_namespace),
-                    &spec.service,
-                );
-                let dep = Key::new(
-                    super::state::Kind::Deployment,
-                    Some(&self.control_namespace),
-                    &spec.service,
-                );
-                match (self.small.get(&svc), self.small.get(&dep)) {
-                    (
-                        Some(_),
-                        Some(super::state::Obj {
-                            body: Body::Istiod { version },
-                            ..
-                        }),
-                    ) => Ok(Some(Proxy {
-                        service: spec.service.clone(),
-                        version: version.clone(),
-                    })),
-                    _ => Err(format!(
-                        "webhook `{}` sends pods to istiod `{}`, which is not running, so the pod cannot be created",
-                        k.name, spec.service
-                    )),
-                }
-            }
+            [(k, spec)] => match self.istiod_behind(&spec.service) {
+                Some(version) => Ok(Some(Proxy {
+                    service: spec.service.clone(),
+                    version: version.clone(),
+                })),
+                None => Err(format!(
+                    "webhook `{}` sends pods to istiod `{}`, which is not running, so the pod cannot be created",
+                    k.name, spec.service
+                )),
+            },
             many => Err(format!(
                 "{} webhooks would inject the pod ({}): double injection",
                 many.len(),

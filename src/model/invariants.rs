@@ -24,16 +24,7 @@ pub struct Checking {
 
 impl Cluster {
     fn istiod_version(&self, service: &str) -> Option<&crate::version::IstioVersion> {
-        let dep = Key::new(Kind::Deployment, Some(&self.control_namespace), service);
-        let svc = Key::new(Kind::Service, Some(&self.control_namespace), service);
-        self.small.get(&svc)?;
-        match self.small.get(&dep) {
-            Some(Obj {
-                body: Body::Istiod { version },
-                ..
-            }) => Some(version),
-            _ => None,
-        }
+        self.istiod_behind(service)
     }
 
     fn check_proxy(&self, who: &str, p: &Proxy, opts: Checking, out: &mut Vec<Violation>) {

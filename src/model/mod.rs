@@ -12,6 +12,7 @@
 //! | `sail.rs` | what the Sail Operator does with its resources (revisions, tags, pruning) |
 //! | `invariants.rs` | what must hold after every operation |
 //! | `check.rs` | a plan run forward and rolled back from every step |
+//! | `mesh.rs` | the order across clusters: primaries' istiods and the remotes they serve |
 //!
 //! What it does not simulate: pod readiness and probes (a `--wait` or rollout is assumed to
 //! succeed when the pods can be created and injected), load balancer health checks and target
@@ -22,6 +23,7 @@ pub mod apply;
 pub mod check;
 pub mod inject;
 pub mod invariants;
+pub mod mesh;
 mod sail;
 pub mod state;
 

@@ -31,6 +31,8 @@ pub enum Kind {
     DaemonSet,
     /// A Gateway API `Gateway` (class `istio`).
     Gateway,
+    /// An Istio VirtualService (the primary's istiod exposed to remote clusters).
+    VirtualService,
 }
 
 impl Kind {
@@ -46,6 +48,7 @@ impl Kind {
             "istiooperator" => Kind::IstioOperator,
             "daemonset" => Kind::DaemonSet,
             "gateways.gateway.networking.k8s.io" => Kind::Gateway,
+            "virtualservices.networking.istio.io" => Kind::VirtualService,
             _ => return None,
         })
     }
@@ -62,6 +65,7 @@ impl Kind {
             Kind::IstioOperator => "istiooperator",
             Kind::DaemonSet => "daemonset",
             Kind::Gateway => "gateways.gateway.networking.k8s.io",
+            Kind::VirtualService => "virtualservices.networking.istio.io",
         }
     }
 }
@@ -175,6 +179,11 @@ pub enum Body {
         version: IstioVersion,
         istiod: String,
         istio_namespace: String,
+    },
+    /// A VirtualService that routes the SNI names of the istiod Service `service` through the
+    /// east-west gateway to it (remote clusters reach that istiod so).
+    IstiodRoute {
+        service: String,
     },
     /// A Gateway API Gateway: its own `istio.io/rev` label, and the Deployment istiod renders
     /// for it (which the istiod that label, or else the namespace's, names reconciles).
@@ -358,6 +367,27 @@ pub struct Cluster {
     /// Lookups by name (never iterated).
     pub ns_index: std::collections::HashMap<String, usize>,
     pub workload_index: std::collections::HashMap<(usize, WorkloadKind, String), usize>,
+    /// A remote cluster: the primary's istiods its remote Services reach (by Service name),
+    /// as they run while this cluster's hop does.
+    pub external: BTreeMap<String, IstioVersion>,
+}
+
+impl Cluster {
+    /// The version of the istiod behind Service `service` of the control-plane namespace: a
+    /// local Deployment, or, in a remote cluster, the primary's istiod its remote Service
+    /// reaches. `None`: nothing answers.
+    pub fn istiod_behind(&self, service: &str) -> Option<&IstioVersion> {
+        let ns = Some(self.control_namespace.as_str());
+        self.small.get(&Key::new(Kind::Service, ns, service))?;
+        match self.small.get(&Key::new(Kind::Deployment, ns, service)) {
+            Some(Obj {
+                body: Body::Istiod { version },
+                ..
+            }) => Some(version),
+            Some(_) => None,
+            None => self.external.get(service),
+        }
+    }
 }
 
 impl Small {
@@ -636,8 +666,12 @@ impl Cluster {
             .filter(|t| matches!(t.owner, crate::plan::state::TagOwner::Release(_)))
             .map(|t| t.name.clone())
             .collect();
+        let remote = c.remote_of().is_some();
         let mut cp_keys = BTreeSet::new();
         for (k, b) in istiod_objects(rev, &c.version, ns, &owned_tags) {
+            if remote && matches!(k.kind, Kind::Deployment | Kind::ValidatingWebhook) {
+                continue;
+            }
             cp_keys.insert(k.clone());
             small.put(k, cp_owner.clone(), b);
         }
@@ -652,6 +686,16 @@ impl Cluster {
                 small.put(k, tag_owner.clone(), b);
             }
         }
+        if !c.serves().is_empty() {
+            // The route remotes reach this istiod by (expose-istiod).
+            small.put(
+                Key::new(Kind::VirtualService, Some(ns), &names::istiod_route(rev)),
+                Owner::None,
+                Body::IstiodRoute {
+                    service: names::istiod(rev),
+                },
+            );
+        }
         if c.install == InstallMethod::Operator {
             small
                 .operators
@@ -661,12 +705,13 @@ impl Cluster {
             small.releases.insert(
                 (ns.to_string(), c.release.clone()),
                 Release {
-                    chart: Chart::Istiod,
+                    chart: crate::plan::backend::istiod_chart(c, &c.version),
                     version: c.version.clone(),
                     content: ReleaseContent::Istiod(crate::plan::op::IstiodDeploy {
                         revision: c.revision.clone(),
                         tags: owned_tags.clone(),
                         keep_webhooks: false,
+                        remote,
                     }),
                     objects: cp_keys,
                 },
@@ -885,6 +930,11 @@ impl Cluster {
             proxy_counts: BTreeMap::new(),
             ns_index: Default::default(),
             workload_index: Default::default(),
+            external: if remote {
+                BTreeMap::from([(names::istiod(rev), c.version.clone())])
+            } else {
+                BTreeMap::new()
+            },
         };
         for (i, n) in cluster.namespaces.items.iter().enumerate() {
             cluster.ns_index.insert(n.name.clone(), i);

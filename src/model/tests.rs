@@ -659,3 +659,87 @@ fn sail_stops_are_versions_the_operator_installs_and_two_hops_are_accepted() {
         panic!("{f}");
     }
 }
+
+const PRIMARY_REMOTE: &str = "apiVersion: meshplan.dev/v1alpha1
+kind: MeshInventory
+name: m
+clusters:
+  - name: c2
+    kubernetesVersion: \"1.30\"
+    multicluster: {meshID: mesh1, network: n1, role: remote, primary: c1, remotePilotAddress: 10.0.0.1}
+    istio: {version: 1.23.6, revision: 1-23}
+    namespaces:
+      - name: shop
+        revision: 1-23
+        workloads: [{kind: Deployment, name: web}]
+  - name: c1
+    kubernetesVersion: \"1.30\"
+    multicluster: {meshID: mesh1, network: n1}
+    istio: {version: 1.23.6, revision: 1-23}
+    gateways:
+      - name: istio-eastwestgateway
+        kind: eastwest
+        namespace: istio-system
+        revision: 1-23
+        service:
+          name: istio-eastwestgateway
+          ports: [{name: tls-istiod, port: 15012}]
+";
+
+#[test]
+fn a_remote_runs_sidecars_of_its_primarys_istiod_across_1_24() {
+    // The remote has no istiod: its new pods are injected through its remote Service, by the
+    // primary's new istiod, and its old release (the istiod-remote chart) goes at cleanup.
+    let (c, out) = cluster(PRIMARY_REMOTE, "1.24.6");
+    assert!(c.remote_of().is_some());
+    let states = check_cluster(&c, &out, &Catalog::embedded()).unwrap_or_else(|f| panic!("{f}"));
+    let last = states.last().unwrap();
+    assert_eq!(
+        last.proxies.keys().collect::<Vec<_>>(),
+        ["istiod-1-24 (1.24.6)"]
+    );
+    // The old release was of the istiod-remote chart, the new one the istiod chart's remote
+    // profile.
+    let charts: Vec<String> = out
+        .steps
+        .iter()
+        .flat_map(|s| s.ops.iter().chain(&s.undo))
+        .filter_map(|op| match op {
+            Op::HelmUpgrade(h) if h.release.starts_with("istiod") => {
+                Some(format!("{} {}", h.chart.name(), h.version))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(charts.contains(&"istiod 1.24.6".to_string()), "{charts:?}");
+    assert!(
+        charts.contains(&"istiod-remote 1.23.6".to_string()),
+        "{charts:?}"
+    );
+}
+
+#[test]
+fn a_remote_whose_old_release_goes_before_its_pods_move_is_found() {
+    // The remote's cleanup moved before its data plane: the old remote webhook and Service go
+    // while pods still run the old revision's sidecars, and a restart in a rollback would find
+    // no webhook for the old revision.
+    let (c, mut out) = cluster(PRIMARY_REMOTE, "1.24.6");
+    let i = out
+        .steps
+        .iter()
+        .position(|s| s.id.ends_with("remove-old-istiod"))
+        .unwrap();
+    let s = out.steps.remove(i);
+    let first_dp = out
+        .steps
+        .iter()
+        .position(|s| s.id.contains("50-data-plane"))
+        .unwrap();
+    out.steps.insert(first_dp, s);
+    recompose(&mut out);
+    let e = rejected(&c, &out);
+    assert!(
+        e.contains("rev=1-23") && e.contains("without sidecars"),
+        "{e}"
+    );
+}

@@ -10,6 +10,7 @@
 //! | `phases/*.rs` | one file per phase of a hop, in apply order |
 //! | `backend/*.rs` | how an install method (Helm, istioctl, the in-cluster operator, the Sail Operator) carries out a phase's intent |
 //! | `rollback.rs` | checkpoints, and the rollback of every step composed from the steps' undos |
+//! | `order.rs` | the order across clusters (a primary, the remotes it serves, multi-primary peers) |
 //!
 //! A hop runs the phases of [`Phase::ALL`] in order. Each step has its own `undo`, written so
 //! that undoing steps in reverse order (last first) returns the cluster to where the hop
@@ -19,6 +20,7 @@
 pub(crate) mod backend;
 pub mod names;
 pub mod op;
+pub mod order;
 mod phases;
 pub mod rollback;
 pub mod state;

@@ -56,3 +56,16 @@ pub const CNI_DAEMONSET: &str = "istio-cni-node";
 /// The ztunnel node proxy's DaemonSet as the 1.24 chart names it (from 1.25: `resourceName`,
 /// or else the release's name).
 pub const ZTUNNEL_DAEMONSET: &str = "ztunnel";
+
+/// The VirtualService that routes a revision's istiod through the east-west gateway to remote
+/// clusters: `istiod-vs-<revision>` (samples/multicluster/expose-istiod-rev.yaml.tmpl), or
+/// `istiod-vs` for the default revision (expose-istiod.yaml).
+pub fn istiod_route(revision: Option<&str>) -> String {
+    match revision {
+        Some(r) => format!("istiod-vs-{r}"),
+        None => "istiod-vs".to_string(),
+    }
+}
+
+/// The Gateway on the east-west gateway that every revision's route is bound to.
+pub const ISTIOD_GATEWAY: &str = "istiod-gateway";

@@ -21,6 +21,9 @@ use crate::version::IstioVersion;
 pub enum Chart {
     Base,
     Istiod,
+    /// The control plane of a remote cluster before 1.24 (from 1.24: the istiod chart with the
+    /// `remote` profile).
+    IstiodRemote,
     Gateway,
     /// The istio-cni node agent (not revisioned).
     Cni,
@@ -34,6 +37,7 @@ impl Chart {
         match self {
             Chart::Base => "base",
             Chart::Istiod => "istiod",
+            Chart::IstiodRemote => "istiod-remote",
             Chart::Gateway => "gateway",
             Chart::Cni => "cni",
             Chart::Ztunnel => "ztunnel",
@@ -119,6 +123,9 @@ pub struct IstiodDeploy {
     pub tags: Vec<String>,
     /// `helm.sh/resource-policy: keep` on its injector webhooks (1.24+ charts).
     pub keep_webhooks: bool,
+    /// A remote cluster's control plane: the Service `istiod-<revision>` points at the
+    /// primary's istiod (through its east-west gateway), and no istiod runs here.
+    pub remote: bool,
 }
 
 /// What one Helm release renders.
@@ -369,6 +376,15 @@ pub enum Manifest {
     Service {
         spec: ServiceSpec,
         selector: BTreeMap<String, String>,
+    },
+    /// The primary's istiod of `revision` exposed to remote clusters through the east-west
+    /// gateway: the Gateway `istiod-gateway` (shared by every revision) and the
+    /// VirtualService `name` that routes the revision's SNI names to its Service.
+    IstiodRoute {
+        name: String,
+        namespace: String,
+        /// The istiod Service (`istiod-<revision>`) it routes to.
+        service: String,
     },
     /// The Role and RoleBinding that let a gateway's ServiceAccount read TLS secrets.
     SecretsRbac {

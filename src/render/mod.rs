@@ -44,6 +44,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/gateway.values.yaml.j2"),
     ),
     (
+        "istiod-route.yaml.j2",
+        include_str!("../../templates/istiod-route.yaml.j2"),
+    ),
+    (
         "istiod.iop.yaml.j2",
         include_str!("../../templates/istiod.iop.yaml.j2"),
     ),
@@ -191,6 +195,10 @@ struct PlanIndex<'a> {
     target: String,
     how_to_apply: &'static str,
     clusters: Vec<IndexEntry<'a>>,
+    /// Multicluster meshes: the stages in apply order (a hop of a cluster, or the phases of one
+    /// its steps' `hop` and `phase` select).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    order: &'a [crate::plan::order::Stage],
 }
 
 /// A cluster as the index shows it: enough to find and order its plan; the rest (upgrade
@@ -244,6 +252,8 @@ pub struct PlanHead<'a> {
     pub clusters: &'a [ClusterPlan],
     /// The findings PLAN.md lists (never date-dependent ones).
     pub warnings: &'a [String],
+    /// The order across clusters, when it is not cluster after cluster (multicluster meshes).
+    pub order: &'a [crate::plan::order::Stage],
 }
 
 fn err(template: &str, file: &str, e: impl std::fmt::Display) -> RenderError {
@@ -280,7 +290,12 @@ pub fn plan_yaml_index(head: &PlanHead<'_>, env: &Environment<'_>) -> Result<Str
         mesh: head.mesh,
         inventory: head.inventory,
         target: head.target.to_string(),
-        how_to_apply: "for each cluster in order, run the steps of its plan from this directory: each step's apply commands, then its wait commands; do what its confirm items say before the next step. Each step's rollback commands undo it",
+        how_to_apply: if head.order.is_empty() {
+            "for each cluster in order, run the steps of its plan from this directory: each step's apply commands, then its wait commands; do what its confirm items say before the next step. Each step's rollback commands undo it"
+        } else {
+            "for each stage of `order`, run the steps firstStep to lastStep of its plan, from this directory: each step's apply commands, then its wait commands; do what its confirm items say before the next step. Each step's rollback commands undo it; roll back a remote's hop before its primary's control plane"
+        },
+        order: head.order,
         clusters: head
             .clusters
             .iter()
@@ -430,7 +445,7 @@ fn step_view<'a>(sh: &shell::Shell, steps: &'a [Step], k: usize) -> StepView<'a>
 pub fn plan_md_index(head: &PlanHead<'_>, env: &Environment<'_>) -> Result<String, RenderError> {
     let ctx = json!({
         "file": {"targets": "reviewers and operators", "apply": "read it", "path": "PLAN.md"},
-        "plan": {"mesh": head.mesh, "inventory": head.inventory, "target": head.target.to_string(), "clusters": head.clusters},
+        "plan": {"mesh": head.mesh, "inventory": head.inventory, "target": head.target.to_string(), "clusters": head.clusters, "order": head.order},
         "diagram": diagram(head.clusters),
         "warnings": head.warnings,
     });

@@ -527,6 +527,7 @@ pub fn manifest_kind(m: &Manifest) -> &'static str {
     match m {
         Manifest::Service { .. } => "Service",
         Manifest::SecretsRbac { .. } => "Role and RoleBinding",
+        Manifest::IstiodRoute { .. } => "Gateway and VirtualService",
     }
 }
 

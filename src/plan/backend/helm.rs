@@ -65,6 +65,7 @@ pub fn istiod_values(
             "keep",
         );
     }
+    multicluster_values(c, version, &mut values);
     let global = object(&mut values, "global");
     global.insert("hub".into(), json!(c.hub));
     global.insert("tag".into(), json!(format!("{version}{}", c.tag_suffix)));
@@ -78,6 +79,10 @@ pub fn istiod_values(
 fn base_values(c: &ClusterSpec, version: &IstioVersion, default_revision: &str) -> Value {
     let mut values = crate::values::carried_base(&c.base_values, version.minor());
     values.insert("defaultRevision".into(), json!(default_revision));
+    if c.remote_of().is_some() && version.minor() >= V1_24 {
+        // As Istio installs a remote's base chart from 1.24.
+        values.insert("profile".into(), json!("remote"));
+    }
     object(&mut values, "global").insert("istioNamespace".into(), json!(c.namespace));
     Value::Object(values)
 }
@@ -267,12 +272,63 @@ pub fn gateway_values(
 
 /// The release of the running istiod is kept for a rollback with its tags, without them once
 /// they were handed over.
-fn istiod_content(revision: Option<&str>, tags: Vec<String>, keep: bool) -> ReleaseContent {
+fn istiod_content(
+    c: &ClusterSpec,
+    revision: Option<&str>,
+    tags: Vec<String>,
+    keep: bool,
+) -> ReleaseContent {
     ReleaseContent::Istiod(IstiodDeploy {
         revision: revision.map(str::to_string),
         tags,
         keep_webhooks: keep,
+        remote: c.remote_of().is_some(),
     })
+}
+
+/// The chart of a cluster's control plane at `version`: istiod, except for a remote cluster
+/// before 1.24 (the istiod-remote chart; from 1.24 the istiod chart's `remote` profile).
+pub fn istiod_chart(c: &ClusterSpec, version: &IstioVersion) -> Chart {
+    if c.remote_of().is_some() && version.minor() < V1_24 {
+        Chart::IstiodRemote
+    } else {
+        Chart::Istiod
+    }
+}
+
+const V1_24: Minor = Minor {
+    major: 1,
+    minor: 24,
+};
+
+/// What a multicluster mesh needs in every control plane's values: the mesh, cluster and
+/// network it belongs to; for a remote, where its primary's istiod is (its east-west gateway)
+/// and the injection path that names the cluster and network.
+fn multicluster_values(c: &ClusterSpec, version: &IstioVersion, values: &mut Map<String, Value>) {
+    let Some(m) = &c.multicluster else {
+        return;
+    };
+    if let crate::validate::MeshRole::Remote { pilot_address, .. } = &m.role {
+        if version.minor() >= V1_24 {
+            values.insert("profile".into(), json!("remote"));
+        }
+        let remote = object(values, "istiodRemote");
+        remote.insert(
+            "injectionPath".into(),
+            json!(format!(
+                "/inject/cluster/{}/net/{}",
+                m.cluster_name,
+                m.network.as_deref().unwrap_or("")
+            )),
+        );
+        object(values, "global").insert("remotePilotAddress".into(), json!(pilot_address));
+    }
+    let global = object(values, "global");
+    global.insert("meshID".into(), json!(m.mesh_id));
+    if let Some(n) = &m.network {
+        global.insert("network".into(), json!(n));
+    }
+    object(global, "multiCluster").insert("clusterName".into(), json!(m.cluster_name));
 }
 
 impl Helm {
@@ -471,10 +527,10 @@ impl Backend for Helm {
                 b,
                 &release,
                 &ns,
-                Chart::Istiod,
+                istiod_chart(b.c, &hop.to),
                 &hop.to,
                 &path,
-                istiod_content(rev.as_deref(), Vec::new(), false),
+                istiod_content(b.c, rev.as_deref(), Vec::new(), false),
             );
             up.install = true;
             up.wait = true;
@@ -486,23 +542,26 @@ impl Backend for Helm {
                 "istiod.values.yaml.j2",
                 format!(
                     "chart {} {} (release {release} in {ns})",
-                    b.chart_ref("istiod"),
+                    b.chart_ref(istiod_chart(b.c, &hop.to).name()),
                     hop.to
                 ),
                 &op,
-                json!({"values": values}),
+                json!({"values": values, "chart": istiod_chart(b.c, &hop.to).name()}),
             );
             d.ops.push(op);
             d.undo.push(Op::HelmUninstall {
                 release: release.clone(),
                 namespace: ns.clone(),
             });
-            d.waits.push(Wait::Rollout {
-                kind: crate::inventory::WorkloadKind::Deployment,
-                name: release,
-                namespace: ns,
-                timeout: "5m".into(),
-            });
+            // A remote cluster runs no istiod: its primary's serves it.
+            if b.c.remote_of().is_none() {
+                d.waits.push(Wait::Rollout {
+                    kind: crate::inventory::WorkloadKind::Deployment,
+                    name: release,
+                    namespace: ns,
+                    timeout: "5m".into(),
+                });
+            }
         } else {
             let release = b.now.istiod_release.clone();
             let rev = b.now.revision.clone();
@@ -511,10 +570,10 @@ impl Backend for Helm {
                 b,
                 &release,
                 &ns,
-                Chart::Istiod,
+                istiod_chart(b.c, &hop.to),
                 &hop.to,
                 &path,
-                istiod_content(rev.as_deref(), tags.clone(), false),
+                istiod_content(b.c, rev.as_deref(), tags.clone(), false),
             );
             up.wait = true;
             let op = Op::HelmUpgrade(up);
@@ -523,11 +582,11 @@ impl Backend for Helm {
                 "istiod.values.yaml.j2",
                 format!(
                     "chart {} {} (release {release} in {ns})",
-                    b.chart_ref("istiod"),
+                    b.chart_ref(istiod_chart(b.c, &hop.to).name()),
                     hop.to
                 ),
                 &op,
-                json!({"values": istiod_values(b.c, &hop.to, rev.as_deref(), &tags, false, compatibility(b, h).as_deref())}),
+                json!({"values": istiod_values(b.c, &hop.to, rev.as_deref(), &tags, false, compatibility(b, h).as_deref()), "chart": istiod_chart(b.c, &hop.to).name()}),
             );
             d.ops.push(op);
             let back_path = format!(
@@ -538,10 +597,10 @@ impl Backend for Helm {
                 b,
                 &release,
                 &ns,
-                Chart::Istiod,
+                istiod_chart(b.c, &hop.from),
                 &hop.from,
                 &back_path,
-                istiod_content(rev.as_deref(), tags.clone(), false),
+                istiod_content(b.c, rev.as_deref(), tags.clone(), false),
             );
             back.wait = true;
             let back = Op::HelmUpgrade(back);
@@ -550,19 +609,21 @@ impl Backend for Helm {
                 "istiod.values.yaml.j2",
                 format!(
                     "chart {} {} (release {release} in {ns}): rollback",
-                    b.chart_ref("istiod"),
+                    b.chart_ref(istiod_chart(b.c, &hop.from).name()),
                     hop.from
                 ),
                 &back,
-                json!({"values": istiod_values(b.c, &hop.from, rev.as_deref(), &tags, false, None)}),
+                json!({"values": istiod_values(b.c, &hop.from, rev.as_deref(), &tags, false, None), "chart": istiod_chart(b.c, &hop.from).name()}),
             );
             d.undo.push(back);
-            d.waits.push(Wait::Rollout {
-                kind: crate::inventory::WorkloadKind::Deployment,
-                name: names::istiod(rev.as_deref()),
-                namespace: ns,
-                timeout: "5m".into(),
-            });
+            if b.c.remote_of().is_none() {
+                d.waits.push(Wait::Rollout {
+                    kind: crate::inventory::WorkloadKind::Deployment,
+                    name: names::istiod(rev.as_deref()),
+                    namespace: ns,
+                    timeout: "5m".into(),
+                });
+            }
         }
         d
     }
@@ -599,10 +660,10 @@ impl Backend for Helm {
                 b,
                 &release,
                 &ns,
-                Chart::Istiod,
+                istiod_chart(b.c, &from),
                 &from,
                 &path,
-                istiod_content(rev.as_deref(), keep_tags, true),
+                istiod_content(b.c, rev.as_deref(), keep_tags, true),
             );
             up.reuse_values = true;
             let op = Op::HelmUpgrade(up);
@@ -611,7 +672,7 @@ impl Backend for Helm {
                 "keep.values.yaml.j2",
                 format!(
                     "chart {} {from} (release {release} in {ns}): {what}",
-                    b.chart_ref("istiod")
+                    b.chart_ref(istiod_chart(b.c, &from).name())
                 ),
                 &op,
                 json!({"what": "istiod-tags", "values": values}),
@@ -1068,10 +1129,10 @@ impl Backend for Helm {
             b,
             &release,
             &ns,
-            Chart::Istiod,
+            istiod_chart(b.c, &h.hop.from),
             &h.hop.from,
             &path,
-            istiod_content(old_rev.as_deref(), Vec::new(), false),
+            istiod_content(b.c, old_rev.as_deref(), Vec::new(), false),
         );
         up.install = true;
         up.wait = true;
@@ -1081,11 +1142,11 @@ impl Backend for Helm {
             "istiod.values.yaml.j2",
             format!(
                 "chart {} {} (release {release} in {ns}): rollback only",
-                b.chart_ref("istiod"),
+                b.chart_ref(istiod_chart(b.c, &h.hop.from).name()),
                 h.hop.from
             ),
             &back,
-            json!({"values": istiod_values(b.c, &h.hop.from, old_rev.as_deref(), &[], false, None)}),
+            json!({"values": istiod_values(b.c, &h.hop.from, old_rev.as_deref(), &[], false, None), "chart": istiod_chart(b.c, &h.hop.from).name()}),
         );
         Draft {
             ops: vec![

@@ -161,10 +161,18 @@ impl Builder<'_> {
             args: args.iter().map(|a| (*a).to_string()).collect(),
             expect: expect.to_string(),
         };
-        s.ops.push(probe(
-            &["proxy-status", "--revision", &old, "-i", &ns],
-            &format!("no proxy is connected to istiod `{old}` (a pod records its revision in an annotation, not a label, so only the control plane can tell)"),
-        ));
+        if self.c.remote_of().is_some() {
+            // No istiod runs here to ask: the injector labels every pod with its revision.
+            s.ops.push(probe(
+                &["get", "pods", "-A", "-l", &format!("istio.io/rev={old}")],
+                &format!("no pod was injected by `{old}` (run `istioctl proxy-status --revision {old}` against the primary to see its proxies too)"),
+            ));
+        } else {
+            s.ops.push(probe(
+                &["proxy-status", "--revision", &old, "-i", &ns],
+                &format!("no proxy is connected to istiod `{old}` (a pod records its revision in an annotation, not a label, so only the control plane can tell)"),
+            ));
+        }
         s.ops.push(probe(
             &["get", "namespaces", "-l", &format!("istio.io/rev={old}")],
             &format!("no namespace is labelled with revision `{old}`"),
@@ -222,7 +230,9 @@ impl Builder<'_> {
             self.push_step(s);
         }
 
-        // 4. The old control plane, and the webhooks it may leave behind.
+        // 4. The old control plane, and the webhooks it may leave behind; first, for a primary
+        //    that serves remote clusters, the route they reached it by.
+        self.unexpose_istiod(h);
         let draft = be.remove_control_plane(self, h);
         let s = self.step(
             h,
@@ -241,9 +251,13 @@ impl Builder<'_> {
                 ));
             }
         }
-        s.confirm.push(format!(
-            "`kubectl get pods -n {ns} -l app=istiod -L istio.io/rev` lists only `{new}` pods, and no webhook names `{old}`"
-        ));
+        s.confirm.push(if self.c.remote_of().is_some() {
+            format!("`kubectl get mutatingwebhookconfigurations,validatingwebhookconfigurations` names no `{old}`, and `kubectl get service istiod-{old} -n {ns}` finds nothing")
+        } else {
+            format!(
+                "`kubectl get pods -n {ns} -l app=istiod -L istio.io/rev` lists only `{new}` pods, and no webhook names `{old}`"
+            )
+        });
         self.push_step(s);
         self.now.istiod_release = crate::plan::names::istiod(hop.to_revision.as_deref());
     }

@@ -60,6 +60,7 @@ impl Builder<'_> {
             }
         }
         self.push_step(s);
+        self.expose_istiod(h);
 
         if h.canary()
             && let Some(draft) = be.hand_over_tags(self, h)

@@ -7,6 +7,7 @@ mod control_plane;
 mod crds;
 mod data_plane;
 mod gateways;
+mod multicluster;
 mod node_agents;
 mod preflight;
 mod traffic;

@@ -88,20 +88,35 @@ impl Builder<'_> {
                 format!("the control plane reports {}", hop.from),
             ));
         }
-        checks.push(probe(
-            Tool::Kubectl,
-            &[
-                "get",
-                "pods",
-                "-n",
-                &ns,
-                "-l",
-                "app=istiod",
-                "-L",
-                "istio.io/rev",
-            ],
-            format!("istiod of revision `{from_label}` is running and ready"),
-        ));
+        if let Some(crate::validate::MeshRole::Remote {
+            primary,
+            pilot_address,
+        }) = self.c.multicluster.as_ref().map(|m| &m.role)
+        {
+            let svc = crate::plan::names::istiod(hop.from_revision.as_deref());
+            checks.push(probe(
+                Tool::Kubectl,
+                &["get", "service,endpoints", &svc, "-n", &ns, "-o", "wide"],
+                format!(
+                    "the remote's Service `{svc}` reaches `{primary}`'s east-west gateway at {pilot_address} (no istiod runs in a remote cluster)"
+                ),
+            ));
+        } else {
+            checks.push(probe(
+                Tool::Kubectl,
+                &[
+                    "get",
+                    "pods",
+                    "-n",
+                    &ns,
+                    "-l",
+                    "app=istiod",
+                    "-L",
+                    "istio.io/rev",
+                ],
+                format!("istiod of revision `{from_label}` is running and ready"),
+            ));
+        }
         checks.push(probe(
             Tool::Kubectl,
             &[
