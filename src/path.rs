@@ -190,19 +190,27 @@ fn check_remote_paths(mesh: &Mesh, paths: &[ClusterPath], src: &Source, diags: &
             major: 1,
             minor: 24,
         };
-        if let Some(h) = p.hops.iter().find(|h| {
-            h.strategy == Strategy::InPlace && h.from.minor() < v124 && h.to.minor() >= v124
-        }) {
+        if let Some(h) = p.hops.iter().find(|h| h.strategy == Strategy::InPlace) {
+            let crossing = if h.from.minor() < v124 && h.to.minor() >= v124 {
+                " (in place across 1.24 the remote's release would also move from the istiod-remote chart to the istiod chart)"
+            } else {
+                ""
+            };
             diags.push(
                 Diagnostic::error(
                     Code::TopologyUnsupported,
                     format!(
-                        "remote cluster `{}`: in place, the hop {} -> {} would move its release from the istiod-remote chart to the istiod chart",
-                        c.name, h.from, h.to
+                        "remote cluster `{}`: the hop {} -> {} would run in place (revision `{}` kept)",
+                        c.name,
+                        h.from,
+                        h.to,
+                        h.to_label()
                     ),
                 )
-                .at(src, &c.at.key("controlPlaneUpgrade"))
-                .help("the istiod-remote chart ends with 1.23 and 1.24 installs remotes with the istiod chart's remote profile; cross 1.24 as a canary (a new release beside the old one), which is the default"),
+                .at(src, &c.at.key("multicluster").key("primary"))
+                .help(format!(
+                    "in place, the primary's istiod changes version under the remote's sidecars, so rolling the remote back on its own cannot give its pods the old sidecars again (only rolling the primary back first can, across clusters, which meshplan does not plan){crossing}; give the pair revisionFormat: patch (every version a new revision) and controlPlaneUpgrade: canary"
+                )),
             );
         }
     }

@@ -59,6 +59,8 @@ struct GMesh {
     target: u8,
     target_patch: u8,
     clusters: Vec<GCluster>,
+    /// The second cluster is a remote of the first (when both can be).
+    remote: bool,
 }
 
 fn gateway() -> impl Strategy<Value = GGateway> {
@@ -156,11 +158,13 @@ fn mesh() -> impl Strategy<Value = GMesh> {
         12u8..32,
         any::<u8>(),
         prop::collection::vec(cluster(), 1..4),
+        prop::bool::weighted(0.3),
     )
-        .prop_map(|(target, target_patch, clusters)| GMesh {
+        .prop_map(|(target, target_patch, clusters, remote)| GMesh {
             target,
             target_patch,
             clusters,
+            remote,
         })
 }
 
@@ -393,6 +397,9 @@ fn render(m: &GMesh, catalog: &Catalog) -> Option<(String, String)> {
         }
         clusters.push(cl);
     }
+    if m.remote && clusters.len() >= 2 {
+        make_remote(&mut clusters);
+    }
     let inv = json!({
         "apiVersion": "meshplan.dev/v1alpha1",
         "kind": "MeshInventory",
@@ -400,6 +407,93 @@ fn render(m: &GMesh, catalog: &Catalog) -> Option<(String, String)> {
         "clusters": clusters,
     });
     Some((serde_yaml::to_string(&inv).ok()?, target))
+}
+
+/// Turns the second cluster into a remote served by the first (a primary-remote pair): it
+/// takes the primary's version, revision, Kubernetes and upgrade settings; the primary gets an
+/// east-west gateway if it has none. Pairs meshplan cannot plan (not Helm, before 1.20.4) are
+/// left alone.
+fn make_remote(clusters: &mut [serde_json::Value]) {
+    // The first Helm cluster is the primary; the next cluster its remote.
+    let Some(pi) = clusters.iter().position(|c| c["installMethod"] == "helm") else {
+        return;
+    };
+    clusters.swap(0, pi);
+    let p = clusters[0].clone();
+    let version: meshplan::version::IstioVersion =
+        match p["istio"]["version"].as_str().and_then(|v| v.parse().ok()) {
+            Some(v) => v,
+            None => return,
+        };
+    if p["installMethod"] != "helm" || version.0 < semver::Version::new(1, 20, 4) {
+        return;
+    }
+    // A pair is planned as canaries only (a remote cannot be rolled back on its own in place).
+    for c in clusters.iter_mut().take(2) {
+        c["revisionFormat"] = json!("patch");
+        if let Some(o) = c.as_object_mut() {
+            o.remove("controlPlaneUpgrade");
+        }
+    }
+    let p = clusters[0].clone();
+    let rev = p["istio"]["revision"].clone();
+    let label = rev.as_str().unwrap_or("default").to_string();
+    let r = &mut clusters[1];
+    for k in [
+        "kubernetesVersion",
+        "installMethod",
+        "revisionFormat",
+        "controlPlaneUpgrade",
+    ] {
+        match p.get(k) {
+            Some(v) => r[k] = v.clone(),
+            None => {
+                if let Some(o) = r.as_object_mut() {
+                    o.remove(k);
+                }
+            }
+        }
+    }
+    let mut istio = json!({"version": p["istio"]["version"].clone()});
+    if !rev.is_null() {
+        istio["revision"] = rev.clone();
+    }
+    r["istio"] = istio;
+    r["multicluster"] = json!({"meshID": "m", "network": "n1", "role": "remote", "primary": p["name"].clone(), "remotePilotAddress": "10.0.0.1"});
+    if let Some(ns) = r["namespaces"].as_array_mut() {
+        for n in ns {
+            let o = n.as_object_mut().expect("a namespace is a map");
+            o.remove("istioInjection");
+            o.remove("dataplaneMode");
+            o.remove("gatewayApi");
+            o.remove("revision");
+            if rev.is_null() {
+                o.insert("istioInjection".into(), json!("enabled"));
+            } else {
+                o.insert("revision".into(), json!(label));
+            }
+        }
+    }
+    if let Some(gs) = r["gateways"].as_array_mut() {
+        for g in gs {
+            g["revision"] = json!(label);
+        }
+    }
+    let pc = &mut clusters[0];
+    pc["multicluster"] = json!({"meshID": "m", "network": "n1"});
+    let has_ew = pc["gateways"]
+        .as_array()
+        .is_some_and(|gs| gs.iter().any(|g| g["kind"] == "eastwest"));
+    if !has_ew {
+        let mut ew = json!({"name": "ew", "kind": "eastwest", "namespace": "ew-ns",
+            "service": {"name": "ew", "ports": [{"name": "tls-istiod", "port": 15012}]}});
+        if !rev.is_null() {
+            ew["revision"] = json!(label);
+        }
+        if let Some(gs) = pc["gateways"].as_array_mut() {
+            gs.push(ew);
+        }
+    }
 }
 
 enum Outcome {
@@ -462,6 +556,10 @@ fn run(text: &str, to: &str, catalog: &Catalog) -> Result<Outcome, String> {
         }
         meshplan::model::check_cluster(c, &out, catalog).map_err(|f| f.to_string())?;
         outs.push(out);
+    }
+    if meshplan::plan::order::interleaved(&mesh) {
+        let order = meshplan::plan::order::mesh_order(&mesh, &paths);
+        meshplan::model::mesh::check_order(&mesh, &paths, &order).map_err(|f| f.to_string())?;
     }
     // `advance` writes what the plans leave behind: a valid inventory at the target, from
     // which the path to the same target has nothing left to do.
@@ -528,6 +626,7 @@ fn plans_for_random_inventories_survive_the_model() {
     let passed = std::cell::Cell::new(0u32);
     let ambient = std::cell::Cell::new(0u32);
     let sail = std::cell::Cell::new(0u32);
+    let remotes = std::cell::Cell::new(0u32);
     let reasons = std::cell::RefCell::new(std::collections::BTreeMap::<String, u32>::new());
     let result = runner.run(&mesh(), |m| {
         let Some((text, to)) = render(&m, &catalog) else {
@@ -542,6 +641,9 @@ fn plans_for_random_inventories_survive_the_model() {
                 }
                 if text.contains("operatorVersion") {
                     sail.set(sail.get() + 1);
+                }
+                if text.contains("role: remote") {
+                    remotes.set(remotes.get() + 1);
                 }
             }
             Ok(Outcome::Rejected(why)) => {
@@ -560,10 +662,11 @@ fn plans_for_random_inventories_survive_the_model() {
         panic!("{e}");
     }
     eprintln!(
-        "property: {} inventories planned and checked ({} with an ambient cluster, {} with a Sail-managed one); rejected by meshplan's checks: {:?}",
+        "property: {} inventories planned and checked ({} with an ambient cluster, {} with a Sail-managed one, {} with a primary-remote pair); rejected by meshplan's checks: {:?}",
         passed.get(),
         ambient.get(),
         sail.get(),
+        remotes.get(),
         reasons.borrow()
     );
     assert!(
