@@ -90,13 +90,29 @@ pub fn write(mesh: &str, clusters: Vec<Node>, findings: Vec<Finding>) -> Importe
 
 fn comment(out: &mut String, indent: usize, lines: &[String]) {
     for l in lines {
-        for part in wrap(l, 96usize.saturating_sub(indent)) {
+        for part in wrap(&printable(l), 96usize.saturating_sub(indent)) {
             out.push_str(&" ".repeat(indent));
             out.push_str("# import: ");
             out.push_str(&part);
             out.push('\n');
         }
     }
+}
+
+/// A comment's text with what YAML does not allow in a stream (control characters, U+FFFE,
+/// U+FFFF), which saved state may hold in any name, written as `\u{..}` escapes.
+fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if (c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+            || matches!(c, '\u{FFFE}' | '\u{FFFF}')
+        {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Splits a comment at spaces into lines of at most `width` characters.
@@ -196,5 +212,32 @@ fn emit_item(out: &mut String, item: &Node, indent: usize) {
             }));
             out.push('\n');
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_from_saved_state_never_reach_the_yaml() {
+        // Found by the import_state fuzz target: a revision with NUL bytes in proxies.txt went
+        // into a mixed-state comment verbatim, and a YAML stream may not hold them.
+        let c = vec![
+            "runs proxies on `1-9-\u{0}\u{0}7`\u{7f}".to_string(),
+            "fine".to_string(),
+        ];
+        let mut out = String::new();
+        super::comment(&mut out, 2, &c);
+        assert!(
+            !out.chars().any(|ch| ch.is_control() && ch != '\n'),
+            "{out:?}"
+        );
+        assert!(out.contains("1-9-\\u{0}\\u{0}7`\\u{7f}"), "{out}");
+        let src = crate::source::Source::new("x.yaml", format!("a: 1\n{out}"));
+        let (_, d) = crate::load::inventory(&src);
+        assert!(
+            !d.iter()
+                .any(|x| x.code == crate::diagnostic::Code::YamlSyntax),
+            "{out}"
+        );
     }
 }
