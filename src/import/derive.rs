@@ -107,6 +107,30 @@ fn container_image<'a>(o: &'a Value, container: &str) -> Option<&'a str> {
         .as_str()
 }
 
+/// `multicluster` from an istiod release's values: a primary, when they set `global.meshID`
+/// (Istio's multicluster installs do); `clusterName` only where it differs from the cluster's
+/// name in the inventory.
+fn multicluster_block(values: &Value, cluster: &str) -> Option<Node> {
+    let g = values.get("global")?;
+    let mesh = g.get("meshID")?.as_str().filter(|m| !m.is_empty())?;
+    let mut fields = vec![field("meshID", scalar(mesh.to_string()))];
+    if let Some(n) = g
+        .get("network")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+    {
+        fields.push(field("network", scalar(n.to_string())));
+    }
+    if let Some(c) = g
+        .pointer("/multiCluster/clusterName")
+        .and_then(Value::as_str)
+        .filter(|c| !c.is_empty() && *c != cluster)
+    {
+        fields.push(field("clusterName", scalar(c.to_string())));
+    }
+    Some(Node::Map(fields))
+}
+
 /// The version of a Sail `Istio` resource (`spec.version` `v1.27.5`; `None` for an alias).
 fn sail_version(o: &Value) -> Option<crate::version::IstioVersion> {
     o.pointer("/spec/version")?
@@ -213,6 +237,10 @@ fn strip_set_keys(values: &Value, keys: &[&[&str]]) -> Value {
             [first, rest @ ..] => {
                 if let Some(next) = obj.get_mut(*first) {
                     remove(next, rest);
+                    // A map the stripping emptied goes too (`multiCluster: {}`).
+                    if next.as_object().is_some_and(|m| m.is_empty()) {
+                        obj.remove(*first);
+                    }
                 }
             }
         }
@@ -432,6 +460,8 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
         ));
     }
     let mut istio_comment = Vec::new();
+    // A primary of a multicluster mesh: its meshID (and network, clusterName) as installed.
+    let mut multicluster = None;
     if let Some(r) = &helm_istiod {
         let default_release = match &cp.revision {
             Some(rev) => format!("istiod-{rev}"),
@@ -442,6 +472,7 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
         }
         match s.values.get(&(r.namespace.clone(), r.name.clone())) {
             Some(v) => {
+                multicluster = multicluster_block(v, &s.name);
                 let v = strip_set_keys(
                     v,
                     &[
@@ -450,6 +481,9 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
                         &["global", "tag"],
                         &["global", "istioNamespace"],
                         &["global", "variant"],
+                        &["global", "meshID"],
+                        &["global", "network"],
+                        &["global", "multiCluster", "clusterName"],
                     ],
                 );
                 if v.as_object().is_some_and(|o| !o.is_empty()) {
@@ -1088,6 +1122,9 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
         field("context", scalar(s.context.clone())),
         field("installMethod", scalar(install)),
     ];
+    if let Some(m) = multicluster {
+        c.insert(3, field("multicluster", m));
+    }
     // Revisions named after the patch (1-27-9) mean the next one is too.
     if let Some(r) = &cp.revision
         && *r

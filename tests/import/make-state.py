@@ -151,6 +151,13 @@ def main():
             iv["revision"] = rev
         if istio.get("ztunnel") is not None:
             iv["profile"] = "ambient"
+        mc = c.get("multicluster")
+        if mc:
+            # What meshplan (and Istio's multicluster guides) set on a primary's istiod.
+            iv["global"]["meshID"] = mc["meshID"]
+            iv["global"]["multiCluster"] = {"clusterName": mc.get("clusterName", c["name"])}
+            if mc.get("network"):
+                iv["global"]["network"] = mc["network"]
         install(istio.get("release", f"istiod-{rev}" if rev else "istiod"), "istiod", ns,
                 istio.get("values", {}), iv)
         # Tags no release renders: Istio's documented `helm template ... | kubectl apply`.
