@@ -110,10 +110,21 @@ fn container_image<'a>(o: &'a Value, container: &str) -> Option<&'a str> {
 /// `multicluster` from an istiod release's values: a primary, when they set `global.meshID`
 /// (Istio's multicluster installs do); `clusterName` only where it differs from the cluster's
 /// name in the inventory.
-fn multicluster_block(values: &Value, cluster: &str) -> Option<Node> {
+fn multicluster_block(values: &Value, cluster: &str, remote: bool) -> Option<Node> {
     let g = values.get("global")?;
-    let mesh = g.get("meshID")?.as_str().filter(|m| !m.is_empty())?;
-    let mut fields = vec![field("meshID", scalar(mesh.to_string()))];
+    let mesh = g
+        .get("meshID")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty());
+    // A remote's values need not name the mesh (Istio's guides do not set it there): its
+    // primary's meshID is filled in once every cluster is read.
+    if mesh.is_none() && !remote {
+        return None;
+    }
+    let mut fields = vec![field(
+        "meshID",
+        scalar(mesh.map_or(Value::Null, |m| Value::from(m.to_string()))),
+    )];
     if let Some(n) = g
         .get("network")
         .and_then(Value::as_str)
@@ -128,7 +139,105 @@ fn multicluster_block(values: &Value, cluster: &str) -> Option<Node> {
     {
         fields.push(field("clusterName", scalar(c.to_string())));
     }
+    if remote {
+        fields.push(field("role", scalar("remote")));
+        if let Some(a) = g.get("remotePilotAddress").and_then(Value::as_str) {
+            fields.push(field("remotePilotAddress", scalar(a.to_string())));
+        }
+    }
     Some(Node::Map(fields))
+}
+
+/// A remote cluster's control plane release and its saved values: the istiod-remote chart, or
+/// the istiod chart with the remote profile (`istiodRemote.enabled`).
+fn remote_release(s: &ClusterState) -> Option<(Release, Value)> {
+    s.releases.iter().find_map(|r| {
+        let v = s.values.get(&(r.namespace.clone(), r.name.clone()))?;
+        let remote = match r.chart_parts().0 {
+            "istiod-remote" => true,
+            "istiod" => {
+                v.get("profile").and_then(Value::as_str) == Some("remote")
+                    || v.pointer("/istiodRemote/enabled") == Some(&Value::Bool(true))
+            }
+            _ => false,
+        };
+        remote.then(|| (r.clone(), v.clone()))
+    })
+}
+
+/// Fills in each imported remote's `primary` (and a missing `meshID`): the imported primary of
+/// its mesh, when there is exactly one.
+pub fn link_remotes(clusters: &mut [Node], findings: &mut Vec<Finding>) {
+    let mc = |c: &Node| -> Option<(String, Option<String>, bool)> {
+        let Node::Map(fs) = c else { return None };
+        let name = fs
+            .iter()
+            .find(|f| f.key == "name")
+            .and_then(|f| match &f.value {
+                Node::Scalar(Value::String(s)) => Some(s.clone()),
+                _ => None,
+            })?;
+        let Node::Map(m) = &fs.iter().find(|f| f.key == "multicluster")?.value else {
+            return None;
+        };
+        let mesh = m
+            .iter()
+            .find(|f| f.key == "meshID")
+            .and_then(|f| match &f.value {
+                Node::Scalar(Value::String(s)) => Some(s.clone()),
+                _ => None,
+            });
+        let remote = m.iter().any(|f| f.key == "role");
+        Some((name, mesh, remote))
+    };
+    let primaries: Vec<(String, Option<String>)> = clusters
+        .iter()
+        .filter_map(mc)
+        .filter(|(_, _, r)| !r)
+        .map(|(n, m, _)| (n, m))
+        .collect();
+    for (i, c) in clusters.iter_mut().enumerate() {
+        let Some((name, mesh, true)) = mc(c) else {
+            continue;
+        };
+        let candidates: Vec<&(String, Option<String>)> = primaries
+            .iter()
+            .filter(|(_, m)| mesh.is_none() || *m == mesh)
+            .collect();
+        let [(primary, pmesh)] = candidates.as_slice() else {
+            findings.push(Finding {
+                at: format!("clusters[{i}] ({name}).multicluster.primary"),
+                message: format!(
+                    "remote cluster: {} imported primaries could serve it ({}); set `primary` (and `meshID`) to the one whose east-west gateway is its remotePilotAddress",
+                    candidates.len(),
+                    candidates
+                        .iter()
+                        .map(|(n, _)| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+            continue;
+        };
+        let Node::Map(fs) = c else { continue };
+        let Some(Field {
+            value: Node::Map(m),
+            ..
+        }) = fs.iter_mut().find(|f| f.key == "multicluster")
+        else {
+            continue;
+        };
+        if let Some(f) = m.iter_mut().find(|f| f.key == "meshID")
+            && let Some(pm) = pmesh
+        {
+            f.value = scalar(pm.clone());
+        }
+        let at = m
+            .iter()
+            .position(|f| f.key == "role")
+            .map_or(m.len(), |i| i + 1);
+        m.insert(at, field("primary", scalar(primary.clone())));
+    }
 }
 
 /// The version of a Sail `Istio` resource (`spec.version` `v1.27.5`; `None` for an alias).
@@ -288,10 +397,39 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
             })
         })
         .collect();
+    // A remote cluster runs no istiod: its control plane is a release of the istiod-remote
+    // chart, or of the istiod chart with the remote profile.
+    let remote = if istiods.is_empty() {
+        remote_release(s)
+    } else {
+        None
+    };
+    let synthetic = remote
+        .as_ref()
+        .map(|(r, _)| json!({"metadata": {"namespace": r.namespace, "labels": {}}}));
+    if let (Some((r, values)), Some(d)) = (&remote, &synthetic)
+        && let Ok(version) = semver::Version::parse(r.chart_parts().1)
+    {
+        istiods.push(Istiod {
+            deployment: d,
+            revision: values
+                .get("revision")
+                .and_then(Value::as_str)
+                .filter(|x| !x.is_empty() && *x != "default")
+                .map(str::to_string),
+            version,
+            hub: values
+                .pointer("/global/hub")
+                .and_then(Value::as_str)
+                .unwrap_or("docker.io/istio")
+                .to_string(),
+            suffix: String::new(),
+        });
+    }
     if istiods.is_empty() {
         found(
             "",
-            "no istiod Deployment (label app=istiod) in the saved state: the cluster is left out of the inventory".into(),
+            "no istiod Deployment (label app=istiod), nor a remote control plane (a release of the istiod-remote chart, or of the istiod chart with the remote profile), in the saved state: the cluster is left out of the inventory".into(),
         );
         return None;
     }
@@ -321,19 +459,21 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
         found(".istio", msg.clone());
         cluster_comment.push(msg);
     }
-    let helm_istiod = release_of(s, "istiod", &cp_ns)
-        .into_iter()
-        .find(|r| {
-            let rev_values = s
-                .values
-                .get(&(r.namespace.clone(), r.name.clone()))
-                .and_then(|v| v.get("revision"))
-                .and_then(Value::as_str)
-                .filter(|x| !x.is_empty())
-                .map(str::to_string);
-            rev_values == cp.revision && r.chart_parts().1 == cp.version.to_string()
-        })
-        .cloned();
+    let helm_istiod = remote.as_ref().map(|(r, _)| r.clone()).or_else(|| {
+        release_of(s, "istiod", &cp_ns)
+            .into_iter()
+            .find(|r| {
+                let rev_values = s
+                    .values
+                    .get(&(r.namespace.clone(), r.name.clone()))
+                    .and_then(|v| v.get("revision"))
+                    .and_then(Value::as_str)
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_string);
+                rev_values == cp.revision && r.chart_parts().1 == cp.version.to_string()
+            })
+            .cloned()
+    });
     // The in-cluster operator (its chart labels its pods `name: istio-operator`).
     let operator = deployments
         .iter()
@@ -472,9 +612,23 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
         }
         match s.values.get(&(r.namespace.clone(), r.name.clone())) {
             Some(v) => {
-                multicluster = multicluster_block(v, &s.name);
+                multicluster = multicluster_block(v, &s.name, remote.is_some());
+                // What meshplan sets in a remote's values (its profile from 1.24, where its
+                // primary is, the injection path).
+                let v = if remote.is_some() {
+                    strip_set_keys(
+                        v,
+                        &[
+                            &["profile"],
+                            &["istiodRemote", "injectionPath"],
+                            &["global", "remotePilotAddress"],
+                        ],
+                    )
+                } else {
+                    v.clone()
+                };
                 let v = strip_set_keys(
-                    v,
+                    &v,
                     &[
                         &["revision"],
                         &["global", "hub"],
@@ -586,7 +740,16 @@ pub fn cluster(s: &ClusterState, index: usize, findings: &mut Vec<Finding>) -> O
             istio.push(field("baseRelease", scalar(r.name.clone())));
         }
         if let Some(v) = s.values.get(&(r.namespace.clone(), r.name.clone())) {
-            let v = strip_set_keys(v, &[&["defaultRevision"], &["global", "istioNamespace"]]);
+            // A remote's base chart gets the remote profile from meshplan (1.24+).
+            let remote_keys: &[&[&str]] = if remote.is_some() {
+                &[&["profile"]]
+            } else {
+                &[]
+            };
+            let mut v = strip_set_keys(v, &[&["defaultRevision"], &["global", "istioNamespace"]]);
+            if !remote_keys.is_empty() {
+                v = strip_set_keys(&v, remote_keys);
+            }
             if v.as_object().is_some_and(|o| !o.is_empty()) {
                 istio.push(field("baseValues", Node::Block(v)));
             }

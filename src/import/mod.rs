@@ -49,6 +49,7 @@ pub fn import(dir: &Path, mesh: &str) -> Result<Imported, state::StateError> {
             clusters.push(c);
         }
     }
+    derive::link_remotes(&mut clusters, &mut findings);
     Ok(write(mesh, clusters, findings))
 }
 

@@ -82,6 +82,7 @@ def main():
                "gateway": "manifests/charts/gateway",
                "cni": "manifests/charts/istio-cni", "ztunnel": "manifests/charts/ztunnel",
                "istio-operator": "manifests/charts/istio-operator",
+               "istiod-remote": "manifests/charts/istiod-remote",
                "istio-ingress": "manifests/charts/gateways/istio-ingress",
                "istio-egress": "manifests/charts/gateways/istio-egress"}[chart]
         out = os.path.join(extracted, v)
@@ -142,8 +143,11 @@ def main():
             # `helm get values` prints the user-supplied values: what the install was given.
             values[(rns, release)] = full
 
-        install(istio.get("baseRelease", "istio-base"), "base", ns, istio.get("baseValues", {}),
-                {"defaultRevision": rev or "default"})
+        bv = {"defaultRevision": rev or "default"}
+        mc0 = c.get("multicluster")
+        if mc0 and mc0.get("role") == "remote" and tuple(int(x) for x in v.split(".")[:2]) >= (1, 24):
+            bv["profile"] = "remote"
+        install(istio.get("baseRelease", "istio-base"), "base", ns, istio.get("baseValues", {}), bv)
         iv = {"global": {"hub": hub, "tag": v}}
         if c.get("variant"):
             iv["global"]["variant"] = c["variant"]
@@ -152,13 +156,24 @@ def main():
         if istio.get("ztunnel") is not None:
             iv["profile"] = "ambient"
         mc = c.get("multicluster")
+        remote = bool(mc and mc.get("role") == "remote")
         if mc:
             # What meshplan (and Istio's multicluster guides) set on a primary's istiod.
             iv["global"]["meshID"] = mc["meshID"]
             iv["global"]["multiCluster"] = {"clusterName": mc.get("clusterName", c["name"])}
             if mc.get("network"):
                 iv["global"]["network"] = mc["network"]
-        install(istio.get("release", f"istiod-{rev}" if rev else "istiod"), "istiod", ns,
+        istiod_chart = "istiod"
+        if remote:
+            # A remote's control plane: the istiod-remote chart before 1.24, the istiod chart's
+            # remote profile from 1.24 (no istiod runs; its Service reaches the primary's).
+            iv["global"]["remotePilotAddress"] = mc["remotePilotAddress"]
+            iv["istiodRemote"] = {"injectionPath": f"/inject/cluster/{mc.get('clusterName', c['name'])}/net/{mc.get('network', '')}"}
+            if tuple(int(x) for x in v.split(".")[:2]) >= (1, 24):
+                iv["profile"] = "remote"
+            else:
+                istiod_chart = "istiod-remote"
+        install(istio.get("release", f"istiod-{rev}" if rev else "istiod"), istiod_chart, ns,
                 istio.get("values", {}), iv)
         # Tags no release renders: Istio's documented `helm template ... | kubectl apply`.
         owned = set((istio.get("values") or {}).get("revisionTags") or [])
