@@ -61,6 +61,8 @@ struct GMesh {
     clusters: Vec<GCluster>,
     /// The second cluster is a remote of the first (when both can be).
     remote: bool,
+    /// Every other cluster joins the mesh as a multi-primary peer.
+    peers: bool,
 }
 
 fn gateway() -> impl Strategy<Value = GGateway> {
@@ -159,12 +161,14 @@ fn mesh() -> impl Strategy<Value = GMesh> {
         any::<u8>(),
         prop::collection::vec(cluster(), 1..4),
         prop::bool::weighted(0.3),
+        prop::bool::weighted(0.3),
     )
-        .prop_map(|(target, target_patch, clusters, remote)| GMesh {
+        .prop_map(|(target, target_patch, clusters, remote, peers)| GMesh {
             target,
             target_patch,
             clusters,
             remote,
+            peers,
         })
 }
 
@@ -400,6 +404,15 @@ fn render(m: &GMesh, catalog: &Catalog) -> Option<(String, String)> {
     if m.remote && clusters.len() >= 2 {
         make_remote(&mut clusters);
     }
+    if m.peers {
+        // The clusters not yet in a mesh become multi-primary peers of mesh `m`, each on a
+        // network of its own.
+        for (i, c) in clusters.iter_mut().enumerate() {
+            if c.get("multicluster").is_none() {
+                c["multicluster"] = json!({"meshID": "m", "network": format!("n{}", i + 2)});
+            }
+        }
+    }
     let inv = json!({
         "apiVersion": "meshplan.dev/v1alpha1",
         "kind": "MeshInventory",
@@ -627,6 +640,7 @@ fn plans_for_random_inventories_survive_the_model() {
     let ambient = std::cell::Cell::new(0u32);
     let sail = std::cell::Cell::new(0u32);
     let remotes = std::cell::Cell::new(0u32);
+    let peers = std::cell::Cell::new(0u32);
     let reasons = std::cell::RefCell::new(std::collections::BTreeMap::<String, u32>::new());
     let result = runner.run(&mesh(), |m| {
         let Some((text, to)) = render(&m, &catalog) else {
@@ -645,6 +659,9 @@ fn plans_for_random_inventories_survive_the_model() {
                 if text.contains("role: remote") {
                     remotes.set(remotes.get() + 1);
                 }
+                if text.matches("meshID: m").count() - text.matches("role: remote").count() >= 2 {
+                    peers.set(peers.get() + 1);
+                }
             }
             Ok(Outcome::Rejected(why)) => {
                 *reasons.borrow_mut().entry(why).or_default() += 1;
@@ -662,11 +679,12 @@ fn plans_for_random_inventories_survive_the_model() {
         panic!("{e}");
     }
     eprintln!(
-        "property: {} inventories planned and checked ({} with an ambient cluster, {} with a Sail-managed one, {} with a primary-remote pair); rejected by meshplan's checks: {:?}",
+        "property: {} inventories planned and checked ({} with an ambient cluster, {} with a Sail-managed one, {} with a primary-remote pair, {} with multi-primary peers); rejected by meshplan's checks: {:?}",
         passed.get(),
         ambient.get(),
         sail.get(),
         remotes.get(),
+        peers.get(),
         reasons.borrow()
     );
     assert!(
