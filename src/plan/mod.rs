@@ -237,6 +237,9 @@ pub struct ClusterPlan {
     pub leftover_webhooks: Vec<String>,
     /// How many steps the cluster's plan has.
     pub steps: usize,
+    /// In a multicluster mesh: where its hops go among the other clusters'.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<String>,
 }
 
 /// One cluster's part of the plan.
@@ -412,6 +415,7 @@ impl<'a> Builder<'a> {
             upgrade_notes,
             leftover_webhooks: std::mem::take(&mut self.webhooks),
             steps: self.steps.len(),
+            mesh: self.mesh_note(),
         };
         ClusterOut {
             summary,
@@ -419,6 +423,31 @@ impl<'a> Builder<'a> {
             artifacts: self.artifacts,
             after: self.now,
         }
+    }
+
+    /// Where this cluster's hops go among the other clusters' of its mesh (`order.rs`).
+    fn mesh_note(&self) -> Option<String> {
+        let m = self.c.multicluster.as_ref()?;
+        let note = match &m.role {
+            crate::validate::MeshRole::Remote { primary, .. } => format!(
+                "remote of `{primary}` in mesh `{}`: each hop runs after `{primary}`'s hop has reached its data plane, and before `{primary}`'s cleanup; follow the order across clusters in the root PLAN.md",
+                m.mesh_id
+            ),
+            crate::validate::MeshRole::Primary { remotes } if !remotes.is_empty() => format!(
+                "primary of mesh `{}`, serving {}: each hop stops after its data plane while those remotes run theirs, then its cleanup runs; follow the order across clusters in the root PLAN.md",
+                m.mesh_id,
+                remotes
+                    .iter()
+                    .map(|r| format!("`{r}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            crate::validate::MeshRole::Primary { .. } => format!(
+                "primary of mesh `{}`: where the inventory has other primaries of the mesh, its hops interleave with theirs (the one furthest behind first), as the root PLAN.md orders them",
+                m.mesh_id
+            ),
+        };
+        Some(note)
     }
 
     fn hop(&mut self, h: &HopCtx) {
