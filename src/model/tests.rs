@@ -743,3 +743,49 @@ fn a_remote_whose_old_release_goes_before_its_pods_move_is_found() {
         "{e}"
     );
 }
+
+#[test]
+fn a_multicluster_primary_keeps_its_mesh_identity_with_every_install_method() {
+    // meshID, clusterName and network go into every new control plane, whatever installs it.
+    for (method, extra) in [
+        ("helm", ""),
+        ("istioctl", ""),
+        ("sail", ", sail: {operatorVersion: 1.28.3}"),
+    ] {
+        let (rev, version) = if method == "sail" {
+            ("default-v1-27-5", "1.27.5")
+        } else {
+            ("1-27", "1.27.5")
+        };
+        let text = format!(
+            "apiVersion: meshplan.dev/v1alpha1
+kind: MeshInventory
+name: m
+clusters:
+  - name: c
+    kubernetesVersion: \"1.31\"
+    installMethod: {method}
+    multicluster: {{meshID: mesh7, network: net7, clusterName: east7}}
+    istio: {{version: {version}, revision: {rev}{extra}}}
+"
+        );
+        let (c, out) = cluster(&text, "1.28.3");
+        check_cluster(&c, &out, &Catalog::embedded()).unwrap_or_else(|f| panic!("{method}: {f}"));
+        let cp = out
+            .artifacts
+            .iter()
+            .find(|a| a.path.contains("20-control-plane"))
+            .unwrap_or_else(|| panic!("{method}: no control-plane file"));
+        for want in [
+            "\"meshID\":\"mesh7\"",
+            "\"network\":\"net7\"",
+            "\"clusterName\":\"east7\"",
+        ] {
+            assert!(
+                cp.data.contains(want),
+                "{method}: {want} not in {}",
+                cp.data
+            );
+        }
+    }
+}

@@ -304,7 +304,11 @@ const V1_24: Minor = Minor {
 /// What a multicluster mesh needs in every control plane's values: the mesh, cluster and
 /// network it belongs to; for a remote, where its primary's istiod is (its east-west gateway)
 /// and the injection path that names the cluster and network.
-fn multicluster_values(c: &ClusterSpec, version: &IstioVersion, values: &mut Map<String, Value>) {
+pub(crate) fn multicluster_values(
+    c: &ClusterSpec,
+    version: &IstioVersion,
+    values: &mut Map<String, Value>,
+) {
     let Some(m) = &c.multicluster else {
         return;
     };

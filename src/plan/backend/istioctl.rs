@@ -45,6 +45,7 @@ fn istiod_operator(
 ) -> Value {
     let mut values = crate::values::carried_istiod(&c.values, version.minor());
     values.remove("revisionTags");
+    super::helm::multicluster_values(c, version, &mut values);
     let mesh_config = values.remove("meshConfig");
     let global = values.entry("global").or_insert_with(|| json!({}));
     if let Value::Object(g) = global {

@@ -48,6 +48,7 @@ fn istio_resource(
     if let Some(cv) = compat {
         values.insert("compatibilityVersion".into(), json!(cv));
     }
+    super::helm::multicluster_values(c, version, &mut values);
     let mut spec = serde_json::Map::new();
     spec.insert("namespace".into(), json!(c.namespace));
     if let Some(p) = &s.profile {
