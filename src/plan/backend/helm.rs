@@ -1195,3 +1195,72 @@ fn owned_tags(b: &Builder, release: &str) -> Vec<String> {
         .map(|t| t.name.clone())
         .collect()
 }
+
+/// A Helm release as it runs before the plan, for a layout that must adopt it as it is.
+#[derive(Clone, Debug)]
+pub struct RunningRelease {
+    pub release: String,
+    pub namespace: String,
+    pub chart: Chart,
+    pub version: IstioVersion,
+    /// The values the release runs with, as the plan's own rollbacks would reinstall it.
+    pub values: Value,
+}
+
+/// The Helm releases of a Helm-installed cluster as they run before the plan: the istiod,
+/// base, gateway and node-agent releases, with the values the inventory records for them.
+pub fn running_releases(c: &ClusterSpec) -> Vec<RunningRelease> {
+    let now = crate::plan::state::Carried::from_spec(c);
+    let v = &c.version;
+    let mut out = vec![
+        RunningRelease {
+            release: c.base_release.clone(),
+            namespace: c.namespace.clone(),
+            chart: Chart::Base,
+            version: v.clone(),
+            values: base_values(c, v, &now.default_revision),
+        },
+        RunningRelease {
+            release: c.release.clone(),
+            namespace: c.namespace.clone(),
+            chart: istiod_chart(c, v),
+            version: v.clone(),
+            values: istiod_values(
+                c,
+                v,
+                c.revision.as_deref(),
+                &crate::plan::state::helm_tags(&c.values),
+                false,
+                None,
+            ),
+        },
+    ];
+    if let Some(cni) = &c.cni {
+        out.push(RunningRelease {
+            release: cni.release.clone(),
+            namespace: cni.namespace.clone(),
+            chart: Chart::Cni,
+            version: v.clone(),
+            values: cni_values(c, v),
+        });
+    }
+    if let Some(z) = &c.ztunnel {
+        out.push(RunningRelease {
+            release: z.release.clone(),
+            namespace: z.namespace.clone(),
+            chart: Chart::Ztunnel,
+            version: v.clone(),
+            values: ztunnel_values(c, v, c.revision.as_deref()),
+        });
+    }
+    for (g, gnow) in c.gateways.iter().zip(&now.gateways) {
+        out.push(RunningRelease {
+            release: g.release.clone(),
+            namespace: g.gateway.namespace.clone(),
+            chart: Chart::Gateway,
+            version: v.clone(),
+            values: gateway_values(c, g, &g.release, &gnow.deploy, v),
+        });
+    }
+    out
+}

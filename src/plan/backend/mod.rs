@@ -5,7 +5,7 @@
 
 mod helm;
 pub(crate) use helm::Helm;
-pub use helm::{istiod_chart, ztunnel_daemonset};
+pub use helm::{istiod_chart, running_releases, ztunnel_daemonset};
 mod istioctl;
 mod sail;
 
