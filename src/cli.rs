@@ -136,6 +136,10 @@ pub struct PathArgs {
     /// --allow end-of-life; errors cannot be silenced
     #[arg(long, value_name = "CODE", value_delimiter = ',')]
     pub allow: Vec<String>,
+    /// The output layout, instead of the inventory's gitops.layout: plain (helm and kubectl
+    /// commands), kustomize, flux or argocd (stages a controller applies)
+    #[arg(long, value_enum, value_name = "LAYOUT")]
+    pub layout: Option<crate::inventory::Layout>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

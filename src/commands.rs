@@ -348,7 +348,8 @@ pub(crate) fn compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
             .add("inventory-name", inventory_name.as_bytes())
             .add("to", args.path.to.as_bytes())
             .add("via", args.path.via.join(",").as_bytes())
-            .add("one-minor", &[u8::from(args.path.one_minor_at_a_time)]);
+            .add("one-minor", &[u8::from(args.path.one_minor_at_a_time)])
+            .add("gitops", format!("{:?}", mesh.gitops).as_bytes());
         let mut allow = args.path.allow.clone();
         allow.sort();
         d.add("allow", allow.join(",").as_bytes());
@@ -751,7 +752,19 @@ fn emit(
                 }
                 for (i, (c, p)) in mine() {
                     let keep = clean.get(i) == Some(&true);
-                    if render_cluster(i, c, p, catalog, inventory_name, env, &tx, keep).is_err() {
+                    if render_cluster(
+                        i,
+                        c,
+                        p,
+                        catalog,
+                        &mesh.gitops,
+                        inventory_name,
+                        env,
+                        &tx,
+                        keep,
+                    )
+                    .is_err()
+                    {
                         break;
                     }
                 }
@@ -839,6 +852,8 @@ fn emit(
         clusters: &summaries,
         warnings,
         order: &order,
+        layout: (mesh.gitops.layout != crate::inventory::Layout::Plain)
+            .then(|| mesh.gitops.layout.name()),
     };
     let index_yaml = render::plan_yaml_index(&head, env)?;
     let index_md = render::plan_md_index(&head, env)?;
@@ -872,6 +887,7 @@ fn render_cluster(
     c: &crate::validate::ClusterSpec,
     p: &crate::path::ClusterPath,
     catalog: &Catalog,
+    gitops: &crate::gitops::GitopsSpec,
     inventory_name: &str,
     env: &minijinja::Environment<'_>,
     tx: &std::sync::mpsc::SyncSender<Result<Rendered, CompileError>>,
@@ -900,6 +916,12 @@ fn render_cluster(
     };
     for chunk in part.artifacts.chunks(FILES_PER_CHUNK) {
         match render::render_files(chunk, inventory_name, env) {
+            Ok(tree) => send(Ok(Rendered::Files(tree)))?,
+            Err(e) => return send(Err(CompileError::Render(e))),
+        }
+    }
+    if gitops.layout != crate::inventory::Layout::Plain {
+        match crate::gitops::render_cluster(c, &part, gitops, inventory_name, env) {
             Ok(tree) => send(Ok(Rendered::Files(tree)))?,
             Err(e) => return send(Err(CompileError::Render(e))),
         }

@@ -85,6 +85,7 @@ codes! {
     ValuesInvalid = "values-invalid": "a carried value the target version's chart or API rejects (type, enumeration, duration)",
     ValuesUnchecked = "values-unchecked": "meshplan has no record of what the target version's charts accept",
     Drift = "drift": "the inventory differs from the cluster's saved state",
+    LayoutUnsupported = "layout-unsupported": "the output layout cannot carry the cluster's plan, or lacks a setting it needs",
     SailUnsupported = "sail-unsupported": "the cluster's Sail Operator release cannot install, or roll back to, a version of the plan",
 }
 

@@ -20,6 +20,8 @@ pub struct Inventory {
     pub name: String,
     #[serde(default)]
     pub defaults: Settings,
+    #[serde(default)]
+    pub gitops: Gitops,
     pub clusters: Vec<Cluster>,
 }
 
@@ -32,6 +34,65 @@ pub struct InventoryHead {
     pub name: String,
     #[serde(default)]
     pub defaults: Settings,
+    #[serde(default)]
+    pub gitops: Gitops,
+}
+
+/// How the plan is laid out for the tool that applies it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// helm and kubectl commands and the files they apply
+    #[default]
+    Plain,
+    /// stages applied with `kubectl apply --server-side -k`; Helm releases stay helm commands
+    Kustomize,
+    /// stages of HelmReleases and objects that a Flux Kustomization applies
+    Flux,
+    /// stages of Argo CD Applications (app of apps)
+    #[value(name = "argocd")]
+    Argocd,
+}
+
+impl Layout {
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Plain => "plain",
+            Layout::Kustomize => "kustomize",
+            Layout::Flux => "flux",
+            Layout::Argocd => "argocd",
+        }
+    }
+}
+
+/// The inventory's `gitops` block.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Gitops {
+    pub layout: Option<Layout>,
+    #[serde(rename = "chartRepositoryURL")]
+    pub chart_repository_url: Option<String>,
+    #[serde(default)]
+    pub flux: FluxSettings,
+    pub argocd: Option<ArgoSettings>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FluxSettings {
+    pub namespace: Option<String>,
+    pub interval: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArgoSettings {
+    pub namespace: Option<String>,
+    pub project: Option<String>,
+    #[serde(rename = "repoURL")]
+    pub repo_url: String,
+    pub path: Option<String>,
+    pub target_revision: Option<String>,
 }
 
 /// Settings that `defaults` gives every cluster and a cluster may override.

@@ -22,6 +22,7 @@ pub mod chart_facts;
 pub mod cli;
 mod commands;
 pub mod diagnostic;
+pub mod gitops;
 pub mod import;
 pub mod inventory;
 pub mod load;
@@ -230,7 +231,13 @@ pub fn check(
     let target = parse_target(args, catalog.as_ref(), &mut diags, today, artifacts);
     let (inventory, loaded) = load::inventory(&source);
     diags.extend(loaded);
-    let mesh = inventory.and_then(|inv| validate::validate(&inv, &source, &mut diags));
+    let mut mesh = inventory.and_then(|inv| validate::validate(&inv, &source, &mut diags));
+    if let Some(m) = &mut mesh {
+        if let Some(l) = args.layout {
+            m.gitops.layout = l;
+        }
+        gitops::check(m, &source, args.layout.is_some(), &mut diags);
+    }
     let mut paths = match (&mesh, &target, &catalog) {
         (Some(m), Some(t), Some(c)) if !diags.has_errors() => {
             path::plan_paths(m, t, c, &source, &mut diags)

@@ -257,6 +257,7 @@ fn inventory_inner(src: &Source) -> Result<(Inventory, Diagnostics), Diagnostics
         kind: head.kind,
         name: head.name,
         defaults: head.defaults,
+        gitops: head.gitops,
         clusters: clusters.into_iter().flatten().collect(),
     };
     Ok((inv, diags))

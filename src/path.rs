@@ -1191,6 +1191,7 @@ mod tests {
         let mesh = Mesh {
             name: "m".into(),
             clusters: vec![c],
+            gitops: Default::default(),
         };
         let mut diags = Diagnostics::default();
         let p = plan_paths(

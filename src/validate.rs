@@ -22,6 +22,8 @@ pub const DEFAULT_REVISION: &str = "default";
 pub struct Mesh {
     pub name: String,
     pub clusters: Vec<ClusterSpec>,
+    /// The output layout and its settings.
+    pub gitops: crate::gitops::GitopsSpec,
 }
 
 #[derive(Clone, Debug)]
@@ -199,6 +201,7 @@ pub fn validate(inv: &Inventory, src: &Source, diags: &mut Diagnostics) -> Optio
     (!diags.has_errors()).then(|| Mesh {
         name: inv.name.clone(),
         clusters,
+        gitops: crate::gitops::GitopsSpec::from_inventory(inv),
     })
 }
 

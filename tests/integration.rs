@@ -2,6 +2,7 @@
 
 mod cli;
 mod conventions;
+mod gitops;
 mod golden;
 mod hostile;
 mod import;

@@ -568,6 +568,9 @@ fn run(text: &str, to: &str, catalog: &Catalog) -> Result<Outcome, String> {
             }
         }
         meshplan::model::check_cluster(c, &out, catalog).map_err(|f| f.to_string())?;
+        if c.install == meshplan::inventory::InstallMethod::Helm {
+            gitops_stages(c, &out, text.len().is_multiple_of(2))?;
+        }
         outs.push(out);
     }
     if meshplan::plan::order::interleaved(&mesh) {
@@ -608,6 +611,68 @@ fn run(text: &str, to: &str, catalog: &Catalog) -> Result<Outcome, String> {
         }
     }
     Ok(Outcome::Passed)
+}
+
+/// The cluster's plan as Flux (or Argo CD) stages: every stage builds, the first adopts the
+/// releases at the running version, the last leaves every release at the cluster's target.
+fn gitops_stages(
+    c: &meshplan::validate::ClusterSpec,
+    out: &meshplan::plan::ClusterOut,
+    argo: bool,
+) -> Result<(), String> {
+    let mut spec = meshplan::gitops::GitopsSpec {
+        layout: meshplan::inventory::Layout::Flux,
+        ..Default::default()
+    };
+    if argo {
+        spec.layout = meshplan::inventory::Layout::Argocd;
+        spec.argo = Some(meshplan::gitops::ArgoSpec {
+            namespace: "argocd".into(),
+            project: "default".into(),
+            repo_url: "https://git.example.com/mesh.git".into(),
+            path: "plans".into(),
+            target_revision: "main".into(),
+        });
+    }
+    let env = meshplan::render::environment(&Default::default()).map_err(|e| e.to_string())?;
+    let tree = meshplan::gitops::render_cluster(c, out, &spec, "inventory.yaml", &env)
+        .map_err(|e| e.to_string())?;
+    let built = crate::gitops::build_all(&tree.0)?;
+    let versions = |objs: &[serde_json::Value]| -> std::collections::BTreeSet<String> {
+        crate::gitops::chart_versions(objs)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect()
+    };
+    let stages: Vec<_> = built
+        .iter()
+        .filter(|(d, _)| !d.ends_with("/objects"))
+        .collect();
+    let (first, last) = (stages[0], stages[stages.len() - 1]);
+    if out.steps.is_empty() {
+        // Nothing to do: nothing is adopted either.
+        return match versions(first.1).is_empty() && stages.len() == 1 {
+            true => Ok(()),
+            false => Err(format!("{}: stages for a plan without steps", first.0)),
+        };
+    }
+    let from = c.version.to_string();
+    if versions(first.1) != [from.clone()].into() {
+        return Err(format!(
+            "{}: adopts {:?}, the cluster runs {from}",
+            first.0,
+            versions(first.1)
+        ));
+    }
+    let to = out.after.version.to_string();
+    if versions(last.1) != [to.clone()].into() {
+        return Err(format!(
+            "{}: ends at {:?}, the plan at {to}",
+            last.0,
+            versions(last.1)
+        ));
+    }
+    Ok(())
 }
 
 #[test]

@@ -44,6 +44,18 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/gateway.values.yaml.j2"),
     ),
     (
+        "gitops-README.md.j2",
+        include_str!("../../templates/gitops-README.md.j2"),
+    ),
+    (
+        "gitops-kustomization.yaml.j2",
+        include_str!("../../templates/gitops-kustomization.yaml.j2"),
+    ),
+    (
+        "gitops-resources.yaml.j2",
+        include_str!("../../templates/gitops-resources.yaml.j2"),
+    ),
+    (
         "istiod-route.yaml.j2",
         include_str!("../../templates/istiod-route.yaml.j2"),
     ),
@@ -254,6 +266,8 @@ pub struct PlanHead<'a> {
     pub warnings: &'a [String],
     /// The order across clusters, when it is not cluster after cluster (multicluster meshes).
     pub order: &'a [crate::plan::order::Stage],
+    /// The GitOps layout whose stages each cluster's directory holds (`None`: plain).
+    pub layout: Option<&'a str>,
 }
 
 fn err(template: &str, file: &str, e: impl std::fmt::Display) -> RenderError {
@@ -445,7 +459,7 @@ fn step_view<'a>(sh: &shell::Shell, steps: &'a [Step], k: usize) -> StepView<'a>
 pub fn plan_md_index(head: &PlanHead<'_>, env: &Environment<'_>) -> Result<String, RenderError> {
     let ctx = json!({
         "file": {"targets": "reviewers and operators", "apply": "read it", "path": "PLAN.md"},
-        "plan": {"mesh": head.mesh, "inventory": head.inventory, "target": head.target.to_string(), "clusters": head.clusters, "order": head.order},
+        "plan": {"mesh": head.mesh, "inventory": head.inventory, "target": head.target.to_string(), "clusters": head.clusters, "order": head.order, "layout": head.layout},
         "diagram": diagram(head.clusters),
         "warnings": head.warnings,
     });
@@ -570,6 +584,16 @@ impl minijinja::value::Object for MdSteps {
     fn enumerate(self: &std::sync::Arc<Self>) -> minijinja::value::Enumerator {
         minijinja::value::Enumerator::Seq(self.steps.len())
     }
+}
+
+/// Renders a template of a layout (`crate::gitops`) with its own context.
+pub fn render_with(
+    env: &Environment<'_>,
+    template: &str,
+    file: &str,
+    ctx: &Value,
+) -> Result<String, RenderError> {
+    render_one(env, template, file, ctx)
 }
 
 fn render_one(

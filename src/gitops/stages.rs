@@ -1,0 +1,881 @@
+//! The plan's steps grouped into stages, and the desired state after each stage.
+//!
+//! A stage is one step of the plan, except in the data plane, where a wave's steps (relabel its
+//! namespaces, restart their workloads) are one stage: the controller applies Namespaces before
+//! the workloads of a stage, and a wave is what a team promotes and reverts at once.
+//!
+//! Each operation either changes the desired state (a Helm release's chart and values, an
+//! object, a partial of an object the plan does not own) or has no declarative form in the
+//! layout and becomes a command a person runs before or after the stage syncs: pods deleted one
+//! at a time, a label removed that someone else set, a revision tag moved, CRDs labelled for
+//! adoption. Read-only checks and waits become what to confirm before promoting the next stage.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value, json};
+
+use crate::inventory::{Layout, WorkloadKind};
+use crate::plan::backend::running_releases;
+use crate::plan::op::{Chart, LabelPatch, Op, REV_LABEL, RestartMethod};
+use crate::plan::{ClusterOut, Phase, Step};
+use crate::render::RenderError;
+use crate::render::shell::Shell;
+use crate::validate::ClusterSpec;
+use crate::version::IstioVersion;
+
+use super::GitopsSpec;
+
+/// An object's identity in a stage: `kind` is the Kubernetes kind, or `Release` for a Helm
+/// release.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Key {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Key {
+    fn new(kind: &str, namespace: &str, name: &str) -> Key {
+        Key {
+            kind: kind.to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        let kind = if self.kind == RELEASE {
+            "Helm release"
+        } else {
+            &self.kind
+        };
+        if self.namespace.is_empty() {
+            format!("{kind} {}", self.name)
+        } else {
+            format!("{kind} {}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+const RELEASE: &str = "Release";
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Release {
+    pub name: String,
+    pub namespace: String,
+    pub chart: Chart,
+    pub version: IstioVersion,
+    pub values: Value,
+    /// The chart's values.schema.json rejects its own defaults (istio/istio#57354).
+    pub skip_schema: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Desired {
+    Release(Release),
+    /// A whole object the layout owns from then on (created, pruned, deleted by it).
+    Object(Value),
+    /// The fields the plan sets on an object it does not own (a Namespace's labels, a
+    /// workload's pod-template annotations, a Service's selector).
+    Partial(Value),
+}
+
+pub type State = BTreeMap<Key, Desired>;
+
+/// One stage: what changes, what a person runs around it, what to confirm after it.
+#[derive(Clone, Debug)]
+pub struct Stage {
+    /// `NNN-<name>`: the number orders the stages, the name says which steps it holds (never a
+    /// version, so a version bump changes lines, not names).
+    pub dir: String,
+    pub title: String,
+    pub steps: Vec<String>,
+    /// Commands to run before promoting to this stage.
+    pub before: Vec<String>,
+    /// Commands to run once the stage has synced.
+    pub after: Vec<String>,
+    /// Commands whose result must hold before the next stage is promoted.
+    pub checks: Vec<String>,
+    /// What a person must confirm before the next stage is promoted.
+    pub confirm: Vec<String>,
+    /// Commands to run before reverting this stage: they put back what decides injection (a
+    /// revision tag), so that the pods the revert restarts get the previous proxy.
+    pub revert_before: Vec<String>,
+    /// Commands to run after a revert of this stage has synced.
+    pub revert: Vec<String>,
+    /// What a person must know about reverting the stage.
+    pub notes: Vec<String>,
+    /// The desired state once the stage has synced.
+    pub state: State,
+}
+
+type Read<'a> = dyn Fn(&str) -> Result<String, RenderError> + 'a;
+
+/// Groups the cluster's steps into stages and computes the desired state after each.
+pub fn build(
+    c: &ClusterSpec,
+    part: &ClusterOut,
+    spec: &GitopsSpec,
+    read: &Read<'_>,
+) -> Result<Vec<Stage>, RenderError> {
+    let cache: std::cell::RefCell<BTreeMap<String, String>> = Default::default();
+    let read = |p: &str| -> Result<String, RenderError> {
+        if let Some(t) = cache.borrow().get(p) {
+            return Ok(t.clone());
+        }
+        let t = read(p)?;
+        cache.borrow_mut().insert(p.to_string(), t.clone());
+        Ok(t)
+    };
+    // First pass: what every object the plan touches looks like before the plan.
+    let mut first = Machine::new(c, spec, State::new(), &read);
+    for step in &part.steps {
+        first.step(step)?;
+    }
+    let initial = first.initial;
+    let mut m = Machine::new(c, spec, initial.clone(), &read);
+    m.initial = initial.clone();
+    let mut stages = vec![Stage {
+        dir: "000-adopt".into(),
+        title: "Adopt what runs today, unchanged".into(),
+        steps: Vec::new(),
+        before: Vec::new(),
+        after: Vec::new(),
+        checks: Vec::new(),
+        confirm: Vec::new(),
+        revert_before: Vec::new(),
+        revert: Vec::new(),
+        notes: vec![
+            "the first stage: it only takes over what already runs, at the values the inventory records; revert it by pointing the controller away (the adopted objects are kept)".into(),
+        ],
+        state: initial,
+    }];
+    let groups = group(&part.steps);
+    // A stage must never change one object twice (the plan's two upgrades of one release, the
+    // first marking what the second must keep): such a step is split where it happens.
+    let mut parts: Vec<(String, String, Out, State)> = Vec::new();
+    let mut pending = Out::default();
+    for g in &groups {
+        let mut out = Out::default();
+        let mut keys: BTreeSet<Key> = BTreeSet::new();
+        let mut split = 0;
+        for step in &g.steps {
+            out.steps.push(step.id.clone());
+            for op in &step.ops {
+                let ks = m.keys_of(op);
+                if ks.iter().any(|k| keys.contains(k)) {
+                    split += 1;
+                    let name = format!("{}-{split}", g.name);
+                    parts.push((
+                        name,
+                        g.title.clone(),
+                        std::mem::take(&mut out),
+                        m.state.clone(),
+                    ));
+                    out.steps.push(step.id.clone());
+                    keys.clear();
+                }
+                let e = m.op(op)?;
+                out.effect(e);
+                keys.extend(ks);
+            }
+            m.finish(step, &mut out);
+        }
+        if !out.changed && split == 0 {
+            // Nothing declarative: what a person runs goes before the next stage.
+            pending.absorb(out);
+            continue;
+        }
+        let name = if split > 0 {
+            format!("{}-{}", g.name, split + 1)
+        } else {
+            g.name.clone()
+        };
+        let first = std::mem::take(&mut pending);
+        if split > 0 {
+            let at = parts.len() - split;
+            parts[at].2.prepend(first);
+        } else {
+            out.prepend(first);
+        }
+        parts.push((name, g.title.clone(), out, m.state.clone()));
+    }
+    let count = parts.len();
+    for (i, (name, title, out, state)) in parts.into_iter().enumerate() {
+        stages.push(Stage {
+            dir: format!("{}-{name}", crate::plan::seq(i + 1, count.max(100))),
+            title,
+            steps: out.steps,
+            before: out.before,
+            after: out.after,
+            checks: out.checks,
+            confirm: out.confirm,
+            revert_before: out.revert_before,
+            revert: out.revert,
+            notes: out.notes,
+            state,
+        });
+    }
+    if let Some(last) = stages.last_mut() {
+        last.after.extend(pending.before);
+        last.after.extend(pending.after);
+        last.after.extend(pending.checks);
+        last.confirm.extend(pending.confirm);
+        last.revert_before.extend(pending.revert_before);
+        last.revert.splice(0..0, pending.revert);
+    }
+    Ok(stages)
+}
+
+/// "Data plane wave 1 of hop 2 (3 steps)" for `hop-02/50-data-plane/wave-01`.
+fn wave_title(key: &str, steps: usize) -> String {
+    let num = |p: &str, pre: &str| {
+        p.strip_prefix(pre)
+            .and_then(|n| n.parse::<usize>().ok())
+            .map_or_else(|| p.to_string(), |n| n.to_string())
+    };
+    let parts: Vec<&str> = key.split('/').collect();
+    match parts.as_slice() {
+        [hop, _, wave] => format!(
+            "Data plane wave {} of hop {} ({steps} steps)",
+            num(wave, "wave-"),
+            num(hop, "hop-")
+        ),
+        _ => format!("{key} ({steps} steps)"),
+    }
+}
+
+/// Steps that become one stage.
+struct Group<'a> {
+    name: String,
+    title: String,
+    steps: Vec<&'a Step>,
+    declarative: bool,
+}
+
+fn group(steps: &[Step]) -> Vec<Group<'_>> {
+    let mut out: Vec<Group> = Vec::new();
+    for s in steps {
+        let rel = s.id.split_once('/').map_or(s.id.as_str(), |(_, r)| r);
+        let key = match (s.phase, rel.split('/').collect::<Vec<_>>().as_slice()) {
+            (Phase::DataPlane, [hop, phase, wave, ..]) if wave.starts_with("wave-") => {
+                format!("{hop}/{phase}/{wave}")
+            }
+            _ => rel.to_string(),
+        };
+        let name = key.replace('/', "-");
+        let declarative = !s.ops.iter().all(|o| matches!(o, Op::Probe { .. }));
+        match out.last_mut() {
+            Some(g) if g.name == name => {
+                g.steps.push(s);
+                g.declarative |= declarative;
+                g.title = wave_title(&key, g.steps.len());
+            }
+            _ => out.push(Group {
+                name,
+                title: s.title.clone(),
+                steps: vec![s],
+                declarative,
+            }),
+        }
+    }
+    out
+}
+
+/// What a stage collects from its operations.
+#[derive(Default)]
+struct Out {
+    changed: bool,
+    steps: Vec<String>,
+    before: Vec<String>,
+    after: Vec<String>,
+    checks: Vec<String>,
+    confirm: Vec<String>,
+    revert_before: Vec<String>,
+    revert: Vec<String>,
+    notes: Vec<String>,
+}
+
+impl Out {
+    fn effect(&mut self, e: Effect) {
+        // A command after anything the stage changes runs once it has synced.
+        let manual = if self.changed && !e.before {
+            &mut self.after
+        } else {
+            &mut self.before
+        };
+        manual.extend(e.manual);
+        self.checks.extend(e.checks);
+        self.changed |= e.changed;
+    }
+
+    /// Steps with nothing declarative, folded into the stage that follows.
+    fn absorb(&mut self, o: Out) {
+        self.before.extend(o.before);
+        self.before.extend(o.after);
+        self.before.extend(o.checks);
+        self.confirm.extend(o.confirm);
+        self.revert_before.splice(0..0, o.revert_before);
+        self.revert.splice(0..0, o.revert);
+        self.notes.extend(o.notes);
+        self.steps.extend(o.steps);
+    }
+
+    fn prepend(&mut self, o: Out) {
+        self.before.splice(0..0, o.before);
+        self.confirm.splice(0..0, o.confirm);
+        self.revert_before.extend(o.revert_before);
+        self.revert.extend(o.revert);
+        self.notes.splice(0..0, o.notes);
+        self.steps.splice(0..0, o.steps);
+    }
+}
+
+/// Executes operations on the desired state.
+struct Machine<'a> {
+    c: &'a ClusterSpec,
+    layout: Layout,
+    sh: Shell<'a>,
+    read: &'a Read<'a>,
+    running: BTreeMap<Key, Release>,
+    /// Every touched object as it was before the plan touched it.
+    initial: State,
+    touched: BTreeSet<Key>,
+    state: State,
+}
+
+impl<'a> Machine<'a> {
+    fn new(c: &'a ClusterSpec, spec: &GitopsSpec, state: State, read: &'a Read<'a>) -> Self {
+        let running = running_releases(c)
+            .into_iter()
+            .map(|r| {
+                (
+                    Key::new(RELEASE, &r.namespace, &r.release),
+                    Release {
+                        skip_schema: r.chart == Chart::Gateway
+                            && crate::chart_facts::gateway_schema_rejects_values(&r.version),
+                        name: r.release,
+                        namespace: r.namespace,
+                        chart: r.chart,
+                        version: r.version,
+                        values: r.values,
+                    },
+                )
+            })
+            .collect();
+        Machine {
+            c,
+            layout: spec.layout,
+            sh: Shell {
+                context: c.context.as_deref(),
+            },
+            read,
+            running,
+            initial: State::new(),
+            touched: BTreeSet::new(),
+            state,
+        }
+    }
+
+    fn commands(&self, op: &Op) -> Vec<String> {
+        self.sh.op(op).iter().map(|c| c.text()).collect()
+    }
+
+    /// Records what `key` was before the plan first touched it (`before`: `None` when it did
+    /// not exist), and puts it into the state.
+    fn touch(&mut self, key: &Key, before: impl FnOnce(&Self) -> Option<Desired>) {
+        if !self.touched.insert(key.clone()) {
+            return;
+        }
+        if self.state.contains_key(key) {
+            return;
+        }
+        if let Some(d) = before(self) {
+            self.initial.insert(key.clone(), d.clone());
+            self.state.insert(key.clone(), d);
+        }
+    }
+
+    /// Runs a whole step (the first pass, which only learns what the plan touches).
+    fn step(&mut self, step: &Step) -> Result<(), RenderError> {
+        for op in &step.ops {
+            self.op(op)?;
+        }
+        Ok(())
+    }
+
+    /// What the stage holding `step` must confirm after it, and how a revert of it goes.
+    fn finish(&self, step: &Step, out: &mut Out) {
+        for w in &step.waits {
+            out.checks.push(self.sh.wait(w).text());
+        }
+        out.confirm.extend(step.confirm.iter().cloned());
+        let (mut before, mut after) = (Vec::new(), Vec::new());
+        for op in &step.undo {
+            match self.manual_undo(op) {
+                Some(Revert::Before) => before.extend(self.commands(op)),
+                Some(Revert::After) => after.extend(self.commands(op)),
+                None => {}
+            }
+        }
+        // Steps are reverted last first.
+        out.revert_before.splice(0..0, before);
+        out.revert.splice(0..0, after);
+        if let Some(n) = &step.undo_note {
+            out.notes.push(n.clone());
+        }
+    }
+
+    /// The objects `op` changes.
+    fn keys_of(&self, op: &Op) -> Vec<Key> {
+        let kustomize = self.layout == Layout::Kustomize;
+        match op {
+            // Helm commands beside kustomize stages change no object of theirs.
+            Op::HelmUpgrade(_) | Op::HelmUninstall { .. } if kustomize => Vec::new(),
+            Op::HelmUpgrade(h) => vec![Key::new(RELEASE, &h.namespace, &h.release)],
+            Op::HelmUninstall { release, namespace } => {
+                vec![Key::new(RELEASE, namespace, release)]
+            }
+            Op::PatchSelector {
+                service, namespace, ..
+            } => vec![Key::new("Service", namespace, service)],
+            Op::LabelNamespace { namespace, .. } => vec![Key::new("Namespace", "", namespace)],
+            Op::LabelGateway {
+                name, namespace, ..
+            } => vec![Key::new("Gateway", namespace, name)],
+            Op::Restart {
+                kind,
+                name,
+                namespace,
+                ..
+            } => vec![Key::new(kind_name(*kind), namespace, name)],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether reverting a stage leaves `op` (one of its steps' undo operations) to a person,
+    /// and when.
+    fn manual_undo(&self, op: &Op) -> Option<Revert> {
+        let kustomize = self.layout == Layout::Kustomize;
+        match op {
+            Op::HelmUpgrade(_) | Op::HelmUninstall { .. } | Op::ApplyCrds { .. } => {
+                kustomize.then_some(Revert::Before)
+            }
+            // A revert of a kustomize stage applies the previous one, which deletes nothing.
+            Op::Delete { .. } => kustomize.then_some(Revert::After),
+            Op::Apply { .. }
+            | Op::PatchSelector { .. }
+            | Op::LabelNamespace { .. }
+            | Op::LabelGateway { .. }
+            | Op::Probe { .. } => None,
+            Op::Restart { method, .. } => {
+                (*method == RestartMethod::DeletePods).then_some(Revert::After)
+            }
+            // A revision tag moved back before the revert restarts anything.
+            _ => Some(Revert::Before),
+        }
+    }
+
+    fn op(&mut self, op: &Op) -> Result<Effect, RenderError> {
+        let kustomize = self.layout == Layout::Kustomize;
+        Ok(match op {
+            Op::Probe { .. } => Effect {
+                checks: self.commands(op),
+                ..Effect::default()
+            },
+            Op::HelmUpgrade(_) | Op::HelmUninstall { .. } | Op::ApplyCrds { .. } if kustomize => {
+                Effect::manual(self.commands(op))
+            }
+            // The base release applies the CRDs (Flux: `crds: CreateReplace`; Argo CD applies
+            // the chart's crds/ directory).
+            Op::ApplyCrds { .. } => Effect::default(),
+            Op::HelmUpgrade(h) => {
+                let key = Key::new(RELEASE, &h.namespace, &h.release);
+                self.touch(&key, |m| m.running.get(&key).cloned().map(Desired::Release));
+                let file = yaml_docs(&(self.read)(&h.values)?, &h.values)?;
+                let given = file.into_iter().next().unwrap_or(Value::Null);
+                let values = match (h.reuse_values, self.state.get(&key)) {
+                    (true, Some(Desired::Release(r))) => {
+                        let mut v = r.values.clone();
+                        merge(&mut v, &given);
+                        v
+                    }
+                    _ => given,
+                };
+                self.state.insert(
+                    key,
+                    Desired::Release(Release {
+                        name: h.release.clone(),
+                        namespace: h.namespace.clone(),
+                        chart: h.chart,
+                        version: h.version.clone(),
+                        values,
+                        skip_schema: h.skip_schema_validation,
+                    }),
+                );
+                Effect::CHANGED
+            }
+            Op::HelmUninstall { release, namespace } => {
+                let key = Key::new(RELEASE, namespace, release);
+                self.touch(&key, |m| m.running.get(&key).cloned().map(Desired::Release));
+                self.state.remove(&key);
+                Effect::CHANGED
+            }
+            Op::Apply { file, .. } => {
+                for doc in yaml_docs(&(self.read)(file)?, file)? {
+                    let key = key_of(&doc);
+                    self.touch(&key, |_| None);
+                    self.state.insert(key, Desired::Object(doc));
+                }
+                Effect::CHANGED
+            }
+            Op::PatchSelector {
+                service,
+                namespace,
+                patch,
+                ..
+            } => {
+                let key = Key::new("Service", namespace, service);
+                self.touch(&key, |m| {
+                    let g = m.c.gateways.iter().find(|g| {
+                        g.gateway.namespace == *namespace
+                            && g.service().is_some_and(|s| s.name == *service)
+                    });
+                    let sel = g
+                        .map(crate::plan::state::running_selector)
+                        .unwrap_or_default();
+                    Some(Desired::Partial(json!({
+                        "apiVersion": "v1", "kind": "Service",
+                        "metadata": {"name": service, "namespace": namespace},
+                        "spec": {"selector": sel},
+                    })))
+                });
+                // A Service's selector is an atomic map: the partial always holds all of it,
+                // so a key it drops is removed.
+                let obj = self.object_mut(&key);
+                let sel = path_mut(obj, &["spec", "selector"]);
+                apply_labels(sel, patch);
+                Effect::CHANGED
+            }
+            Op::LabelNamespace {
+                namespace, patch, ..
+            } => {
+                let key = Key::new("Namespace", "", namespace);
+                self.touch(&key, |m| {
+                    let labels =
+                        m.c.namespaces
+                            .iter()
+                            .find(|n| n.namespace.name == *namespace)
+                            .map(|n| {
+                                let mut l = Map::new();
+                                if let Some(r) = &n.namespace.revision {
+                                    l.insert(REV_LABEL.into(), json!(r));
+                                }
+                                if let Some(i) = &n.namespace.istio_injection {
+                                    l.insert(crate::plan::op::INJECTION_LABEL.into(), json!(i));
+                                }
+                                l
+                            })
+                            .unwrap_or_default();
+                    Some(Desired::Partial(json!({
+                        "apiVersion": "v1", "kind": "Namespace",
+                        "metadata": {"name": namespace, "labels": labels},
+                    })))
+                });
+                self.label(&key, patch, op)
+            }
+            Op::LabelGateway {
+                name,
+                namespace,
+                revision,
+            } => {
+                let key = Key::new("Gateway", namespace, name);
+                self.touch(&key, |m| {
+                    let rev =
+                        m.c.namespaces
+                            .iter()
+                            .filter(|n| n.namespace.name == *namespace)
+                            .flat_map(|n| &n.namespace.gateway_api)
+                            .find(|g| g.name == *name)
+                            .and_then(|g| g.revision.clone());
+                    let mut labels = Map::new();
+                    if let Some(r) = rev {
+                        labels.insert(REV_LABEL.into(), json!(r));
+                    }
+                    Some(Desired::Partial(json!({
+                        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+                    })))
+                });
+                let patch: LabelPatch = [(REV_LABEL.to_string(), revision.clone())].into();
+                self.label(&key, &patch, op)
+            }
+            Op::Restart {
+                kind,
+                name,
+                namespace,
+                method: RestartMethod::TemplatePatch,
+                file: Some(file),
+            } => {
+                let key = Key::new(kind_name(*kind), namespace, name);
+                self.touch(&key, |_| {
+                    Some(Desired::Partial(json!({
+                        "apiVersion": "apps/v1", "kind": kind_name(*kind),
+                        "metadata": {"name": name, "namespace": namespace},
+                    })))
+                });
+                let doc = yaml_docs(&(self.read)(file)?, file)?
+                    .into_iter()
+                    .next()
+                    .unwrap_or(Value::Null);
+                let ann = doc
+                    .pointer("/spec/template/metadata/annotations")
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                let obj = self.object_mut(&key);
+                *path_mut(obj, &["spec", "template", "metadata", "annotations"]) = ann;
+                Effect::CHANGED
+            }
+            Op::Delete { objects } => {
+                let keys: Vec<Key> = objects
+                    .iter()
+                    .filter_map(|o| {
+                        self.state.keys().find(|k| {
+                            k.kind.eq_ignore_ascii_case(&o.kind)
+                                && k.name == o.name
+                                && k.namespace == o.namespace.clone().unwrap_or_default()
+                        })
+                    })
+                    .cloned()
+                    .collect();
+                let owned = keys.len() == objects.len()
+                    && keys
+                        .iter()
+                        .all(|k| matches!(self.state.get(k), Some(Desired::Object(_))));
+                if owned && !kustomize {
+                    for k in keys {
+                        self.state.remove(&k);
+                    }
+                    Effect::CHANGED
+                } else {
+                    Effect::manual(self.commands(op))
+                }
+            }
+            _ => Effect::manual(self.commands(op)),
+        })
+    }
+
+    /// Sets and removes labels in a partial. A label someone else set before the plan cannot
+    /// be removed by omitting it (server-side apply keeps a field another manager owns): the
+    /// plan's own patch command does that, before the stage.
+    fn label(&mut self, key: &Key, patch: &LabelPatch, op: &Op) -> Effect {
+        let foreign = patch.iter().any(|(k, v)| {
+            v.is_none()
+                && matches!(self.initial.get(key), Some(Desired::Partial(o))
+                    if o.pointer(&format!("/metadata/labels/{}", patch::escape(k))).is_some())
+        });
+        let obj = self.object_mut(key);
+        apply_labels(path_mut(obj, &["metadata", "labels"]), patch);
+        Effect {
+            changed: true,
+            // Run before the stage, which then sets the same labels.
+            manual: if foreign {
+                self.commands(op)
+            } else {
+                Vec::new()
+            },
+            before: true,
+            checks: Vec::new(),
+        }
+    }
+
+    fn object_mut(&mut self, key: &Key) -> &mut Value {
+        match self
+            .state
+            .entry(key.clone())
+            .or_insert_with(|| Desired::Partial(json!({})))
+        {
+            Desired::Object(v) | Desired::Partial(v) => v,
+            Desired::Release(_) => unreachable!("a release key never names an object"),
+        }
+    }
+}
+
+use super::patch;
+
+/// When a person runs an undo command around a revert.
+enum Revert {
+    Before,
+    After,
+}
+
+/// What an operation does to a stage: changes the desired state, and/or leaves commands to a
+/// person (before the stage when nothing of it was changed yet), and/or adds checks.
+#[derive(Default)]
+struct Effect {
+    changed: bool,
+    manual: Vec<String>,
+    /// The commands must run before the stage, wherever the operation is in it.
+    before: bool,
+    checks: Vec<String>,
+}
+
+impl Effect {
+    const CHANGED: Effect = Effect {
+        changed: true,
+        manual: Vec::new(),
+        before: false,
+        checks: Vec::new(),
+    };
+
+    fn manual(cmds: Vec<String>) -> Effect {
+        Effect {
+            manual: cmds,
+            ..Effect::default()
+        }
+    }
+}
+
+fn kind_name(k: WorkloadKind) -> &'static str {
+    match k {
+        WorkloadKind::Deployment => "Deployment",
+        WorkloadKind::StatefulSet => "StatefulSet",
+        WorkloadKind::DaemonSet => "DaemonSet",
+    }
+}
+
+fn key_of(doc: &Value) -> Key {
+    let s = |p: &str| doc.pointer(p).and_then(Value::as_str).unwrap_or("");
+    Key::new(s("/kind"), s("/metadata/namespace"), s("/metadata/name"))
+}
+
+fn apply_labels(map: &mut Value, patch: &LabelPatch) {
+    if !map.is_object() {
+        *map = json!({});
+    }
+    let m = map.as_object_mut().expect("made an object above");
+    for (k, v) in patch {
+        match v {
+            Some(v) => m.insert(k.clone(), json!(v)),
+            None => m.remove(k),
+        };
+    }
+}
+
+/// The value at `path`, created as an empty map where missing.
+fn path_mut<'v>(v: &'v mut Value, path: &[&str]) -> &'v mut Value {
+    let mut cur = v;
+    for p in path {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        cur = cur
+            .as_object_mut()
+            .expect("made an object above")
+            .entry(p.to_string())
+            .or_insert_with(|| json!({}));
+    }
+    cur
+}
+
+/// Helm's merge of `--reuse-values` with a values file: maps merge key by key, anything else
+/// replaces, and a null removes the key.
+pub fn merge(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                if v.is_null() {
+                    b.remove(k);
+                } else if let Some(bv) = b.get_mut(k) {
+                    merge(bv, v);
+                } else {
+                    b.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+/// The documents of a file meshplan rendered (comments dropped).
+fn yaml_docs(text: &str, path: &str) -> Result<Vec<Value>, RenderError> {
+    let mut out = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        let v: Value = serde::Deserialize::deserialize(doc).map_err(|e| RenderError {
+            template: String::new(),
+            file: path.to_string(),
+            message: format!("a rendered file does not read back as YAML: {e}"),
+        })?;
+        if !v.is_null() {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_is_helms_reuse_values() {
+        let mut v = json!({"a": {"b": 1, "c": [1, 2]}, "d": "x"});
+        merge(&mut v, &json!({"a": {"c": [3], "e": true}, "d": null}));
+        assert_eq!(v, json!({"a": {"b": 1, "c": [3], "e": true}}));
+    }
+
+    #[test]
+    fn data_plane_steps_of_a_wave_are_one_stage() {
+        let mk = |id: &str, phase| {
+            let mut s = crate::plan::Step {
+                id: id.into(),
+                cluster: "c".into(),
+                hop: 1,
+                phase,
+                title: id.into(),
+                why: "".into(),
+                ops: Vec::new(),
+                waits: Vec::new(),
+                confirm: Vec::new(),
+                undo: Vec::new(),
+                undo_note: None,
+                restore: Vec::new(),
+                restore_after: false,
+                traffic: false,
+                istioctl: None,
+                checkpoint: false,
+                rollback_then: None,
+            };
+            s.ops.push(Op::Delete {
+                objects: Vec::new(),
+            });
+            s
+        };
+        let steps = vec![
+            mk("c/hop-01/40-traffic/gw/switch", Phase::Traffic),
+            mk(
+                "c/hop-01/50-data-plane/wave-01/ns/namespace",
+                Phase::DataPlane,
+            ),
+            mk(
+                "c/hop-01/50-data-plane/wave-01/ns/deployment-a",
+                Phase::DataPlane,
+            ),
+            mk(
+                "c/hop-01/50-data-plane/wave-02/ns2/namespace",
+                Phase::DataPlane,
+            ),
+            mk("c/hop-01/90-cleanup/remove-old-istiod", Phase::Cleanup),
+        ];
+        let names: Vec<String> = group(&steps).into_iter().map(|g| g.name).collect();
+        assert_eq!(
+            names,
+            [
+                "hop-01-40-traffic-gw-switch",
+                "hop-01-50-data-plane-wave-01",
+                "hop-01-50-data-plane-wave-02",
+                "hop-01-90-cleanup-remove-old-istiod"
+            ]
+        );
+    }
+}
