@@ -537,17 +537,28 @@ impl<'a> Machine<'a> {
             } => {
                 let key = Key::new("Service", namespace, service);
                 self.touch(&key, |m| {
-                    let g = m.c.gateways.iter().find(|g| {
+                    // The whole Service as the inventory records it, as the plan writes it once
+                    // it owns it: the adopted fields stay co-owned, so no later stage or revert
+                    // strips a port or an annotation.
+                    let gi = m.c.gateways.iter().position(|g| {
                         g.gateway.namespace == *namespace
                             && g.service().is_some_and(|s| s.name == *service)
                     });
-                    let sel = g
-                        .map(crate::plan::state::running_selector)
-                        .unwrap_or_default();
-                    Some(Desired::Partial(json!({
-                        "apiVersion": "v1", "kind": "Service",
-                        "metadata": {"name": service, "namespace": namespace},
-                        "spec": {"selector": sel},
+                    let obj = gi.and_then(|gi| {
+                        let g = &m.c.gateways[gi];
+                        crate::plan::state::service_spec(g).map(|spec| {
+                            let sel = crate::plan::state::running_selector(g);
+                            service_object(&crate::plan::phases::cleanup::service_data(
+                                m.c, gi, &spec, &sel,
+                            ))
+                        })
+                    });
+                    Some(Desired::Partial(obj.unwrap_or_else(|| {
+                        json!({
+                            "apiVersion": "v1", "kind": "Service",
+                            "metadata": {"name": service, "namespace": namespace},
+                            "spec": {"selector": {}},
+                        })
                     })))
                 });
                 // A Service's selector is an atomic map: the partial always holds all of it,
@@ -734,6 +745,17 @@ impl Effect {
             ..Effect::default()
         }
     }
+}
+
+/// The Service `service.yaml.j2` renders from `data`.
+fn service_object(data: &Value) -> Value {
+    let mut meta = json!({"name": data["name"], "namespace": data["namespace"]});
+    for k in ["labels", "annotations"] {
+        if data[k].as_object().is_some_and(|m| !m.is_empty()) {
+            meta[k] = data[k].clone();
+        }
+    }
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": data["spec"]})
 }
 
 fn kind_name(k: WorkloadKind) -> &'static str {

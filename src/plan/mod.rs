@@ -21,7 +21,7 @@ pub(crate) mod backend;
 pub mod names;
 pub mod op;
 pub mod order;
-mod phases;
+pub(crate) mod phases;
 pub mod rollback;
 pub mod state;
 

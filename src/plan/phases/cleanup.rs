@@ -59,54 +59,12 @@ impl Builder<'_> {
                         selector: selector.clone(),
                     }],
                 };
-                let mut spec_json: serde_json::Map<String, serde_json::Value> = spec
-                    .extra
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                spec_json.insert("type".into(), json!(spec.kind));
-                spec_json.insert("selector".into(), json!(selector));
-                spec_json.insert(
-                    "ports".into(),
-                    serde_json::Value::Array(
-                        spec.ports
-                            .iter()
-                            .map(|p| {
-                                let mut m = serde_json::Map::new();
-                                m.insert("name".into(), json!(p.name));
-                                if let Some(np) = p.node_port {
-                                    m.insert("nodePort".into(), json!(np));
-                                }
-                                m.insert("port".into(), json!(p.port));
-                                m.insert(
-                                    "protocol".into(),
-                                    json!(p.protocol.clone().unwrap_or_else(|| "TCP".into())),
-                                );
-                                m.insert(
-                                    "targetPort".into(),
-                                    json!(p.target_port.unwrap_or(p.port)),
-                                );
-                                serde_json::Value::Object(m)
-                            })
-                            .collect(),
-                    ),
-                );
-                // The label the gateway chart gives an east-west gateway's Service, by which
-                // istiod finds the network's gateway address.
-                let labels: std::collections::BTreeMap<&str, &str> = self.c.gateways[gi]
-                    .gateway
-                    .values
-                    .get("networkGateway")
-                    .and_then(serde_json::Value::as_str)
-                    .map(|n| ("topology.istio.io/network", n))
-                    .into_iter()
-                    .collect();
                 self.artifact(
                     &path,
                     "service.yaml.j2",
                     format!("Service {gns}/{} (standalone from now on)", spec.name),
                     &op,
-                    json!({"name": spec.name, "namespace": gns, "labels": labels, "annotations": spec.annotations, "spec": spec_json}),
+                    service_data(self.c, gi, &spec, &selector),
                 );
                 let mut s = self.step(
                     h,
@@ -261,4 +219,54 @@ impl Builder<'_> {
         self.push_step(s);
         self.now.istiod_release = crate::plan::names::istiod(hop.to_revision.as_deref());
     }
+}
+
+/// What `service.yaml.j2` renders for a gateway's traffic Service as a standalone object: every
+/// spec field the inventory records, with `selector`.
+pub(crate) fn service_data(
+    c: &crate::validate::ClusterSpec,
+    gi: usize,
+    spec: &crate::plan::op::ServiceSpec,
+    selector: &std::collections::BTreeMap<String, String>,
+) -> serde_json::Value {
+    let mut spec_json: serde_json::Map<String, serde_json::Value> = spec
+        .extra
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    spec_json.insert("type".into(), json!(spec.kind));
+    spec_json.insert("selector".into(), json!(selector));
+    spec_json.insert(
+        "ports".into(),
+        serde_json::Value::Array(
+            spec.ports
+                .iter()
+                .map(|p| {
+                    let mut m = serde_json::Map::new();
+                    m.insert("name".into(), json!(p.name));
+                    if let Some(np) = p.node_port {
+                        m.insert("nodePort".into(), json!(np));
+                    }
+                    m.insert("port".into(), json!(p.port));
+                    m.insert(
+                        "protocol".into(),
+                        json!(p.protocol.clone().unwrap_or_else(|| "TCP".into())),
+                    );
+                    m.insert("targetPort".into(), json!(p.target_port.unwrap_or(p.port)));
+                    serde_json::Value::Object(m)
+                })
+                .collect(),
+        ),
+    );
+    // The label the gateway chart gives an east-west gateway's Service, by which istiod finds
+    // the network's gateway address.
+    let labels: std::collections::BTreeMap<&str, &str> = c.gateways[gi]
+        .gateway
+        .values
+        .get("networkGateway")
+        .and_then(serde_json::Value::as_str)
+        .map(|n| ("topology.istio.io/network", n))
+        .into_iter()
+        .collect();
+    json!({"name": spec.name, "namespace": spec.namespace, "labels": labels, "annotations": spec.annotations, "spec": spec_json})
 }
