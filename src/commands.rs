@@ -375,6 +375,9 @@ pub(crate) fn compile(args: &cli::CompileArgs, io: &mut Io<'_>) -> i32 {
             .add("to", args.path.to.as_bytes())
             .add("via", args.path.via.join(",").as_bytes())
             .add("one-minor", &[u8::from(args.path.one_minor_at_a_time)]);
+        if let Some(l) = args.path.layout {
+            d.add("layout", l.name().as_bytes());
+        }
         let mut allow = args.path.allow.clone();
         allow.sort();
         d.add("allow", allow.join(",").as_bytes());
