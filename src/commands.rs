@@ -924,9 +924,12 @@ fn render_cluster(
         }
     }
     if gitops.layout != crate::inventory::Layout::Plain {
-        match crate::gitops::render_cluster(c, &part, gitops, inventory_name, env) {
+        match crate::gitops::render_cluster(c, &part, gitops, catalog, inventory_name, env) {
             Ok(tree) => send(Ok(Rendered::Files(tree)))?,
-            Err(e) => return send(Err(CompileError::Render(e))),
+            Err(crate::gitops::GitopsError::Render(e)) => {
+                return send(Err(CompileError::Render(e)));
+            }
+            Err(crate::gitops::GitopsError::Model(f)) => return send(Err(CompileError::Model(f))),
         }
     }
     let plan::ClusterOut { summary, steps, .. } = part;

@@ -569,7 +569,7 @@ fn run(text: &str, to: &str, catalog: &Catalog) -> Result<Outcome, String> {
         }
         meshplan::model::check_cluster(c, &out, catalog).map_err(|f| f.to_string())?;
         if c.install == meshplan::inventory::InstallMethod::Helm {
-            gitops_stages(c, &out, text.len().is_multiple_of(2))?;
+            gitops_stages(c, &out, text.len() % 3)?;
         }
         outs.push(out);
     }
@@ -613,18 +613,23 @@ fn run(text: &str, to: &str, catalog: &Catalog) -> Result<Outcome, String> {
     Ok(Outcome::Passed)
 }
 
-/// The cluster's plan as Flux (or Argo CD) stages: every stage builds, the first adopts the
-/// releases at the running version, the last leaves every release at the cluster's target.
+/// The cluster's plan as Flux, Argo CD or kustomize stages (`which`): the model ran every
+/// stage's revert (inside render_cluster), every stage builds, and with releases in them the
+/// first adopts the releases at the running version and the last leaves every release at the
+/// cluster's target.
 fn gitops_stages(
     c: &meshplan::validate::ClusterSpec,
     out: &meshplan::plan::ClusterOut,
-    argo: bool,
+    which: usize,
 ) -> Result<(), String> {
     let mut spec = meshplan::gitops::GitopsSpec {
         layout: meshplan::inventory::Layout::Flux,
         ..Default::default()
     };
-    if argo {
+    if which == 2 {
+        spec.layout = meshplan::inventory::Layout::Kustomize;
+    }
+    if which == 1 {
         spec.layout = meshplan::inventory::Layout::Argocd;
         spec.argo = Some(meshplan::gitops::ArgoSpec {
             namespace: "argocd".into(),
@@ -635,8 +640,15 @@ fn gitops_stages(
         });
     }
     let env = meshplan::render::environment(&Default::default()).map_err(|e| e.to_string())?;
-    let tree = meshplan::gitops::render_cluster(c, out, &spec, "inventory.yaml", &env)
-        .map_err(|e| e.to_string())?;
+    let tree = meshplan::gitops::render_cluster(
+        c,
+        out,
+        &spec,
+        &meshplan::catalog::Catalog::embedded(),
+        "inventory.yaml",
+        &env,
+    )
+    .map_err(|e| e.to_string())?;
     let built = crate::gitops::build_all(&tree.0)?;
     let versions = |objs: &[serde_json::Value]| -> std::collections::BTreeSet<String> {
         crate::gitops::chart_versions(objs)
@@ -649,6 +661,10 @@ fn gitops_stages(
         .filter(|(d, _)| !d.ends_with("/objects"))
         .collect();
     let (first, last) = (stages[0], stages[stages.len() - 1]);
+    if spec.layout == meshplan::inventory::Layout::Kustomize {
+        // No release objects: the helm commands stay beside the stages.
+        return Ok(());
+    }
     if out.steps.is_empty() {
         // Nothing to do: nothing is adopted either.
         return match versions(first.1).is_empty() && stages.len() == 1 {

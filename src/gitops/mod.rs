@@ -13,6 +13,10 @@
 //! of removed ones. Building a stage gives the whole desired state at that point, so pointing a
 //! Flux Kustomization or an Argo CD Application at the next stage promotes, and pointing it
 //! back reverts. The first stage (`000-adopt`) adopts what runs today, unchanged.
+//!
+//! Before anything is written, the model (`crate::model::check_stage_reverts`) runs every
+//! stage's revert as a controller and a person would (`stages::reverts`), from where the stage
+//! ends, and checks that it returns the cluster to where the stage started.
 
 mod objects;
 mod patch;
@@ -153,14 +157,25 @@ fn install_at(c: &ClusterSpec) -> YamlPath {
     }
 }
 
-/// Renders one cluster's stages into files below `<cluster dir>/<layout>/`.
+/// Why a cluster's stages were not written.
+#[derive(Debug, thiserror::Error)]
+pub enum GitopsError {
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error("{0}")]
+    Model(crate::model::Failure),
+}
+
+/// Renders one cluster's stages into files below `<cluster dir>/<layout>/`, after the model
+/// ran the revert of every stage.
 pub fn render_cluster(
     c: &ClusterSpec,
     part: &ClusterOut,
     spec: &GitopsSpec,
+    catalog: &crate::catalog::Catalog,
     inventory: &str,
     env: &Environment<'_>,
-) -> Result<OutputTree, RenderError> {
+) -> Result<OutputTree, GitopsError> {
     let files: BTreeMap<&str, &crate::plan::Artifact> = part
         .artifacts
         .iter()
@@ -176,6 +191,8 @@ pub fn render_cluster(
         Ok(tree.0.into_values().next().unwrap_or_default())
     };
     let stages = stages::build(c, part, spec, &read)?;
+    let reverts = stages::reverts(part, &stages, spec.layout);
+    crate::model::check_stage_reverts(c, part, catalog, &reverts).map_err(GitopsError::Model)?;
     let root = format!("{}/{}", part.summary.dir, spec.dir());
     let mut tree = OutputTree::default();
     let mut prev: Option<&Stage> = None;

@@ -155,7 +155,29 @@ pub fn build(
     // first marking what the second must keep): such a step is split where it happens.
     let mut parts: Vec<(String, String, Out, State)> = Vec::new();
     let mut pending = Out::default();
+    // The hop of the steps pending, and the group that started them.
+    let mut pending_from: Option<(usize, &Group)> = None;
+    let mut part_hops: Vec<usize> = Vec::new();
     for g in &groups {
+        let hop = g.steps[0].hop;
+        if let Some((h, first)) = pending_from.filter(|(h, _)| *h != hop) {
+            // A stage never spans two hops (its revert would have to undo the end of one and
+            // the start of the next): what is pending stays with its own hop.
+            let rest = std::mem::take(&mut pending);
+            match parts.last_mut() {
+                Some(last) if part_hops.last() == Some(&h) => last.2.append(rest),
+                _ => {
+                    parts.push((
+                        first.name.clone(),
+                        first.title.clone(),
+                        rest,
+                        m.state.clone(),
+                    ));
+                    part_hops.push(h);
+                }
+            }
+            pending_from = None;
+        }
         let mut out = Out::default();
         let mut keys: BTreeSet<Key> = BTreeSet::new();
         let mut split = 0;
@@ -172,6 +194,7 @@ pub fn build(
                         std::mem::take(&mut out),
                         m.state.clone(),
                     ));
+                    part_hops.push(hop);
                     out.steps.push(step.id.clone());
                     keys.clear();
                 }
@@ -181,9 +204,13 @@ pub fn build(
             }
             m.finish(step, &mut out);
         }
-        if !out.changed && split == 0 {
+        // Beside kustomize stages every step is a stage of its own, commands only or not: a
+        // person runs it all, and a stage's revert can only undo its commands in their order
+        // when it holds one step (or one wave).
+        if !out.changed && split == 0 && spec.layout != Layout::Kustomize {
             // Nothing declarative: what a person runs goes before the next stage.
             pending.absorb(out);
+            pending_from.get_or_insert((hop, g));
             continue;
         }
         let name = if split > 0 {
@@ -199,6 +226,8 @@ pub fn build(
             out.prepend(first);
         }
         parts.push((name, g.title.clone(), out, m.state.clone()));
+        part_hops.push(hop);
+        pending_from = None;
     }
     let count = parts.len();
     for (i, (name, title, out, state)) in parts.into_iter().enumerate() {
@@ -215,6 +244,45 @@ pub fn build(
             notes: out.notes,
             state,
         });
+    }
+    let index: BTreeMap<&str, usize> = part
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
+    let sh = Shell {
+        context: c.context.as_deref(),
+    };
+    let text = |ops: &[Op]| -> Vec<String> {
+        ops.iter()
+            .flat_map(|o| sh.op(o))
+            .map(|c| c.text())
+            .collect()
+    };
+    for st in stages.iter_mut().skip(1) {
+        let ix: Vec<usize> = st
+            .steps
+            .iter()
+            .filter_map(|id| index.get(id.as_str()).copied())
+            .collect();
+        let (Some(&first), Some(&last)) = (ix.iter().min(), ix.iter().max()) else {
+            continue;
+        };
+        match restore_around(part, first, last, spec.layout) {
+            Around::Nothing => {}
+            Around::Manual { before, after } => {
+                st.revert_before.splice(0..0, text(&before));
+                // The stage's own tag moves are in the restore too.
+                let mut seen = BTreeSet::new();
+                st.revert_before.retain(|c| seen.insert(c.clone()));
+                st.revert.extend(text(&after));
+                st.notes.push("the revert creates pods: the revision tags this hop moved go back first, so that they get the previous proxy, and forward again once it synced".into());
+            }
+            Around::NotAlone => st.notes.push(
+                "this hop upgrades the control plane in place: reverting this stage alone would restart pods onto the upgraded istiod; revert every stage of the hop from here back to the one before its control-plane stage, last first (PLAN.md's rollback does the same)".into(),
+            ),
+        }
     }
     if let Some(last) = stages.last_mut() {
         last.after.extend(pending.before);
@@ -314,6 +382,18 @@ impl Out {
         self.before.extend(o.before);
         self.before.extend(o.after);
         self.before.extend(o.checks);
+        self.confirm.extend(o.confirm);
+        self.revert_before.splice(0..0, o.revert_before);
+        self.revert.splice(0..0, o.revert);
+        self.notes.extend(o.notes);
+        self.steps.extend(o.steps);
+    }
+
+    /// Steps with nothing declarative at the end of a hop: run once the stage has synced.
+    fn append(&mut self, o: Out) {
+        self.after.extend(o.before);
+        self.after.extend(o.after);
+        self.after.extend(o.checks);
         self.confirm.extend(o.confirm);
         self.revert_before.splice(0..0, o.revert_before);
         self.revert.splice(0..0, o.revert);
@@ -453,27 +533,8 @@ impl<'a> Machine<'a> {
         }
     }
 
-    /// Whether reverting a stage leaves `op` (one of its steps' undo operations) to a person,
-    /// and when.
     fn manual_undo(&self, op: &Op) -> Option<Revert> {
-        let kustomize = self.layout == Layout::Kustomize;
-        match op {
-            Op::HelmUpgrade(_) | Op::HelmUninstall { .. } | Op::ApplyCrds { .. } => {
-                kustomize.then_some(Revert::Before)
-            }
-            // A revert of a kustomize stage applies the previous one, which deletes nothing.
-            Op::Delete { .. } => kustomize.then_some(Revert::After),
-            Op::Apply { .. }
-            | Op::PatchSelector { .. }
-            | Op::LabelNamespace { .. }
-            | Op::LabelGateway { .. }
-            | Op::Probe { .. } => None,
-            Op::Restart { method, .. } => {
-                (*method == RestartMethod::DeletePods).then_some(Revert::After)
-            }
-            // A revision tag moved back before the revert restarts anything.
-            _ => Some(Revert::Before),
-        }
+        manual_undo(self.layout, op)
     }
 
     fn op(&mut self, op: &Op) -> Result<Effect, RenderError> {
@@ -714,6 +775,175 @@ impl<'a> Machine<'a> {
 
 use super::patch;
 
+/// Whether reverting a stage leaves `op` (one of its steps' undo operations) to a person, and
+/// when.
+fn manual_undo(layout: Layout, op: &Op) -> Option<Revert> {
+    let kustomize = layout == Layout::Kustomize;
+    match op {
+        // Beside kustomize stages the helm commands ran before the stage they belong to: they
+        // are undone after the revert, once nothing the stage applied needs them.
+        Op::HelmUpgrade(_) | Op::HelmUninstall { .. } | Op::ApplyCrds { .. } => {
+            kustomize.then_some(Revert::After)
+        }
+        // A revert of a kustomize stage applies the previous one, which deletes nothing.
+        Op::Delete { .. } => kustomize.then_some(Revert::After),
+        Op::Apply { .. }
+        | Op::PatchSelector { .. }
+        | Op::LabelNamespace { .. }
+        | Op::LabelGateway { .. }
+        | Op::Probe { .. } => None,
+        Op::Restart { method, .. } => {
+            (*method == RestartMethod::DeletePods).then_some(Revert::After)
+        }
+        // A revision tag moved back before the revert restarts anything.
+        _ => Some(Revert::Before),
+    }
+}
+
+/// Each stage's revert as the model runs it: the undo commands a person runs first, then what
+/// the controller applies (the stage's steps' undo operations, last step first) in the order
+/// most likely to hurt (labels, selectors and tags set back, then workloads restarted, then
+/// releases and objects), then the commands a person runs after. Stages that split one step are
+/// reverted together.
+pub fn reverts(
+    part: &ClusterOut,
+    stages: &[Stage],
+    layout: Layout,
+) -> Vec<crate::model::StageRevert> {
+    let index: BTreeMap<&str, usize> = part
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
+    let mut out: Vec<crate::model::StageRevert> = Vec::new();
+    for st in stages.iter().skip(1) {
+        let ix: Vec<usize> = st
+            .steps
+            .iter()
+            .filter_map(|id| index.get(id.as_str()).copied())
+            .collect();
+        let (Some(&first), Some(&last)) = (ix.iter().min(), ix.iter().max()) else {
+            continue;
+        };
+        match out.last_mut() {
+            // The second half of a split step: one revert for both.
+            Some(prev) if prev.last >= first => {
+                prev.last = prev.last.max(last);
+                prev.name = st.dir.clone();
+            }
+            _ => out.push(crate::model::StageRevert {
+                name: st.dir.clone(),
+                first,
+                last,
+                ops: Vec::new(),
+            }),
+        }
+    }
+    for r in &mut out {
+        let (mut before, mut after) = (Vec::new(), Vec::new());
+        let mut declarative: Vec<(u8, Op)> = Vec::new();
+        for step in part.steps[r.first..=r.last].iter().rev() {
+            for op in &step.undo {
+                match manual_undo(layout, op) {
+                    Some(Revert::Before) => before.push(op.clone()),
+                    Some(Revert::After) => after.push(op.clone()),
+                    None => {
+                        let class = match op {
+                            Op::Probe { .. } => continue,
+                            Op::LabelNamespace { .. }
+                            | Op::PatchSelector { .. }
+                            | Op::LabelGateway { .. } => 0,
+                            Op::Restart { .. } => 1,
+                            _ => 2,
+                        };
+                        declarative.push((class, op.clone()));
+                    }
+                }
+            }
+        }
+        declarative.sort_by_key(|(c, _)| *c);
+        let (around_before, around_after) = match restore_around(part, r.first, r.last, layout) {
+            Around::Manual { before, after } => (before, after),
+            _ => (Vec::new(), Vec::new()),
+        };
+        r.ops = crate::plan::op::drop_repeated_setters(
+            around_before
+                .into_iter()
+                .chain(before)
+                .chain(declarative.into_iter().map(|(_, o)| o))
+                .chain(after)
+                .chain(around_after)
+                .collect(),
+        );
+    }
+    // A stage that cannot be reverted alone is reverted with the ones before it, as the plan's
+    // own rollback (which the model checks) does.
+    out.retain(|r| {
+        !matches!(
+            restore_around(part, r.first, r.last, layout),
+            Around::NotAlone
+        )
+    });
+    out
+}
+
+/// What a stage's revert needs around it.
+enum Around {
+    Nothing,
+    /// Put back what decides injection hop-wide (revision tags) before the revert, so that the
+    /// pods it creates get the previous proxy, and set it forward again after.
+    Manual {
+        before: Vec<Op>,
+        after: Vec<Op>,
+    },
+    /// In place, that is the control plane itself: the stage is reverted only with every stage
+    /// of the hop before it.
+    NotAlone,
+}
+
+fn restore_around(part: &ClusterOut, first: usize, last: usize, layout: Layout) -> Around {
+    // What the plan's rollback from the stage's last step puts back first: everything of the
+    // hop changed before that step that decides injection, the stage's own steps included.
+    let step = &part.steps[last];
+    let restore = &step.restore;
+    // Only pods a revert creates are injected (gateways reinstalled, workloads restarted).
+    let creates_pods = part.steps[first..=last]
+        .iter()
+        .flat_map(|s| &s.undo)
+        .any(|o| match o {
+            Op::HelmUpgrade(h) => matches!(h.content, crate::plan::op::ReleaseContent::Gateway(_)),
+            Op::Restart { .. } => true,
+            _ => false,
+        });
+    if restore.is_empty() || !creates_pods {
+        return Around::Nothing;
+    }
+    // The restore must wait for the old control plane the stage's revert brings back, or it
+    // is the control plane itself (in place), which the controller owns.
+    if step.restore_after || restore.iter().any(|o| manual_undo(layout, o).is_none()) {
+        return Around::NotAlone;
+    }
+    // Set forward again what was changed before the stage, in the order it went forward (the
+    // restore's reverse); what the stage itself changed stays undone, as its start had it.
+    let after = restore
+        .iter()
+        .rev()
+        .filter_map(|r| {
+            let target = r.setter_target()?;
+            part.steps[..first]
+                .iter()
+                .flat_map(|s| &s.ops)
+                .rfind(|o| o.setter_target().as_ref() == Some(&target))
+                .cloned()
+        })
+        .collect();
+    Around::Manual {
+        before: restore.clone(),
+        after,
+    }
+}
+
 /// When a person runs an undo command around a revert.
 enum Revert {
     Before,
@@ -899,5 +1129,107 @@ mod tests {
                 "hop-01-90-cleanup-remove-old-istiod"
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod revert_tests {
+    use super::*;
+    use crate::catalog::Catalog;
+
+    const MESH: &str = "apiVersion: meshplan.dev/v1alpha1
+kind: MeshInventory
+name: m
+clusters:
+  - name: c
+    kubernetesVersion: \"1.28\"
+    istio: {version: 1.19.6, revision: 1-19, tags: [prod-stable]}
+    gateways:
+      - name: istio-ingressgateway
+        kind: ingress
+        namespace: istio-ingress
+        revision: prod-stable
+        service:
+          name: istio-ingressgateway
+          ports: [{name: http2, port: 80, targetPort: 8080}]
+    namespaces:
+      - name: shop
+        revision: prod-stable
+        workloads: [{kind: Deployment, name: web}]
+";
+
+    fn stage(out: &ClusterOut, suffix: &str) -> Stage {
+        let id = out
+            .steps
+            .iter()
+            .find(|s| s.id.ends_with(suffix))
+            .unwrap_or_else(|| panic!("no step {suffix}"))
+            .id
+            .clone();
+        Stage {
+            dir: suffix.replace('/', "-"),
+            title: String::new(),
+            steps: vec![id],
+            before: Vec::new(),
+            after: Vec::new(),
+            checks: Vec::new(),
+            confirm: Vec::new(),
+            revert_before: Vec::new(),
+            revert: Vec::new(),
+            notes: Vec::new(),
+            state: State::new(),
+        }
+    }
+
+    #[test]
+    fn reverting_a_gateway_removal_puts_the_tags_back_around_it() {
+        let (c, out) = crate::model::tests::cluster(MESH, "1.20.8");
+        let catalog = Catalog::embedded();
+        // The first stage (000-adopt) has no revert of its own.
+        let removal = stage(&out, "istio-ingressgateway/remove-old");
+        let stages = [removal.clone(), removal];
+        let stages = &stages[..];
+        let good = reverts(&out, stages, Layout::Flux);
+        assert_eq!(good.len(), 1);
+        assert!(
+            good[0].ops.iter().any(|o| matches!(o, Op::SetTag { .. })),
+            "{:?}",
+            good[0].ops
+        );
+        crate::model::check_stage_reverts(&c, &out, &catalog, &good).unwrap();
+        // Without the tags moved back first, the reinstalled old gateway comes up with the new
+        // proxy, and the revert does not return to where the stage started.
+        let mut bad = good.clone();
+        bad[0].ops.retain(|o| !matches!(o, Op::SetTag { .. }));
+        let e = crate::model::check_stage_reverts(&c, &out, &catalog, &bad).unwrap_err();
+        assert!(e.problem.contains("does not return"), "{e}");
+    }
+
+    #[test]
+    fn reverting_a_wave_restarts_after_its_namespaces_are_relabelled() {
+        let (c, out) = crate::model::tests::cluster(
+            &MESH.replace(
+                "revision: prod-stable\n        workloads",
+                "revision: 1-19\n        workloads",
+            ),
+            "1.20.8",
+        );
+        let catalog = Catalog::embedded();
+        let wave: Vec<String> = out
+            .steps
+            .iter()
+            .filter(|s| s.id.contains("/50-data-plane/"))
+            .map(|s| s.id.clone())
+            .collect();
+        let mut st = stage(&out, "istio-ingressgateway/remove-old");
+        st.steps = wave;
+        let good = reverts(&out, &[st.clone(), st], Layout::Argocd);
+        crate::model::check_stage_reverts(&c, &out, &catalog, &good).unwrap();
+        // A controller that restarted the workloads before relabelling their namespace would
+        // leave them on the new revision.
+        let mut bad = good.clone();
+        bad[0].ops.sort_by_key(|o| !matches!(o, Op::Restart { .. }));
+        let e = crate::model::check_stage_reverts(&c, &out, &catalog, &bad).unwrap_err();
+        assert!(e.problem.contains("does not return"), "{e}");
     }
 }

@@ -492,3 +492,118 @@ pub fn check_cluster(
     }
     Ok(states)
 }
+
+/// A stage of a GitOps layout as the model checks its revert: the steps `first..=last` (indexes
+/// into the cluster's steps) and the operations a revert of it amounts to, in an order a
+/// controller may run them.
+#[derive(Clone, Debug)]
+pub struct StageRevert {
+    pub name: String,
+    pub first: usize,
+    pub last: usize,
+    pub ops: Vec<Op>,
+}
+
+/// Runs the plan forward and, at the end of each stage, the stage's revert: the invariants must
+/// hold throughout, and the revert must return the cluster to where the stage started (which,
+/// unlike a rollback's checkpoint, may be any step's end).
+pub fn check_stage_reverts(
+    c: &ClusterSpec,
+    out: &ClusterOut,
+    catalog: &Catalog,
+    stages: &[StageRevert],
+) -> Result<(), Failure> {
+    let mut m = Cluster::from_spec(c, catalog);
+    let sh = Shell {
+        context: c.context.as_deref(),
+    };
+    let baseline: BTreeSet<String> = m
+        .violations(Checking {
+            allow_proxy_ahead: true,
+        })
+        .into_iter()
+        .map(|v| v.key)
+        .collect();
+    let fail = |stage: &str, op: Option<&Op>, problem: String| Failure {
+        cluster: c.name.clone(),
+        step: stage.to_string(),
+        operation: op.map(|o| op_text(&sh, o)),
+        during: "the revert of the GitOps stage".to_string(),
+        problem,
+    };
+    let mut next = 0;
+    let mut start_canon = canon(&m.small);
+    let mut hop = 0;
+    for (i, step) in out.steps.iter().enumerate() {
+        let in_place = out.summary.hops[step.hop - 1].strategy == Strategy::InPlace;
+        if step.hop != hop {
+            hop = step.hop;
+            if c.remote_of().is_some() {
+                let h = &out.summary.hops[hop - 1];
+                let svc = |label: &str| names::istiod((label != DEFAULT_REVISION).then_some(label));
+                m.external.clear();
+                if !in_place {
+                    m.external.insert(svc(&h.from_revision), h.from.clone());
+                }
+                m.external.insert(svc(&h.to_revision), h.to.clone());
+            }
+        }
+        if stages.get(next).is_some_and(|s| s.first == i) {
+            m.namespaces.begin_segment();
+            m.workloads.begin_segment();
+            start_canon = canon(&m.small);
+        }
+        for op in &step.ops {
+            m.apply(op, catalog)
+                .map_err(|e| fail(&step.id, Some(op), format!("forward: {e}")))?;
+        }
+        let Some(stage) = stages.get(next).filter(|s| s.last == i) else {
+            continue;
+        };
+        next += 1;
+        let kept = m.small.clone();
+        m.namespaces.begin_trial();
+        m.workloads.begin_trial();
+        let checking = Checking {
+            allow_proxy_ahead: in_place,
+        };
+        for op in &stage.ops {
+            m.apply(op, catalog)
+                .map_err(|e| fail(&stage.name, Some(op), e))?;
+            if let Some(v) = m.new_violations(checking, &baseline) {
+                return Err(fail(&stage.name, Some(op), v.text));
+            }
+        }
+        let back = canon(&m.small);
+        let problem = if back != start_canon {
+            Some(describe_difference(&start_canon, &back))
+        } else if let Some(i) = m.namespaces.changed_since_segment().first() {
+            Some(format!(
+                "namespace {} is labelled {:?}, was {:?}",
+                m.namespaces.items[*i].name, m.namespaces.items[*i], m.namespaces.first[i]
+            ))
+        } else {
+            m.workloads.changed_since_segment().first().map(|i| {
+                let w = &m.workloads.items[*i];
+                format!(
+                    "{:?} {}/{} runs {:?}, ran {:?}",
+                    w.kind,
+                    m.namespaces.items[w.namespace].name,
+                    w.name,
+                    w.proxy,
+                    m.workloads.first[i].proxy
+                )
+            })
+        };
+        if let Some(p) = problem {
+            return Err(fail(
+                &stage.name,
+                None,
+                format!("reverting the stage does not return the cluster to where it started: {p}"),
+            ));
+        }
+        m.small = kept;
+        m.revert_trial();
+    }
+    Ok(())
+}

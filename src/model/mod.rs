@@ -27,7 +27,7 @@ pub mod mesh;
 mod sail;
 pub mod state;
 
-pub use check::{Failure, StepState, check_cluster};
+pub use check::{Failure, StageRevert, StepState, check_cluster, check_stage_reverts};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
