@@ -236,6 +236,21 @@ fn application(c: &ClusterSpec, spec: &GitopsSpec, r: &Release) -> Value {
     if r.skip_schema {
         helm["skipSchemaValidation"] = json!(true);
     }
+    // istiod writes these fields itself (its CA bundle, the validator's failure policy).
+    let mut ignore = vec![
+        json!({"group": "admissionregistration.k8s.io", "kind": "MutatingWebhookConfiguration",
+               "jqPathExpressions": [".webhooks[]?.clientConfig.caBundle"]}),
+        json!({"group": "admissionregistration.k8s.io", "kind": "ValidatingWebhookConfiguration",
+               "jqPathExpressions": [".webhooks[]?.clientConfig.caBundle", ".webhooks[]?.failurePolicy"]}),
+    ];
+    let mut sync = vec![json!("ServerSideApply=true")];
+    if r.chart == Chart::Gateway {
+        // The plan moves the Service's selector (pin, widen, switch) through the objects
+        // Application; the chart's Application must neither report nor re-apply the chart's
+        // own selector over it, or a self-heal would send traffic back to the old pods.
+        ignore.push(json!({"group": "", "kind": "Service", "jsonPointers": ["/spec/selector"]}));
+        sync.push(json!("RespectIgnoreDifferences=true"));
+    }
     json!({
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Application",
@@ -257,15 +272,9 @@ fn application(c: &ClusterSpec, spec: &GitopsSpec, r: &Release) -> Value {
             "destination": {"name": c.name, "namespace": r.namespace},
             "syncPolicy": {
                 "automated": {"prune": true, "selfHeal": true},
-                "syncOptions": ["ServerSideApply=true"],
+                "syncOptions": sync,
             },
-            // istiod writes these fields itself (its CA bundle, the validator's failure policy).
-            "ignoreDifferences": [
-                {"group": "admissionregistration.k8s.io", "kind": "MutatingWebhookConfiguration",
-                 "jqPathExpressions": [".webhooks[]?.clientConfig.caBundle"]},
-                {"group": "admissionregistration.k8s.io", "kind": "ValidatingWebhookConfiguration",
-                 "jqPathExpressions": [".webhooks[]?.clientConfig.caBundle", ".webhooks[]?.failurePolicy"]},
-            ],
+            "ignoreDifferences": ignore,
         },
     })
 }
