@@ -195,10 +195,19 @@ pub fn render_cluster(
     crate::model::check_stage_reverts(c, part, catalog, &reverts).map_err(GitopsError::Model)?;
     let root = format!("{}/{}", part.summary.dir, spec.dir());
     let mut tree = OutputTree::default();
-    let mut prev: Option<&Stage> = None;
+    let mut prev: Option<(&Stage, objects::Sets)> = None;
     let mut index = Vec::new();
     for stage in &stages {
-        let rendered = objects::render_stage(c, spec, &root, stage, prev);
+        let sets = objects::sets(
+            c,
+            spec,
+            &root,
+            &stage.dir,
+            &stage.state,
+            prev.as_ref().map(|(p, s)| (&p.state, s)),
+        );
+        let rendered =
+            objects::render_stage(spec, stage, &sets, prev.as_ref().map(|(p, s)| (*p, s)));
         for (rel, template, data) in rendered {
             let path = format!("{root}/{}/{rel}", stage.dir);
             let ctx = json!({"file": {"path": path}, "data": data, "layout": spec.layout.name()});
@@ -209,8 +218,8 @@ pub fn render_cluster(
                 message: m,
             })?;
         }
-        index.push(objects::stage_view(c, spec, stage, prev));
-        prev = Some(stage);
+        index.push(objects::stage_view(stage, prev.as_ref().map(|(p, _)| *p)));
+        prev = Some((stage, sets));
     }
     let path = format!("{root}/README.md");
     let ctx = json!({

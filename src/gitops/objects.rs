@@ -11,6 +11,7 @@
 //! - **kustomize**: the objects and partials only; Helm releases stay helm commands.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -27,10 +28,10 @@ const ARGO_SYNC: &str = "argocd.argoproj.io/sync-options";
 const ARGO_WAVE: &str = "argocd.argoproj.io/sync-wave";
 
 /// Rendered objects by (kind, namespace, name).
-type Objects = BTreeMap<(String, String, String), Value>;
+type Objects = BTreeMap<(String, String, String), Arc<Value>>;
 
 /// The kustomizations of a stage: the main one and, in the Argo CD layout, `objects/`.
-struct Sets {
+pub struct Sets {
     main: Objects,
     objects: Option<Objects>,
 }
@@ -46,7 +47,7 @@ fn id(o: &Value) -> (String, String, String) {
 }
 
 fn insert(set: &mut Objects, o: Value) {
-    set.insert(id(&o), o);
+    set.insert(id(&o), Arc::new(o));
 }
 
 fn annotate(o: &mut Value, pairs: &[(&str, &str)]) {
@@ -65,23 +66,47 @@ fn annotate(o: &mut Value, pairs: &[(&str, &str)]) {
     }
 }
 
-fn sets(c: &ClusterSpec, spec: &GitopsSpec, root: &str, stage_dir: &str, state: &State) -> Sets {
+/// A stage's desired state as the layout's objects. An object the previous stage's state
+/// shares unchanged (`prev`) is not rendered again: the previous rendering is shared, and the
+/// comparison of the two stages skips it.
+pub fn sets(
+    c: &ClusterSpec,
+    spec: &GitopsSpec,
+    root: &str,
+    stage_dir: &str,
+    state: &State,
+    prev: Option<(&State, &Sets)>,
+) -> Sets {
     let mut main = Objects::new();
     let mut objects = Objects::new();
     let argo = spec.layout == Layout::Argocd;
     if spec.layout == Layout::Flux {
         insert(&mut main, helm_repository(spec));
     }
-    for d in state.values() {
-        match d {
+    for (k, d) in state {
+        let set = if argo { &mut objects } else { &mut main };
+        if !matches!(&**d, Desired::Release(_))
+            && let Some((ps, pset)) = prev
+            && ps.get(k).is_some_and(|p| Arc::ptr_eq(p, d))
+        {
+            let id = (k.kind.clone(), k.namespace.clone(), k.name.clone());
+            let from = if argo {
+                pset.objects.as_ref()
+            } else {
+                Some(&pset.main)
+            };
+            if let Some(o) = from.and_then(|f| f.get(&id)) {
+                set.insert(id, Arc::clone(o));
+                continue;
+            }
+        }
+        match &**d {
             Desired::Release(r) => match spec.layout {
                 Layout::Flux => insert(&mut main, helm_release(spec, r, state)),
                 Layout::Argocd => insert(&mut main, application(c, spec, r)),
                 _ => {}
             },
-            Desired::Object(o) => {
-                insert(if argo { &mut objects } else { &mut main }, o.clone());
-            }
+            Desired::Object(o) => insert(set, o.clone()),
             Desired::Partial(o) => {
                 let mut o = o.clone();
                 match spec.layout {
@@ -94,8 +119,8 @@ fn sets(c: &ClusterSpec, spec: &GitopsSpec, root: &str, stage_dir: &str, state: 
                     ),
                     Layout::Argocd => annotate(
                         &mut o,
-                        // A partial is not a valid whole object: Argo CD applies it server-side without
-                        // client validation (its documented way to patch a live object).
+                        // A partial is not a valid whole object: Argo CD applies it server-side
+                        // without client validation (its documented way to patch a live object).
                         &[(
                             ARGO_SYNC,
                             "ServerSideApply=true,Validate=false,Prune=false,Delete=false",
@@ -103,7 +128,7 @@ fn sets(c: &ClusterSpec, spec: &GitopsSpec, root: &str, stage_dir: &str, state: 
                     ),
                     _ => {}
                 }
-                insert(if argo { &mut objects } else { &mut main }, o);
+                insert(set, o);
             }
         }
     }
@@ -131,7 +156,7 @@ fn helm_repository(spec: &GitopsSpec) -> Value {
 
 /// The istiod release of the revision a release's values name (`None`: unrevisioned).
 fn istiod_of<'s>(state: &'s State, revision: Option<&Value>) -> Option<&'s Release> {
-    state.values().find_map(|d| match d {
+    state.values().find_map(|d| match &**d {
         Desired::Release(r)
             if matches!(r.chart, Chart::Istiod | Chart::IstiodRemote)
                 && r.values.get("revision") == revision =>
@@ -143,7 +168,7 @@ fn istiod_of<'s>(state: &'s State, revision: Option<&Value>) -> Option<&'s Relea
 }
 
 fn helm_release(spec: &GitopsSpec, r: &Release, state: &State) -> Value {
-    let base = state.values().find_map(|d| match d {
+    let base = state.values().find_map(|d| match &**d {
         Desired::Release(b) if b.chart == Chart::Base => Some(b),
         _ => None,
     });
@@ -311,14 +336,13 @@ fn objects_application(c: &ClusterSpec, spec: &GitopsSpec, root: &str, stage_dir
 
 /// The files of one stage: `(path below the stage, template, data)`.
 pub fn render_stage(
-    c: &ClusterSpec,
     spec: &GitopsSpec,
-    root: &str,
     stage: &Stage,
-    prev: Option<&Stage>,
+    now: &Sets,
+    prev: Option<(&Stage, &Sets)>,
 ) -> Vec<(String, &'static str, Value)> {
-    let now = sets(c, spec, root, &stage.dir, &stage.state);
-    let before = prev.map(|p| sets(c, spec, root, &p.dir, &p.state));
+    let before = prev.map(|(_, s)| s);
+    let prev = prev.map(|(p, _)| p);
     let mut files = Vec::new();
     let how = match spec.layout {
         Layout::Flux => {
@@ -364,12 +388,12 @@ pub fn render_stage(
             json!({"stage": stage.dir, "title": stage.title, "how": how, "resources": resources, "patches": patches}),
         ));
     };
-    one("", &now.main, before.as_ref().map(|b| &b.main), "../");
+    one("", &now.main, before.map(|b| &b.main), "../");
     if let Some(objs) = &now.objects {
         one(
             "objects",
             objs,
-            before.as_ref().and_then(|b| b.objects.as_ref()),
+            before.and_then(|b| b.objects.as_ref()),
             "../../",
         );
     }
@@ -379,14 +403,14 @@ pub fn render_stage(
 /// The objects a stage adds, and the patches of those it changes or removes.
 fn delta(before: Option<&Objects>, now: &Objects) -> (Vec<Value>, Vec<Value>) {
     let Some(before) = before else {
-        return (now.values().cloned().collect(), Vec::new());
+        return (now.values().map(|o| (**o).clone()).collect(), Vec::new());
     };
     let mut added = Vec::new();
     let mut patches = Vec::new();
     for (k, o) in now {
         match before.get(k) {
-            None => added.push(o.clone()),
-            Some(b) if b != o => {
+            None => added.push((**o).clone()),
+            Some(b) if !Arc::ptr_eq(b, o) && b != o => {
                 let ops = patch::diff(b, o);
                 let api = o["apiVersion"].as_str().unwrap_or("");
                 let (group, version) = api.rsplit_once('/').unwrap_or(("", api));
@@ -417,18 +441,15 @@ fn delta(before: Option<&Objects>, now: &Objects) -> (Vec<Value>, Vec<Value>) {
 }
 
 /// What the README says of a stage.
-pub fn stage_view(
-    _c: &ClusterSpec,
-    _spec: &GitopsSpec,
-    stage: &Stage,
-    prev: Option<&Stage>,
-) -> Value {
+pub fn stage_view(stage: &Stage, prev: Option<&Stage>) -> Value {
     let mut changes = Vec::new();
     if let Some(p) = prev {
         for (k, d) in &stage.state {
             match p.state.get(k) {
                 None => changes.push(format!("adds {}", describe(k, d))),
-                Some(b) if b != d => changes.push(format!("changes {}", describe(k, d))),
+                Some(b) if !Arc::ptr_eq(b, d) && b != d => {
+                    changes.push(format!("changes {}", describe(k, d)))
+                }
                 _ => {}
             }
         }

@@ -11,6 +11,7 @@
 //! adoption. Read-only checks and waits become what to confirm before promoting the next stage.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
@@ -80,7 +81,8 @@ pub enum Desired {
     Partial(Value),
 }
 
-pub type State = BTreeMap<Key, Desired>;
+/// The desired state; objects are shared between the stages' states until a stage changes them.
+pub type State = BTreeMap<Key, Arc<Desired>>;
 
 /// One stage: what changes, what a person runs around it, what to confirm after it.
 #[derive(Clone, Debug)]
@@ -118,17 +120,10 @@ pub fn build(
     spec: &GitopsSpec,
     read: &Read<'_>,
 ) -> Result<Vec<Stage>, RenderError> {
-    let cache: std::cell::RefCell<BTreeMap<String, String>> = Default::default();
-    let read = |p: &str| -> Result<String, RenderError> {
-        if let Some(t) = cache.borrow().get(p) {
-            return Ok(t.clone());
-        }
-        let t = read(p)?;
-        cache.borrow_mut().insert(p.to_string(), t.clone());
-        Ok(t)
-    };
-    // First pass: what every object the plan touches looks like before the plan.
+    // First pass: what every object the plan touches looks like before the plan (it reads no
+    // file: only what objects exist before matters).
     let mut first = Machine::new(c, spec, State::new(), &read);
+    first.learning = true;
     for step in &part.steps {
         first.step(step)?;
     }
@@ -417,6 +412,8 @@ struct Machine<'a> {
     layout: Layout,
     sh: Shell<'a>,
     read: &'a Read<'a>,
+    /// The first pass: only what every object looked like before the plan is learnt.
+    learning: bool,
     running: BTreeMap<Key, Release>,
     /// Every touched object as it was before the plan touched it.
     initial: State,
@@ -450,6 +447,7 @@ impl<'a> Machine<'a> {
                 context: c.context.as_deref(),
             },
             read,
+            learning: false,
             running,
             initial: State::new(),
             touched: BTreeSet::new(),
@@ -471,7 +469,8 @@ impl<'a> Machine<'a> {
             return;
         }
         if let Some(d) = before(self) {
-            self.initial.insert(key.clone(), d.clone());
+            let d = Arc::new(d);
+            self.initial.insert(key.clone(), Arc::clone(&d));
             self.state.insert(key.clone(), d);
         }
     }
@@ -553,9 +552,12 @@ impl<'a> Machine<'a> {
             Op::HelmUpgrade(h) => {
                 let key = Key::new(RELEASE, &h.namespace, &h.release);
                 self.touch(&key, |m| m.running.get(&key).cloned().map(Desired::Release));
+                if self.learning {
+                    return Ok(Effect::CHANGED);
+                }
                 let file = yaml_docs(&(self.read)(&h.values)?, &h.values)?;
                 let given = file.into_iter().next().unwrap_or(Value::Null);
-                let values = match (h.reuse_values, self.state.get(&key)) {
+                let values = match (h.reuse_values, self.state.get(&key).map(|d| &**d)) {
                     (true, Some(Desired::Release(r))) => {
                         let mut v = r.values.clone();
                         merge(&mut v, &given);
@@ -565,14 +567,14 @@ impl<'a> Machine<'a> {
                 };
                 self.state.insert(
                     key,
-                    Desired::Release(Release {
+                    Arc::new(Desired::Release(Release {
                         name: h.release.clone(),
                         namespace: h.namespace.clone(),
                         chart: h.chart,
                         version: h.version.clone(),
                         values,
                         skip_schema: h.skip_schema_validation,
-                    }),
+                    })),
                 );
                 Effect::CHANGED
             }
@@ -583,10 +585,13 @@ impl<'a> Machine<'a> {
                 Effect::CHANGED
             }
             Op::Apply { file, .. } => {
+                if self.learning {
+                    return Ok(Effect::CHANGED);
+                }
                 for doc in yaml_docs(&(self.read)(file)?, file)? {
                     let key = key_of(&doc);
                     self.touch(&key, |_| None);
-                    self.state.insert(key, Desired::Object(doc));
+                    self.state.insert(key, Arc::new(Desired::Object(doc)));
                 }
                 Effect::CHANGED
             }
@@ -696,6 +701,9 @@ impl<'a> Machine<'a> {
                         "metadata": {"name": name, "namespace": namespace},
                     })))
                 });
+                if self.learning {
+                    return Ok(Effect::CHANGED);
+                }
                 let doc = yaml_docs(&(self.read)(file)?, file)?
                     .into_iter()
                     .next()
@@ -721,9 +729,9 @@ impl<'a> Machine<'a> {
                     .cloned()
                     .collect();
                 let owned = keys.len() == objects.len()
-                    && keys
-                        .iter()
-                        .all(|k| matches!(self.state.get(k), Some(Desired::Object(_))));
+                    && keys.iter().all(|k| {
+                        matches!(self.state.get(k).map(|d| &**d), Some(Desired::Object(_)))
+                    });
                 if owned && !kustomize {
                     for k in keys {
                         self.state.remove(&k);
@@ -743,7 +751,7 @@ impl<'a> Machine<'a> {
     fn label(&mut self, key: &Key, patch: &LabelPatch, op: &Op) -> Effect {
         let foreign = patch.iter().any(|(k, v)| {
             v.is_none()
-                && matches!(self.initial.get(key), Some(Desired::Partial(o))
+                && matches!(self.initial.get(key).map(|d| &**d), Some(Desired::Partial(o))
                     if o.pointer(&format!("/metadata/labels/{}", patch::escape(k))).is_some())
         });
         let obj = self.object_mut(key);
@@ -762,11 +770,11 @@ impl<'a> Machine<'a> {
     }
 
     fn object_mut(&mut self, key: &Key) -> &mut Value {
-        match self
+        let d = self
             .state
             .entry(key.clone())
-            .or_insert_with(|| Desired::Partial(json!({})))
-        {
+            .or_insert_with(|| Arc::new(Desired::Partial(json!({}))));
+        match Arc::make_mut(d) {
             Desired::Object(v) | Desired::Partial(v) => v,
             Desired::Release(_) => unreachable!("a release key never names an object"),
         }
