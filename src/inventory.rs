@@ -93,6 +93,9 @@ pub struct ArgoSettings {
     pub repo_url: String,
     pub path: Option<String>,
     pub target_revision: Option<String>,
+    /// Inventory cluster name -> the Argo CD cluster it deploys to.
+    #[serde(default)]
+    pub destinations: BTreeMap<String, String>,
 }
 
 /// Settings that `defaults` gives every cluster and a cluster may override.

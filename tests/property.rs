@@ -637,6 +637,7 @@ fn gitops_stages(
             repo_url: "https://git.example.com/mesh.git".into(),
             path: "plans".into(),
             target_revision: "main".into(),
+            destinations: Default::default(),
         });
     }
     let env = meshplan::render::environment(&Default::default()).map_err(|e| e.to_string())?;

@@ -58,6 +58,17 @@ pub struct ArgoSpec {
     /// The plan's directory in the repository, without a trailing `/` (`""`: the root).
     pub path: String,
     pub target_revision: String,
+    /// Inventory cluster name -> Argo CD cluster name, where they differ.
+    pub destinations: std::collections::BTreeMap<String, String>,
+}
+
+impl ArgoSpec {
+    /// The Argo CD cluster an inventory cluster deploys to.
+    pub fn destination<'s>(&'s self, cluster: &'s str) -> &'s str {
+        self.destinations
+            .get(cluster)
+            .map_or(cluster, String::as_str)
+    }
 }
 
 impl Default for GitopsSpec {
@@ -96,6 +107,7 @@ impl GitopsSpec {
                     .trim_matches('/')
                     .to_string(),
                 target_revision: a.target_revision.clone().unwrap_or_else(|| "HEAD".into()),
+                destinations: a.destinations.clone(),
             }),
         }
     }
@@ -129,6 +141,28 @@ pub fn check(mesh: &Mesh, src: &Source, layout_from_cli: bool, diags: &mut Diagn
             d = d.at(src, &layout_at);
         }
         diags.push(d);
+    }
+    if let Some(a) = &spec.argo {
+        for name in a.destinations.keys() {
+            if !mesh.clusters.iter().any(|c| c.name == *name) {
+                let known: Vec<&str> = mesh.clusters.iter().map(|c| c.name.as_str()).collect();
+                diags.push(
+                    Diagnostic::error(
+                        Code::LayoutUnsupported,
+                        format!("gitops.argocd.destinations names `{name}`, which is not a cluster of the inventory"),
+                    )
+                    .at(
+                        src,
+                        &YamlPath::root()
+                            .key("gitops")
+                            .key("argocd")
+                            .key("destinations")
+                            .key(name),
+                    )
+                    .help(format!("the clusters are: {}", known.join(", "))),
+                );
+            }
+        }
     }
     for c in &mesh.clusters {
         if c.install != InstallMethod::Helm {
@@ -228,7 +262,7 @@ pub fn render_cluster(
         "cluster": part.summary.name,
         "dir": root,
         "context": c.context,
-        "argo": spec.argo.as_ref().map(|a| json!({"namespace": a.namespace, "project": a.project, "repoURL": a.repo_url, "path": a.path, "targetRevision": a.target_revision})),
+        "argo": spec.argo.as_ref().map(|a| json!({"namespace": a.namespace, "project": a.project, "repoURL": a.repo_url, "path": a.path, "targetRevision": a.target_revision, "destination": a.destination(&c.name)})),
         "fluxNamespace": spec.flux_namespace,
         "stages": index,
     });

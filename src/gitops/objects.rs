@@ -294,7 +294,7 @@ fn application(c: &ClusterSpec, spec: &GitopsSpec, r: &Release) -> Value {
                 "targetRevision": r.version.to_string(),
                 "helm": helm,
             },
-            "destination": {"name": c.name, "namespace": r.namespace},
+            "destination": {"name": a.destination(&c.name), "namespace": r.namespace},
             "syncPolicy": {
                 "automated": {"prune": true, "selfHeal": true},
                 "syncOptions": sync,
@@ -323,7 +323,7 @@ fn objects_application(c: &ClusterSpec, spec: &GitopsSpec, root: &str, stage_dir
         "spec": {
             "project": a.project,
             "source": {"repoURL": a.repo_url, "targetRevision": a.target_revision, "path": path},
-            "destination": {"name": c.name},
+            "destination": {"name": a.destination(&c.name)},
             "syncPolicy": {
                 "automated": {"prune": true, "selfHeal": true},
                 // The migration would hand Argo CD every field `kubectl apply` set on the live
