@@ -297,3 +297,41 @@ fn a_version_bump_renames_no_stage_file() {
         .count();
     assert!(changed > 0);
 }
+
+#[test]
+fn the_argocd_layout_from_the_command_line_needs_the_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv =
+        std::fs::read_to_string("golden/ok-contract-helm-two-clusters-to-1-21-0/inventory.yaml")
+            .unwrap();
+    let r = run_in(
+        dir.path(),
+        &[
+            "compile", "-", "--to", "1.21.0", "--layout", "argocd", "--out", "out",
+        ],
+        Some(&inv),
+    );
+    assert_eq!(r.status, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "error[layout-unsupported]: the argocd layout (--layout) needs gitops.argocd.repoURL"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(!dir.path().join("out").exists(), "nothing is written");
+    // The same mesh compiles as Flux stages.
+    let r = run_in(
+        dir.path(),
+        &[
+            "compile", "-", "--to", "1.21.0", "--layout", "flux", "--out", "out", "-q",
+        ],
+        Some(&inv),
+    );
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    assert!(
+        dir.path()
+            .join("out/01-east/flux/000-adopt/kustomization.yaml")
+            .is_file()
+    );
+}
