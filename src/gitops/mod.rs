@@ -264,6 +264,7 @@ pub fn render_cluster(
         "context": c.context,
         "argo": spec.argo.as_ref().map(|a| json!({"namespace": a.namespace, "project": a.project, "repoURL": a.repo_url, "path": a.path, "targetRevision": a.target_revision, "destination": a.destination(&c.name)})),
         "fluxNamespace": spec.flux_namespace,
+        "mesh": part.summary.mesh,
         "stages": index,
     });
     let text = crate::render::render_with(env, "gitops-README.md.j2", &path, &ctx)?;
