@@ -255,6 +255,18 @@ pub fn build(
             .map(|c| c.text())
             .collect()
     };
+    // Each stage's first step, to find the stage that upgrades a hop's control plane.
+    let starts: Vec<(usize, String)> = stages
+        .iter()
+        .skip(1)
+        .filter_map(|st| {
+            st.steps
+                .iter()
+                .filter_map(|id| index.get(id.as_str()).copied())
+                .min()
+                .map(|f| (f, st.dir.clone()))
+        })
+        .collect();
     for st in stages.iter_mut().skip(1) {
         let ix: Vec<usize> = st
             .steps
@@ -274,9 +286,66 @@ pub fn build(
                 st.revert.extend(text(&after));
                 st.notes.push("the revert creates pods: the revision tags this hop moved go back first, so that they get the previous proxy, and forward again once it synced".into());
             }
-            Around::NotAlone => st.notes.push(
-                "this hop upgrades the control plane in place: reverting this stage alone would restart pods onto the upgraded istiod; revert every stage of the hop from here back to the one before its control-plane stage, last first (PLAN.md's rollback does the same)".into(),
-            ),
+            Around::NotAlone => {
+                let hop = part.steps[first].hop;
+                let cp = part
+                    .steps
+                    .iter()
+                    .position(|s| s.hop == hop && s.phase == Phase::ControlPlane)
+                    .unwrap_or(first);
+                // The stage before the one holding the control-plane step.
+                let back_to = starts
+                    .iter()
+                    .take_while(|(f, _)| *f <= cp)
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .rev()
+                    .nth(1)
+                    .map_or_else(|| "000-adopt".to_string(), |(_, d)| d.clone());
+                let mut again = Vec::new();
+                for s in &part.steps[cp..=last] {
+                    for op in &s.ops {
+                        match op {
+                            Op::Restart {
+                                kind,
+                                name,
+                                namespace,
+                                method: RestartMethod::TemplatePatch,
+                                ..
+                            } => again.push(crate::render::shell::join(&sh.tool(
+                                crate::plan::op::Tool::Kubectl,
+                                &[
+                                    "rollout",
+                                    "restart",
+                                    &format!("{}/{name}", kind.resource()),
+                                    "-n",
+                                    namespace,
+                                ],
+                            ))),
+                            Op::Restart { .. } => again.extend(text(std::slice::from_ref(op))),
+                            Op::HelmUpgrade(h) => {
+                                if let crate::plan::op::ReleaseContent::Gateway(g) = &h.content {
+                                    again.push(crate::render::shell::join(&sh.tool(
+                                        crate::plan::op::Tool::Kubectl,
+                                        &[
+                                            "rollout",
+                                            "restart",
+                                            &format!("deployment/{}", g.name),
+                                            "-n",
+                                            &g.namespace,
+                                        ],
+                                    )));
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                st.revert.extend(again);
+                st.notes.push(format!(
+                    "this hop upgrades the control plane in place, so this stage is not reverted alone: revert the hop's stages from its control plane on at once, by pointing the controller at `{back_to}`; once that synced (istiod back at the previous version), run the commands under *after a revert*: they restart what these stages restarted, which the upgraded istiod may have injected while the revert ran"
+                ));
+            }
         }
     }
     if let Some(last) = stages.last_mut() {
