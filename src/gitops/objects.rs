@@ -466,7 +466,7 @@ pub fn stage_view(stage: &Stage, prev: Option<&Stage>) -> Value {
     json!({
         "dir": stage.dir, "title": stage.title, "steps": stage.steps, "changes": changes,
         "before": stage.before, "after": stage.after, "checks": stage.checks,
-        "confirm": stage.confirm, "revertBefore": stage.revert_before,
+        "confirmBefore": stage.confirm_before, "confirm": stage.confirm, "revertBefore": stage.revert_before,
         "revert": stage.revert, "notes": stage.notes,
     })
 }

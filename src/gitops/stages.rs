@@ -98,6 +98,8 @@ pub struct Stage {
     pub after: Vec<String>,
     /// Commands whose result must hold before the next stage is promoted.
     pub checks: Vec<String>,
+    /// What a person must confirm before promoting this stage (read-only steps folded into it).
+    pub confirm_before: Vec<String>,
     /// What a person must confirm before the next stage is promoted.
     pub confirm: Vec<String>,
     /// Commands to run before reverting this stage: they put back what decides injection (a
@@ -137,6 +139,7 @@ pub fn build(
         before: Vec::new(),
         after: Vec::new(),
         checks: Vec::new(),
+        confirm_before: Vec::new(),
         confirm: Vec::new(),
         revert_before: Vec::new(),
         revert: Vec::new(),
@@ -233,6 +236,7 @@ pub fn build(
             before: out.before,
             after: out.after,
             checks: out.checks,
+            confirm_before: out.confirm_before,
             confirm: out.confirm,
             revert_before: out.revert_before,
             revert: out.revert,
@@ -352,6 +356,7 @@ pub fn build(
         last.after.extend(pending.before);
         last.after.extend(pending.after);
         last.after.extend(pending.checks);
+        last.confirm.extend(pending.confirm_before);
         last.confirm.extend(pending.confirm);
         last.revert_before.extend(pending.revert_before);
         last.revert.splice(0..0, pending.revert);
@@ -422,6 +427,7 @@ struct Out {
     before: Vec<String>,
     after: Vec<String>,
     checks: Vec<String>,
+    confirm_before: Vec<String>,
     confirm: Vec<String>,
     revert_before: Vec<String>,
     revert: Vec<String>,
@@ -446,7 +452,9 @@ impl Out {
         self.before.extend(o.before);
         self.before.extend(o.after);
         self.before.extend(o.checks);
-        self.confirm.extend(o.confirm);
+        // What they ask to confirm holds before the stage they are folded into.
+        self.confirm_before.extend(o.confirm_before);
+        self.confirm_before.extend(o.confirm);
         self.revert_before.splice(0..0, o.revert_before);
         self.revert.splice(0..0, o.revert);
         self.notes.extend(o.notes);
@@ -458,6 +466,7 @@ impl Out {
         self.after.extend(o.before);
         self.after.extend(o.after);
         self.after.extend(o.checks);
+        self.confirm.extend(o.confirm_before);
         self.confirm.extend(o.confirm);
         self.revert_before.splice(0..0, o.revert_before);
         self.revert.splice(0..0, o.revert);
@@ -467,6 +476,7 @@ impl Out {
 
     fn prepend(&mut self, o: Out) {
         self.before.splice(0..0, o.before);
+        self.confirm_before.splice(0..0, o.confirm_before);
         self.confirm.splice(0..0, o.confirm);
         self.revert_before.extend(o.revert_before);
         self.revert.extend(o.revert);
@@ -1250,6 +1260,7 @@ clusters:
             before: Vec::new(),
             after: Vec::new(),
             checks: Vec::new(),
+            confirm_before: Vec::new(),
             confirm: Vec::new(),
             revert_before: Vec::new(),
             revert: Vec::new(),
