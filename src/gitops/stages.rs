@@ -291,60 +291,15 @@ pub fn build(
                 st.notes.push("the revert creates pods: the revision tags this hop moved go back first, so that they get the previous proxy, and forward again once it synced".into());
             }
             Around::NotAlone => {
-                let hop = part.steps[first].hop;
-                let cp = part
-                    .steps
-                    .iter()
-                    .position(|s| s.hop == hop && s.phase == Phase::ControlPlane)
-                    .unwrap_or(first);
+                let firsts: Vec<usize> = starts.iter().map(|(f, _)| *f).collect();
+                let from = control_plane_stage_start(part, &firsts, first);
                 // The stage before the one holding the control-plane step.
                 let back_to = starts
                     .iter()
-                    .take_while(|(f, _)| *f <= cp)
-                    .collect::<Vec<_>>()
-                    .iter()
-                    .rev()
-                    .nth(1)
+                    .filter(|(f, _)| *f < from)
+                    .max_by_key(|(f, _)| *f)
                     .map_or_else(|| "000-adopt".to_string(), |(_, d)| d.clone());
-                let mut again = Vec::new();
-                for s in &part.steps[cp..=last] {
-                    for op in &s.ops {
-                        match op {
-                            Op::Restart {
-                                kind,
-                                name,
-                                namespace,
-                                method: RestartMethod::TemplatePatch,
-                                ..
-                            } => again.push(crate::render::shell::join(&sh.tool(
-                                crate::plan::op::Tool::Kubectl,
-                                &[
-                                    "rollout",
-                                    "restart",
-                                    &format!("{}/{name}", kind.resource()),
-                                    "-n",
-                                    namespace,
-                                ],
-                            ))),
-                            Op::Restart { .. } => again.extend(text(std::slice::from_ref(op))),
-                            Op::HelmUpgrade(h) => {
-                                if let crate::plan::op::ReleaseContent::Gateway(g) = &h.content {
-                                    again.push(crate::render::shell::join(&sh.tool(
-                                        crate::plan::op::Tool::Kubectl,
-                                        &[
-                                            "rollout",
-                                            "restart",
-                                            &format!("deployment/{}", g.name),
-                                            "-n",
-                                            &g.namespace,
-                                        ],
-                                    )));
-                                }
-                            }
-                            _ => {}
-                        }
-                    }
-                }
+                let again = text(&restart_again(part, from, last));
                 st.revert.extend(again);
                 st.notes.push(format!(
                     "this hop upgrades the control plane in place, so this stage is not reverted alone: revert the hop's stages from its control plane on at once, by pointing the controller at `{back_to}`; once that synced (istiod back at the previous version), run the commands under *after a revert*: they restart what these stages restarted, which the upgraded istiod may have injected while the revert ran"
@@ -927,10 +882,22 @@ pub fn reverts(
             }),
         }
     }
+    let starts: Vec<usize> = out.iter().map(|r| r.first).collect();
     for r in &mut out {
+        let (around_before, around_after, from) =
+            match restore_around(part, r.first, r.last, layout) {
+                Around::Manual { before, after } => (before, after, r.first),
+                Around::Nothing => (Vec::new(), Vec::new(), r.first),
+                // In place: the hop's stages from its control plane on are reverted at once,
+                // then what they restarted restarts again, onto the previous istiod.
+                Around::NotAlone => {
+                    let from = control_plane_stage_start(part, &starts, r.first);
+                    (Vec::new(), restart_again(part, from, r.last), from)
+                }
+            };
         let (mut before, mut after) = (Vec::new(), Vec::new());
         let mut declarative: Vec<(u8, Op)> = Vec::new();
-        for step in part.steps[r.first..=r.last].iter().rev() {
+        for step in part.steps[from..=r.last].iter().rev() {
             for op in &step.undo {
                 match manual_undo(layout, op) {
                     Some(Revert::Before) => before.push(op.clone()),
@@ -950,10 +917,7 @@ pub fn reverts(
             }
         }
         declarative.sort_by_key(|(c, _)| *c);
-        let (around_before, around_after) = match restore_around(part, r.first, r.last, layout) {
-            Around::Manual { before, after } => (before, after),
-            _ => (Vec::new(), Vec::new()),
-        };
+        r.first = from;
         r.ops = crate::plan::op::drop_repeated_setters(
             around_before
                 .into_iter()
@@ -964,14 +928,58 @@ pub fn reverts(
                 .collect(),
         );
     }
-    // A stage that cannot be reverted alone is reverted with the ones before it, as the plan's
-    // own rollback (which the model checks) does.
-    out.retain(|r| {
-        !matches!(
-            restore_around(part, r.first, r.last, layout),
-            Around::NotAlone
-        )
-    });
+    out
+}
+
+/// The first step of the stage that holds the control-plane step of `first`'s hop (`starts`:
+/// each stage's first step).
+fn control_plane_stage_start(part: &ClusterOut, starts: &[usize], first: usize) -> usize {
+    let hop = part.steps[first].hop;
+    let cp = part
+        .steps
+        .iter()
+        .position(|s| s.hop == hop && s.phase == Phase::ControlPlane)
+        .unwrap_or(first);
+    starts
+        .iter()
+        .copied()
+        .filter(|s| *s <= cp)
+        .max()
+        .unwrap_or(cp)
+}
+
+/// What the steps `from..=last` restarted, restarted again: the in-place gateways and the
+/// workloads (`kubectl rollout restart`; pods of `OnDelete` workloads deleted one at a time).
+fn restart_again(part: &ClusterOut, from: usize, last: usize) -> Vec<Op> {
+    let mut out = Vec::new();
+    for s in &part.steps[from..=last] {
+        for op in &s.ops {
+            match op {
+                Op::Restart {
+                    kind,
+                    name,
+                    namespace,
+                    method: RestartMethod::TemplatePatch,
+                    ..
+                } => out.push(Op::RolloutRestart {
+                    kind: *kind,
+                    name: name.clone(),
+                    namespace: namespace.clone(),
+                }),
+                Op::Restart { .. } => out.push(op.clone()),
+                Op::HelmUpgrade(h) => {
+                    if let crate::plan::op::ReleaseContent::Gateway(g) = &h.content {
+                        out.push(Op::RolloutRestart {
+                            kind: WorkloadKind::Deployment,
+                            name: g.name.clone(),
+                            namespace: g.namespace.clone(),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
     out
 }
 
@@ -1008,7 +1016,12 @@ fn restore_around(part: &ClusterOut, first: usize, last: usize, layout: Layout) 
     }
     // The restore must wait for the old control plane the stage's revert brings back, or it
     // is the control plane itself (in place), which the controller owns.
-    if step.restore_after || restore.iter().any(|o| manual_undo(layout, o).is_none()) {
+    // (A tag's restore may delete the tag's standalone Service: a command, like the tag move.)
+    let controller_owned = |o: &Op| {
+        matches!(o, Op::HelmUpgrade(_) | Op::HelmUninstall { .. })
+            && manual_undo(layout, o).is_none()
+    };
+    if step.restore_after || restore.iter().any(controller_owned) {
         return Around::NotAlone;
     }
     // Set forward again what was changed before the stage, in the order it went forward (the
@@ -1289,6 +1302,47 @@ clusters:
         // proxy, and the revert does not return to where the stage started.
         let mut bad = good.clone();
         bad[0].ops.retain(|o| !matches!(o, Op::SetTag { .. }));
+        let e = crate::model::check_stage_reverts(&c, &out, &catalog, &bad).unwrap_err();
+        assert!(e.problem.contains("does not return"), "{e}");
+    }
+
+    #[test]
+    fn an_in_place_hop_is_reverted_past_its_control_plane_then_restarted_again() {
+        let mesh = "apiVersion: meshplan.dev/v1alpha1
+kind: MeshInventory
+name: m
+clusters:
+  - name: c
+    kubernetesVersion: \"1.27\"
+    revisionFormat: minor
+    istio: {version: 1.20.1, revision: 1-20}
+    namespaces:
+      - name: shop
+        revision: 1-20
+        workloads: [{kind: Deployment, name: web}]
+";
+        let (c, out) = crate::model::tests::cluster(mesh, "1.20.8");
+        let catalog = Catalog::embedded();
+        let cp = stage(&out, "20-control-plane/istiod");
+        let wave = stage(&out, "shop/deployment-web");
+        let stages = [cp.clone(), cp, wave];
+        let good = reverts(&out, &stages, Layout::Flux);
+        let last = good.last().unwrap();
+        assert!(
+            last.ops
+                .iter()
+                .any(|o| matches!(o, Op::RolloutRestart { .. })),
+            "{:?}",
+            last.ops
+        );
+        crate::model::check_stage_reverts(&c, &out, &catalog, &good).unwrap();
+        // Pointing back past the control plane restarts `web` while the upgraded istiod still
+        // runs: without restarting it again it stays on the new proxy.
+        let mut bad = good.clone();
+        bad.last_mut()
+            .unwrap()
+            .ops
+            .retain(|o| !matches!(o, Op::RolloutRestart { .. }));
         let e = crate::model::check_stage_reverts(&c, &out, &catalog, &bad).unwrap_err();
         assert!(e.problem.contains("does not return"), "{e}");
     }

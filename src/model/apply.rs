@@ -361,6 +361,31 @@ impl Cluster {
                 self.set_workload(i, super::state::Workload { proxy, ..w });
                 Ok(())
             }
+            Op::RolloutRestart {
+                kind,
+                name,
+                namespace,
+            } => {
+                let key = Key::new(Kind::Deployment, Some(namespace), name);
+                if *kind == crate::inventory::WorkloadKind::Deployment
+                    && matches!(
+                        self.small.objects.get(&key).map(|o| &o.body),
+                        Some(Body::Gateway { .. })
+                    )
+                {
+                    return self.reinject_gateway(&key);
+                }
+                self.apply_op(
+                    &Op::Restart {
+                        kind: *kind,
+                        name: name.clone(),
+                        namespace: namespace.clone(),
+                        method: RestartMethod::TemplatePatch,
+                        file: None,
+                    },
+                    catalog,
+                )
+            }
             Op::Delete { objects } => {
                 for o in objects {
                     let Some(kind) = Kind::from_resource(&o.kind) else {

@@ -531,8 +531,15 @@ pub fn check_stage_reverts(
         during: "the revert of the GitOps stage".to_string(),
         problem,
     };
-    let mut next = 0;
-    let mut start_canon = canon(&m.small);
+    // What the cluster looked like where each revert must return (stages of an in-place hop
+    // share the start of the hop's control-plane stage).
+    let firsts: BTreeSet<usize> = stages.iter().map(|s| s.first).collect();
+    type Snapshot = (
+        BTreeMap<String, String>,
+        Vec<super::state::Namespace>,
+        Vec<super::state::Workload>,
+    );
+    let mut snaps: BTreeMap<usize, Snapshot> = BTreeMap::new();
     let mut hop = 0;
     for (i, step) in out.steps.iter().enumerate() {
         let in_place = out.summary.hops[step.hop - 1].strategy == Strategy::InPlace;
@@ -548,62 +555,80 @@ pub fn check_stage_reverts(
                 m.external.insert(svc(&h.to_revision), h.to.clone());
             }
         }
-        if stages.get(next).is_some_and(|s| s.first == i) {
-            m.namespaces.begin_segment();
-            m.workloads.begin_segment();
-            start_canon = canon(&m.small);
+        if firsts.contains(&i) {
+            snaps.insert(
+                i,
+                (
+                    canon(&m.small),
+                    m.namespaces.items.clone(),
+                    m.workloads.items.clone(),
+                ),
+            );
         }
         for op in &step.ops {
             m.apply(op, catalog)
                 .map_err(|e| fail(&step.id, Some(op), format!("forward: {e}")))?;
         }
-        let Some(stage) = stages.get(next).filter(|s| s.last == i) else {
-            continue;
-        };
-        next += 1;
-        let kept = m.small.clone();
-        m.namespaces.begin_trial();
-        m.workloads.begin_trial();
-        let checking = Checking {
-            allow_proxy_ahead: in_place,
-        };
-        for op in &stage.ops {
-            m.apply(op, catalog)
-                .map_err(|e| fail(&stage.name, Some(op), e))?;
-            if let Some(v) = m.new_violations(checking, &baseline) {
-                return Err(fail(&stage.name, Some(op), v.text));
+        for stage in stages.iter().filter(|s| s.last == i) {
+            let Some((start_canon, start_ns, start_wl)) = snaps.get(&stage.first) else {
+                continue;
+            };
+            let kept = m.small.clone();
+            m.namespaces.begin_trial();
+            m.workloads.begin_trial();
+            let checking = Checking {
+                allow_proxy_ahead: in_place,
+            };
+            for op in &stage.ops {
+                m.apply(op, catalog)
+                    .map_err(|e| fail(&stage.name, Some(op), e))?;
+                if let Some(v) = m.new_violations(checking, &baseline) {
+                    return Err(fail(&stage.name, Some(op), v.text));
+                }
             }
+            let back = canon(&m.small);
+            let problem = if back != *start_canon {
+                Some(describe_difference(start_canon, &back))
+            } else if let Some((now, was)) = m
+                .namespaces
+                .items
+                .iter()
+                .zip(start_ns)
+                .find(|(a, b)| a != b)
+            {
+                Some(format!(
+                    "namespace {} is labelled {now:?}, was {was:?}",
+                    now.name
+                ))
+            } else {
+                m.workloads
+                    .items
+                    .iter()
+                    .zip(start_wl)
+                    .find(|(a, b)| a != b)
+                    .map(|(now, was)| {
+                        format!(
+                            "{:?} {}/{} runs {:?}, ran {:?}",
+                            now.kind,
+                            m.namespaces.items[now.namespace].name,
+                            now.name,
+                            now.proxy,
+                            was.proxy
+                        )
+                    })
+            };
+            if let Some(p) = problem {
+                return Err(fail(
+                    &stage.name,
+                    None,
+                    format!(
+                        "reverting the stage does not return the cluster to where it started: {p}"
+                    ),
+                ));
+            }
+            m.small = kept;
+            m.revert_trial();
         }
-        let back = canon(&m.small);
-        let problem = if back != start_canon {
-            Some(describe_difference(&start_canon, &back))
-        } else if let Some(i) = m.namespaces.changed_since_segment().first() {
-            Some(format!(
-                "namespace {} is labelled {:?}, was {:?}",
-                m.namespaces.items[*i].name, m.namespaces.items[*i], m.namespaces.first[i]
-            ))
-        } else {
-            m.workloads.changed_since_segment().first().map(|i| {
-                let w = &m.workloads.items[*i];
-                format!(
-                    "{:?} {}/{} runs {:?}, ran {:?}",
-                    w.kind,
-                    m.namespaces.items[w.namespace].name,
-                    w.name,
-                    w.proxy,
-                    m.workloads.first[i].proxy
-                )
-            })
-        };
-        if let Some(p) = problem {
-            return Err(fail(
-                &stage.name,
-                None,
-                format!("reverting the stage does not return the cluster to where it started: {p}"),
-            ));
-        }
-        m.small = kept;
-        m.revert_trial();
     }
     Ok(())
 }

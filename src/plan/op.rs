@@ -328,6 +328,13 @@ pub enum Op {
         /// The patch file (template patch only).
         file: Option<String>,
     },
+    /// `kubectl rollout restart`: a gateway's Deployment or a workload rolls its pods, which
+    /// are injected anew (a workload with `updateStrategy: OnDelete` keeps its pods).
+    RolloutRestart {
+        kind: WorkloadKind,
+        name: String,
+        namespace: String,
+    },
     /// `kubectl delete --ignore-not-found`.
     Delete { objects: Vec<ObjRef> },
     /// `kubectl apply -f` of the Sail Operator's `Istio` resource: at a new version, the
@@ -477,6 +484,7 @@ impl Op {
     pub fn touches(&self) -> Option<Vec<String>> {
         match self {
             Op::Restart { .. }
+            | Op::RolloutRestart { .. }
             | Op::ApplyCrds { .. }
             | Op::AdoptCrds { .. }
             | Op::Probe { .. }

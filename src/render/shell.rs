@@ -326,6 +326,17 @@ impl Shell<'_> {
                     self.one(self.kubectl(&refs))
                 })
                 .collect(),
+            Op::RolloutRestart {
+                kind,
+                name,
+                namespace,
+            } => vec![self.one(self.kubectl(&[
+                "rollout",
+                "restart",
+                &format!("{}/{name}", kind.resource()),
+                "-n",
+                namespace,
+            ]))],
             Op::Restart {
                 kind,
                 name,
