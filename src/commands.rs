@@ -728,7 +728,8 @@ fn emit(
                         if clean.get(i) == Some(&true) {
                             continue;
                         }
-                        let part = plan::build_cluster(i, c, p, catalog);
+                        let opts = plan::Options::for_layout(mesh.gitops.layout);
+                        let part = plan::build_cluster(i, c, p, catalog, opts);
                         if let Err(f) = crate::model::check_cluster(c, &part, catalog) {
                             return Some((i, f));
                         }
@@ -903,7 +904,7 @@ fn render_cluster(
             _ => Err(()),
         }
     };
-    let part = plan::build_cluster(i, c, p, catalog);
+    let part = plan::build_cluster(i, c, p, catalog, plan::Options::for_layout(gitops.layout));
     if keep {
         // Its files, its plan.yaml and PLAN.md included, are what this run would write; the
         // index needs only its summary.
@@ -1268,7 +1269,15 @@ pub(crate) fn advance(args: &cli::AdvanceArgs, io: &mut Io<'_>) -> i32 {
         .iter()
         .zip(&paths.clusters)
         .enumerate()
-        .map(|(i, (c, p))| plan::build_cluster(i, c, p, catalog))
+        .map(|(i, (c, p))| {
+            plan::build_cluster(
+                i,
+                c,
+                p,
+                catalog,
+                plan::Options::for_layout(mesh.gitops.layout),
+            )
+        })
         .collect();
     let pairs: Vec<_> = mesh
         .clusters

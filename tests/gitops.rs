@@ -250,16 +250,18 @@ fn every_stage_of_the_golden_layouts_builds() {
     assert!(stages >= 40, "only {stages} stages in the golden cases");
 }
 
-#[test]
-fn a_version_bump_renames_no_stage_file() {
+/// The files of `inventory` compiled to each of `versions` with `layout`: their paths (those
+/// containing `within`) and the whole tree.
+fn compiled(
+    inventory: &str,
+    layout: &str,
+    versions: [&str; 2],
+    within: &str,
+) -> Vec<(Vec<String>, BTreeMap<String, String>)> {
     let work = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        Path::new("golden/ok-contract-helm-two-clusters-to-1-21-0/inventory.yaml"),
-        work.path().join("inventory.yaml"),
-    )
-    .unwrap();
+    std::fs::copy(Path::new(inventory), work.path().join("inventory.yaml")).unwrap();
     let mut lists = Vec::new();
-    for to in ["1.20.2", "1.21.0"] {
+    for to in versions {
         let out = format!("out-{to}");
         let r = run_in(
             work.path(),
@@ -269,7 +271,7 @@ fn a_version_bump_renames_no_stage_file() {
                 "--to".into(),
                 to.into(),
                 "--layout".into(),
-                "flux".into(),
+                layout.into(),
                 "--out".into(),
                 out.clone(),
             ],
@@ -279,23 +281,46 @@ fn a_version_bump_renames_no_stage_file() {
         let tree = list_tree(&work.path().join(&out));
         let names: Vec<String> = tree
             .keys()
-            .filter(|p| p.contains("/flux/"))
+            .filter(|p| p.contains(within))
             .cloned()
             .collect();
         assert!(names.len() > 20);
         lists.push((names, tree));
     }
-    assert_eq!(
-        lists[0].0, lists[1].0,
-        "the stage files differ between versions"
-    );
-    // ...and their contents do change with the version.
-    let changed = lists[0]
-        .0
-        .iter()
-        .filter(|p| lists[0].1[*p] != lists[1].1[*p])
-        .count();
-    assert!(changed > 0);
+    lists
+}
+
+#[test]
+fn a_version_bump_renames_no_stage_file() {
+    for (inventory, layout, versions, within) in [
+        (
+            "golden/ok-contract-helm-two-clusters-to-1-21-0/inventory.yaml",
+            "flux",
+            ["1.20.2", "1.21.0"],
+            "/flux/",
+        ),
+        // Revision tags moving through the releases' values: their files are named by role
+        // (old, new release), never by version, in the stages and in the plain tree.
+        (
+            "golden/ok-gitops-argocd-revision-tags-1-29-to-1-30/inventory.yaml",
+            "argocd",
+            ["1.30.4", "1.30.5"],
+            "",
+        ),
+    ] {
+        let lists = compiled(inventory, layout, versions, within);
+        assert_eq!(
+            lists[0].0, lists[1].0,
+            "{inventory}: the files differ between versions"
+        );
+        // ...and their contents do change with the version.
+        let changed = lists[0]
+            .0
+            .iter()
+            .filter(|p| lists[0].1[*p] != lists[1].1[*p])
+            .count();
+        assert!(changed > 0);
+    }
 }
 
 #[test]

@@ -511,7 +511,10 @@ fn make_remote(clusters: &mut [serde_json::Value]) {
 
 enum Outcome {
     Rejected(String),
-    Passed,
+    /// Whether a cluster's GitOps plan moved revision tags through the releases' values.
+    Passed {
+        tags_in_values: bool,
+    },
 }
 
 fn codes(d: &meshplan::diagnostic::Diagnostics) -> String {
@@ -549,8 +552,9 @@ fn run(text: &str, to: &str, catalog: &Catalog) -> Result<Outcome, String> {
         return Ok(Outcome::Rejected(codes(&diags)));
     };
     let mut outs = Vec::new();
+    let mut tags_in_values = false;
     for (i, (c, p)) in mesh.clusters.iter().zip(&paths.clusters).enumerate() {
-        let out = meshplan::plan::build_cluster(i, c, p, catalog);
+        let out = meshplan::plan::build_cluster(i, c, p, catalog, Default::default());
         // The rollback chain only ever points back to checkpoints of the same hop.
         for (k, s) in out.steps.iter().enumerate() {
             if let Some(t) = &s.rollback_then {
@@ -569,7 +573,17 @@ fn run(text: &str, to: &str, catalog: &Catalog) -> Result<Outcome, String> {
         }
         meshplan::model::check_cluster(c, &out, catalog).map_err(|f| f.to_string())?;
         if c.install == meshplan::inventory::InstallMethod::Helm {
-            gitops_stages(c, &out, text.len() % 3)?;
+            // The layout's own plan (Flux and Argo CD move tags through the releases' values),
+            // checked on the model like any plan, then its stages and their reverts.
+            let spec = gitops_spec(text.len() % 3);
+            let opts = meshplan::plan::Options::for_layout(spec.layout);
+            let laid = meshplan::plan::build_cluster(i, c, p, catalog, opts);
+            meshplan::model::check_cluster(c, &laid, catalog).map_err(|f| f.to_string())?;
+            gitops_stages(c, &laid, &spec)?;
+            tags_in_values |= laid
+                .steps
+                .iter()
+                .any(|s| s.ops.iter().any(meshplan::plan::rollback::moves_tags));
         }
         outs.push(out);
     }
@@ -610,18 +624,11 @@ fn run(text: &str, to: &str, catalog: &Catalog) -> Result<Outcome, String> {
             ));
         }
     }
-    Ok(Outcome::Passed)
+    Ok(Outcome::Passed { tags_in_values })
 }
 
-/// The cluster's plan as Flux, Argo CD or kustomize stages (`which`): the model ran every
-/// stage's revert (inside render_cluster), every stage builds, and with releases in them the
-/// first adopts the releases at the running version and the last leaves every release at the
-/// cluster's target.
-fn gitops_stages(
-    c: &meshplan::validate::ClusterSpec,
-    out: &meshplan::plan::ClusterOut,
-    which: usize,
-) -> Result<(), String> {
+/// The layout a case renders: Flux, Argo CD or kustomize (`which`).
+fn gitops_spec(which: usize) -> meshplan::gitops::GitopsSpec {
     let mut spec = meshplan::gitops::GitopsSpec {
         layout: meshplan::inventory::Layout::Flux,
         ..Default::default()
@@ -640,11 +647,22 @@ fn gitops_stages(
             destinations: Default::default(),
         });
     }
+    spec
+}
+
+/// The cluster's plan as the stages of `spec`'s layout: the model ran every stage's revert
+/// (inside render_cluster), every stage builds, and with releases in them the first adopts the
+/// releases at the running version and the last leaves every release at the cluster's target.
+fn gitops_stages(
+    c: &meshplan::validate::ClusterSpec,
+    out: &meshplan::plan::ClusterOut,
+    spec: &meshplan::gitops::GitopsSpec,
+) -> Result<(), String> {
     let env = meshplan::render::environment(&Default::default()).map_err(|e| e.to_string())?;
     let tree = meshplan::gitops::render_cluster(
         c,
         out,
-        &spec,
+        spec,
         &meshplan::catalog::Catalog::embedded(),
         "inventory.yaml",
         &env,
@@ -723,6 +741,7 @@ fn plans_for_random_inventories_survive_the_model() {
     let sail = std::cell::Cell::new(0u32);
     let remotes = std::cell::Cell::new(0u32);
     let peers = std::cell::Cell::new(0u32);
+    let values_tags = std::cell::Cell::new(0u32);
     let reasons = std::cell::RefCell::new(std::collections::BTreeMap::<String, u32>::new());
     let result = runner.run(&mesh(), |m| {
         let Some((text, to)) = render(&m, &catalog) else {
@@ -730,8 +749,11 @@ fn plans_for_random_inventories_survive_the_model() {
             return Err(TestCaseError::reject("not renderable"));
         };
         match run(&text, &to, &catalog) {
-            Ok(Outcome::Passed) => {
+            Ok(Outcome::Passed { tags_in_values }) => {
                 passed.set(passed.get() + 1);
+                if tags_in_values {
+                    values_tags.set(values_tags.get() + 1);
+                }
                 if text.contains("ztunnel") {
                     ambient.set(ambient.get() + 1);
                 }
@@ -761,12 +783,13 @@ fn plans_for_random_inventories_survive_the_model() {
         panic!("{e}");
     }
     eprintln!(
-        "property: {} inventories planned and checked ({} with an ambient cluster, {} with a Sail-managed one, {} with a primary-remote pair, {} with multi-primary peers); rejected by meshplan's checks: {:?}",
+        "property: {} inventories planned and checked ({} with an ambient cluster, {} with a Sail-managed one, {} with a primary-remote pair, {} with multi-primary peers, {} with revision tags moved through Helm values); rejected by meshplan's checks: {:?}",
         passed.get(),
         ambient.get(),
         sail.get(),
         remotes.get(),
         peers.get(),
+        values_tags.get(),
         reasons.borrow()
     );
     assert!(

@@ -65,7 +65,7 @@ fn plans() -> Vec<(
             out.push((
                 name,
                 c.clone(),
-                meshplan::plan::build_cluster(i, c, p, &catalog),
+                meshplan::plan::build_cluster(i, c, p, &catalog, Default::default()),
             ));
         }
     }

@@ -256,8 +256,26 @@ pub fn render_cluster(
         prev = Some((stage, sets));
     }
     let path = format!("{root}/README.md");
+    // How the plan moves revision tags: in the releases' values, with commands, or not at all.
+    let moves = |s: &&crate::plan::Step| {
+        s.waits
+            .iter()
+            .any(|w| matches!(w, crate::plan::op::Wait::Tag { .. }))
+    };
+    let tags_in_values = part
+        .steps
+        .iter()
+        .filter(moves)
+        .any(|s| s.ops.iter().any(crate::plan::rollback::moves_tags));
+    let tag_commands = part
+        .steps
+        .iter()
+        .flat_map(|s| &s.ops)
+        .any(|o| matches!(o, crate::plan::op::Op::SetTag { .. }));
     let ctx = json!({
         "file": {"path": path},
+        "tagsInValues": tags_in_values,
+        "tagCommands": tag_commands,
         "layout": spec.layout.name(),
         "cluster": part.summary.name,
         "dir": root,

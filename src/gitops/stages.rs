@@ -290,20 +290,27 @@ pub fn build(
                 st.revert.extend(text(&after));
                 st.notes.push("the revert creates pods: the revision tags this hop moved go back first, so that they get the previous proxy, and forward again once it synced".into());
             }
-            Around::NotAlone => {
+            Around::NotAlone(why) => {
                 let firsts: Vec<usize> = starts.iter().map(|(f, _)| *f).collect();
-                let from = control_plane_stage_start(part, &firsts, first);
-                // The stage before the one holding the control-plane step.
+                let from = restore_stage_start(part, &firsts, first, last);
+                // The stage before the one holding the restore's first step.
                 let back_to = starts
                     .iter()
                     .filter(|(f, _)| *f < from)
                     .max_by_key(|(f, _)| *f)
                     .map_or_else(|| "000-adopt".to_string(), |(_, d)| d.clone());
                 let again = text(&restart_again(part, from, last));
+                // What the revert itself restarts by hand is restarted again anyway.
+                st.revert.retain(|c| !again.contains(c));
                 st.revert.extend(again);
-                st.notes.push(format!(
-                    "this hop upgrades the control plane in place, so this stage is not reverted alone: revert the hop's stages from its control plane on at once, by pointing the controller at `{back_to}`; once that synced (istiod back at the previous version), run the commands under *after a revert*: they restart what these stages restarted, which the upgraded istiod may have injected while the revert ran"
-                ));
+                st.notes.push(match why {
+                    NotAlone::InPlace => format!(
+                        "this hop upgrades the control plane in place, so this stage is not reverted alone: revert the hop's stages from its control plane on at once, by pointing the controller at `{back_to}`; once that synced (istiod back at the previous version), run the commands under *after a revert*: they restart what these stages restarted, which the upgraded istiod may have injected while the revert ran"
+                    ),
+                    NotAlone::Tags => format!(
+                        "the revert creates pods, which must get the previous proxy, but the revision tags this hop moved are in the istiod releases' values, and a controller does not order a Helm upgrade before the restarts of the same sync: so this stage is not reverted alone. Revert the hop's stages from its first tag move on at once, by pointing the controller at `{back_to}`; once that synced (every tag back at the previous revision), run the commands under *after a revert*: they restart what the revert restarted or recreated, which may have started before the tags moved back"
+                    ),
+                });
             }
         }
     }
@@ -349,8 +356,14 @@ fn group(steps: &[Step]) -> Vec<Group<'_>> {
     let mut out: Vec<Group> = Vec::new();
     for s in steps {
         let rel = s.id.split_once('/').map_or(s.id.as_str(), |(_, r)| r);
+        // A wave's step that upgrades releases (a revision tag moving through their values) is
+        // a stage of its own: a controller cannot order a Helm upgrade before the restarts of
+        // the same sync, and they must get the tag's new revision.
+        let upgrades = s.ops.iter().any(|o| matches!(o, Op::HelmUpgrade(_)));
         let key = match (s.phase, rel.split('/').collect::<Vec<_>>().as_slice()) {
-            (Phase::DataPlane, [hop, phase, wave, ..]) if wave.starts_with("wave-") => {
+            (Phase::DataPlane, [hop, phase, wave, ..])
+                if wave.starts_with("wave-") && !upgrades =>
+            {
                 format!("{hop}/{phase}/{wave}")
             }
             _ => rel.to_string(),
@@ -534,7 +547,12 @@ impl<'a> Machine<'a> {
         // Steps are reverted last first.
         out.revert_before.splice(0..0, before);
         out.revert.splice(0..0, after);
-        if let Some(n) = &step.undo_note {
+        // A read-only step folded into a stage that changes something has nothing to say
+        // about reverting it ("nothing to undo" would read as the stage's).
+        let read_only = step.ops.iter().all(|o| matches!(o, Op::Probe { .. }));
+        if let Some(n) = &step.undo_note
+            && !(read_only && self.layout != Layout::Kustomize)
+        {
             out.notes.push(n.clone());
         }
     }
@@ -888,10 +906,11 @@ pub fn reverts(
             match restore_around(part, r.first, r.last, layout) {
                 Around::Manual { before, after } => (before, after, r.first),
                 Around::Nothing => (Vec::new(), Vec::new(), r.first),
-                // In place: the hop's stages from its control plane on are reverted at once,
-                // then what they restarted restarts again, onto the previous istiod.
-                Around::NotAlone => {
-                    let from = control_plane_stage_start(part, &starts, r.first);
+                // In place, or with tags in the releases' values: the hop's stages from the
+                // restore's first step on are reverted at once, then what they restarted or
+                // recreated restarts again, onto the previous istiod.
+                Around::NotAlone(_) => {
+                    let from = restore_stage_start(part, &starts, r.first, r.last);
                     (Vec::new(), restart_again(part, from, r.last), from)
                 }
             };
@@ -917,6 +936,7 @@ pub fn reverts(
             }
         }
         declarative.sort_by_key(|(c, _)| *c);
+        after.retain(|o| !around_after.contains(o));
         r.first = from;
         r.ops = crate::plan::op::drop_repeated_setters(
             around_before
@@ -931,52 +951,74 @@ pub fn reverts(
     out
 }
 
-/// The first step of the stage that holds the control-plane step of `first`'s hop (`starts`:
-/// each stage's first step).
-fn control_plane_stage_start(part: &ClusterOut, starts: &[usize], first: usize) -> usize {
+/// The first step of the stage that holds the first step of `first`'s hop the restore of step
+/// `last` undoes: in place, the control plane (its undo is the restore's); with tags in the
+/// releases' values, the first tag move (`starts`: each stage's first step).
+fn restore_stage_start(part: &ClusterOut, starts: &[usize], first: usize, last: usize) -> usize {
     let hop = part.steps[first].hop;
-    let cp = part
+    let restore = &part.steps[last].restore;
+    let tags = restore.iter().any(crate::plan::rollback::moves_tags);
+    let step = part
         .steps
         .iter()
-        .position(|s| s.hop == hop && s.phase == Phase::ControlPlane)
-        .unwrap_or(first);
+        .position(|s| {
+            s.hop == hop
+                && if tags {
+                    s.ops.iter().any(crate::plan::rollback::moves_tags)
+                        && s.waits
+                            .iter()
+                            .any(|w| matches!(w, crate::plan::op::Wait::Tag { .. }))
+                } else {
+                    s.undo.iter().any(|o| restore.contains(o))
+                }
+        })
+        .unwrap_or(first)
+        .min(first);
     starts
         .iter()
         .copied()
-        .filter(|s| *s <= cp)
+        .filter(|s| *s <= step)
         .max()
-        .unwrap_or(cp)
+        .unwrap_or(step)
 }
 
-/// What the steps `from..=last` restarted, restarted again: the in-place gateways and the
-/// workloads (`kubectl rollout restart`; pods of `OnDelete` workloads deleted one at a time).
+/// What the steps `from..=last` restarted, or their revert recreates, restarted again: the
+/// gateways upgraded or reinstalled and the workloads (`kubectl rollout restart`; pods of
+/// `OnDelete` workloads deleted one at a time).
 fn restart_again(part: &ClusterOut, from: usize, last: usize) -> Vec<Op> {
-    let mut out = Vec::new();
+    let mut out: Vec<Op> = Vec::new();
+    let gateway = |op: &Op| match op {
+        Op::HelmUpgrade(h) => match &h.content {
+            crate::plan::op::ReleaseContent::Gateway(g) => Some(Op::RolloutRestart {
+                kind: WorkloadKind::Deployment,
+                name: g.name.clone(),
+                namespace: g.namespace.clone(),
+            }),
+            _ => None,
+        },
+        _ => None,
+    };
     for s in &part.steps[from..=last] {
-        for op in &s.ops {
-            match op {
-                Op::Restart {
-                    kind,
-                    name,
-                    namespace,
-                    method: RestartMethod::TemplatePatch,
-                    ..
-                } => out.push(Op::RolloutRestart {
-                    kind: *kind,
-                    name: name.clone(),
-                    namespace: namespace.clone(),
-                }),
-                Op::Restart { .. } => out.push(op.clone()),
-                Op::HelmUpgrade(h) => {
-                    if let crate::plan::op::ReleaseContent::Gateway(g) = &h.content {
-                        out.push(Op::RolloutRestart {
-                            kind: WorkloadKind::Deployment,
-                            name: g.name.clone(),
-                            namespace: g.namespace.clone(),
-                        });
-                    }
-                }
-                _ => {}
+        let forward = s.ops.iter().filter_map(|op| match op {
+            Op::Restart {
+                kind,
+                name,
+                namespace,
+                method: RestartMethod::TemplatePatch,
+                ..
+            } => Some(Op::RolloutRestart {
+                kind: *kind,
+                name: name.clone(),
+                namespace: namespace.clone(),
+            }),
+            Op::Restart { .. } => Some(op.clone()),
+            _ => gateway(op),
+        });
+        // A gateway the revert reinstalls (cleanup removed it) is created while it runs too.
+        let recreated = s.undo.iter().filter_map(gateway);
+        for op in forward.chain(recreated).collect::<Vec<_>>() {
+            if !out.contains(&op) {
+                out.push(op);
             }
         }
     }
@@ -992,9 +1034,18 @@ enum Around {
         before: Vec<Op>,
         after: Vec<Op>,
     },
-    /// In place, that is the control plane itself: the stage is reverted only with every stage
-    /// of the hop before it.
-    NotAlone,
+    /// The controller owns what must be put back first: the stage is reverted only with every
+    /// stage of the hop from the first one the restore undoes.
+    NotAlone(NotAlone),
+}
+
+/// Why a stage is not reverted alone.
+#[derive(Clone, Copy)]
+enum NotAlone {
+    /// The hop upgrades the control plane in place.
+    InPlace,
+    /// The hop moved revision tags through the istiod releases' values.
+    Tags,
 }
 
 fn restore_around(part: &ClusterOut, first: usize, last: usize, layout: Layout) -> Around {
@@ -1022,7 +1073,13 @@ fn restore_around(part: &ClusterOut, first: usize, last: usize, layout: Layout) 
             && manual_undo(layout, o).is_none()
     };
     if step.restore_after || restore.iter().any(controller_owned) {
-        return Around::NotAlone;
+        // Tags in the releases' values; in place, the restore is the control plane's undo.
+        let tags = restore.iter().any(crate::plan::rollback::moves_tags);
+        return Around::NotAlone(if tags {
+            NotAlone::Tags
+        } else {
+            NotAlone::InPlace
+        });
     }
     // Set forward again what was changed before the stage, in the order it went forward (the
     // restore's reverse); what the stage itself changed stays undone, as its start had it.

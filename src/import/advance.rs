@@ -44,6 +44,13 @@ fn set(m: &Mapping, key: &str, value: &str, changes: &mut Vec<String>, at: &str)
     }
 }
 
+fn list(items: &[String]) -> Vec<yaml_edit::YamlValue> {
+    items
+        .iter()
+        .map(|s| yaml_edit::YamlValue::from(s.as_str()))
+        .collect()
+}
+
 fn remove(m: &Mapping, key: &str, changes: &mut Vec<String>, at: &str) {
     if m.get(key).is_some() {
         m.remove(key);
@@ -104,6 +111,34 @@ fn cluster(
     };
     if istio.get("release").is_some() || after.istiod_release != default_release {
         set(&istio, "release", &after.istiod_release, changes, &iat);
+    }
+    // The tags the control plane's release renders: moved through the releases' values, the new
+    // release renders them; moved with commands, they are standalone.
+    if c.install == crate::inventory::InstallMethod::Helm {
+        let owner = crate::plan::state::TagOwner::Release(after.istiod_release.clone());
+        let owned: Vec<String> = after
+            .tags
+            .iter()
+            .filter(|t| t.owner == owner)
+            .map(|t| t.name.clone())
+            .collect();
+        if owned != crate::plan::state::helm_tags(&c.values) {
+            let vat = format!("{iat}.values");
+            match mapping(&istio, "values") {
+                Some(v) if owned.is_empty() => remove(&v, "revisionTags", changes, &vat),
+                Some(v) => {
+                    v.set("revisionTags", list(&owned));
+                    changes.push(format!("{vat}.revisionTags: [{}]", owned.join(", ")));
+                }
+                None if owned.is_empty() => {}
+                None => {
+                    let mut m = BTreeMap::<String, yaml_edit::YamlValue>::new();
+                    m.insert("revisionTags".into(), list(&owned).into());
+                    istio.set("values", m);
+                    changes.push(format!("{vat}.revisionTags: [{}]", owned.join(", ")));
+                }
+            }
+        }
     }
     // Gateways, in inventory order (validation refused anything else).
     if !after.gateways.is_empty() {

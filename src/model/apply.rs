@@ -113,8 +113,12 @@ impl Cluster {
                         "release {namespace}/{release} does not exist: `helm uninstall` fails"
                     ));
                 };
+                let owner = Owner::Helm {
+                    release: release.clone(),
+                    namespace: namespace.clone(),
+                };
                 for k in r.objects {
-                    self.remove_owned(&k);
+                    self.remove_owned(&k, &owner);
                 }
                 Ok(())
             }
@@ -451,10 +455,15 @@ impl Cluster {
     }
 
     /// Removes an object its owner no longer renders, unless it is kept.
-    fn remove_owned(&mut self, k: &Key) {
+    /// What Helm does with an object `owner` rendered and renders no more (or uninstalls): it
+    /// deletes it unless the live object is marked keep, whoever owns it now (Helm checks no
+    /// ownership before deleting). A kept object stays with whoever took it over.
+    fn remove_owned(&mut self, k: &Key, owner: &Owner) {
         if let Some(o) = self.small.objects.get_mut(k) {
             if o.keep {
-                o.owner = Owner::None;
+                if o.owner == *owner {
+                    o.owner = Owner::None;
+                }
             } else {
                 self.small.objects.remove(k);
             }
@@ -547,9 +556,9 @@ impl Cluster {
             }
         };
         let old_keys = existing.map(|r| r.objects).unwrap_or_default();
-        let keys = self.install_objects(rendered, &owner, Some(&h.release))?;
+        let keys = self.install_objects(rendered, &owner, Some((&h.release, h.take_ownership)))?;
         for k in old_keys.difference(&keys) {
-            self.remove_owned(k);
+            self.remove_owned(k, &owner);
         }
         self.small.releases.insert(
             rkey,
@@ -564,18 +573,21 @@ impl Cluster {
     }
 
     /// Creates or updates rendered objects for `owner`, restarting gateway pods whose template
-    /// changed. With `helm_release`, objects owned by someone else are an ownership conflict
-    /// unless Helm's metadata names the release.
+    /// changed. With `helm` (the release, and whether it takes ownership), objects owned by
+    /// someone else are an ownership conflict unless Helm's metadata names the release, or the
+    /// release takes over what another release or nobody owns.
     fn install_objects(
         &mut self,
         rendered: Vec<(Key, Body, bool)>,
         owner: &Owner,
-        helm_release: Option<&str>,
+        helm: Option<(&str, bool)>,
     ) -> Result<std::collections::BTreeSet<Key>, String> {
-        if let (Some(release), Owner::Helm { namespace, .. }) = (helm_release, owner) {
+        let helm_release = helm.map(|(r, _)| r);
+        if let (Some((release, take)), Owner::Helm { namespace, .. }) = (helm, owner) {
             for (k, _, _) in &rendered {
                 if let Some(o) = self.small.get(k) {
                     let adoptable = o.owner == *owner
+                        || (take && matches!(o.owner, Owner::Helm { .. } | Owner::None))
                         || (o.owner == Owner::None
                             && o.helm_meta == Some((release.to_string(), namespace.clone())));
                     if !adoptable {

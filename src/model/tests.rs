@@ -12,6 +12,11 @@ use crate::source::Source;
 use crate::validate::{ClusterSpec, validate};
 
 pub fn cluster(text: &str, to: &str) -> (ClusterSpec, ClusterOut) {
+    cluster_with(text, to, Default::default())
+}
+
+/// The plan with the options a layout sets.
+pub fn cluster_with(text: &str, to: &str, opts: crate::plan::Options) -> (ClusterSpec, ClusterOut) {
     let src = Source::new("inventory.yaml", text);
     let (inv, d) = crate::load::inventory(&src);
     assert!(
@@ -33,7 +38,7 @@ pub fn cluster(text: &str, to: &str) -> (ClusterSpec, ClusterOut) {
     let paths = plan_paths(&mesh, &target, &catalog, &src, &mut diags)
         .unwrap_or_else(|| panic!("{}", crate::diagnostic::render(&diags, Some(&src))));
     let c = mesh.clusters[0].clone();
-    let out = build_cluster(0, &c, &paths.clusters[0], &catalog);
+    let out = build_cluster(0, &c, &paths.clusters[0], &catalog, opts);
     (c, out)
 }
 
@@ -199,6 +204,110 @@ fn removing_the_old_istiod_before_a_tag_moves_is_found() {
     recompose(&mut out);
     let e = rejected(&c, &out);
     assert!(e.contains("prod-stable"), "{e}");
+}
+
+/// Release-owned tags at 1.24, as GitOps layouts move them (through the releases' values).
+fn values_tags() -> (ClusterSpec, ClusterOut) {
+    let text = HELM
+        .replace(
+            "{version: 1.19.6, revision: 1-19, tags: [prod-stable]}",
+            "{version: 1.24.3, revision: 1-24, tags: [prod-stable, canary], values: {revisionTags: [prod-stable]}}",
+        )
+        .replace("1-19", "1-24");
+    let opts = crate::plan::Options {
+        tags_through_values: true,
+    };
+    cluster_with(&text, "1.25.5", opts)
+}
+
+/// The `keep_webhooks` of the istiod content the operations of step `suffix` render.
+fn set_keep(out: &mut ClusterOut, suffix: &str, undo: bool, keep: bool) {
+    let s = step(out, suffix);
+    for op in if undo { &mut s.undo } else { &mut s.ops } {
+        if let Op::HelmUpgrade(h) = op
+            && let crate::plan::op::ReleaseContent::Istiod(d) = &mut h.content
+        {
+            d.keep_webhooks = keep;
+        }
+    }
+}
+
+#[test]
+fn tags_moved_through_the_releases_values_are_accepted() {
+    let (c, out) = values_tags();
+    check_cluster(&c, &out, &Catalog::embedded()).unwrap_or_else(|f| panic!("{f}"));
+    // Both tags move in the releases' values (the standalone one adopted first), none with
+    // a command.
+    let moves: Vec<&str> = out
+        .steps
+        .iter()
+        .filter(|s| s.ops.iter().any(rollback::moves_tags))
+        .map(|s| s.id.as_str())
+        .collect();
+    assert!(
+        moves.iter().any(|m| m.ends_with("tags-handover")),
+        "{moves:?}"
+    );
+    assert!(
+        moves.iter().any(|m| m.ends_with("tag-prod-stable")),
+        "{moves:?}"
+    );
+    assert!(moves.iter().any(|m| m.ends_with("tag-canary")), "{moves:?}");
+    assert!(
+        !out.steps
+            .iter()
+            .flat_map(|s| s.ops.iter().chain(&s.undo))
+            .any(|o| matches!(o, Op::SetTag { .. }))
+    );
+}
+
+#[test]
+fn a_tag_handed_over_without_the_keep_mark_is_deleted() {
+    // Forward, the new release takes the tag over first: without its keep mark, the old
+    // release then deletes the webhook as it stops rendering it.
+    let (c, mut out) = values_tags();
+    set_keep(&mut out, "tag-prod-stable", false, false);
+    let e = rejected(&c, &out);
+    assert!(
+        e.contains("tag-prod-stable") && !e.contains("rollback"),
+        "{e}"
+    );
+    // Back, the old release takes it over first: without the mark the handover step set, the
+    // new release deletes it.
+    let (c, mut out) = values_tags();
+    set_keep(&mut out, "tags-handover", false, false);
+    for s in &mut out.steps {
+        for op in s
+            .ops
+            .iter_mut()
+            .chain(s.undo.iter_mut())
+            .chain(s.restore.iter_mut())
+        {
+            if let Op::HelmUpgrade(h) = op
+                && h.release == "istiod-1-24"
+                && let crate::plan::op::ReleaseContent::Istiod(d) = &mut h.content
+            {
+                d.keep_webhooks = false;
+            }
+        }
+    }
+    let e = rejected(&c, &out);
+    assert!(
+        e.contains("rollback") && e.contains("without sidecars"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_tag_taken_over_without_helm_taking_ownership_is_refused() {
+    let (c, mut out) = values_tags();
+    for op in &mut step(&mut out, "tag-prod-stable").ops {
+        if let Op::HelmUpgrade(h) = op {
+            h.take_ownership = false;
+        }
+    }
+    let e = rejected(&c, &out);
+    assert!(e.contains("cannot be imported"), "{e}");
 }
 
 #[test]

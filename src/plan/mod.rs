@@ -272,12 +272,32 @@ pub fn build_cluster(
     c: &ClusterSpec,
     path: &ClusterPath,
     catalog: &Catalog,
+    opts: Options,
 ) -> ClusterOut {
-    Builder::new(c, path, catalog, cluster_dir(index, &c.name)).build()
+    Builder::new(c, path, catalog, cluster_dir(index, &c.name), opts).build()
+}
+
+/// What the output's layout changes in the plan itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Revision tags move through the istiod releases' values (`revisionTags`), handed from
+    /// the old release to the new one, instead of with `helm template | kubectl apply`: where
+    /// a controller owns the Helm releases (Flux, Argo CD), a command would fight it.
+    pub tags_through_values: bool,
+}
+
+impl Options {
+    pub fn for_layout(layout: crate::inventory::Layout) -> Options {
+        use crate::inventory::Layout;
+        Options {
+            tags_through_values: matches!(layout, Layout::Flux | Layout::Argocd),
+        }
+    }
 }
 
 /// Builds the whole plan in memory.
 pub fn build(mesh: &Mesh, paths: &MeshPath, catalog: &Catalog) -> Plan {
+    let opts = Options::for_layout(mesh.gitops.layout);
     Plan {
         mesh: mesh.name.clone(),
         target: paths.target.clone(),
@@ -286,7 +306,7 @@ pub fn build(mesh: &Mesh, paths: &MeshPath, catalog: &Catalog) -> Plan {
             .iter()
             .zip(&paths.clusters)
             .enumerate()
-            .map(|(i, (c, p))| build_cluster(i, c, p, catalog))
+            .map(|(i, (c, p))| build_cluster(i, c, p, catalog, opts))
             .collect(),
     }
 }
@@ -323,6 +343,7 @@ pub(crate) struct Builder<'a> {
     pub dir: String,
     pub sh: Shell<'a>,
     pub backend: &'static dyn Backend,
+    pub opts: Options,
     /// What the cluster runs now, as the plan has changed it so far.
     pub now: Carried,
     pub steps: Vec<Step>,
@@ -334,7 +355,25 @@ pub(crate) struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
-    fn new(c: &'a ClusterSpec, path: &'a ClusterPath, catalog: &'a Catalog, dir: String) -> Self {
+    /// Whether hop `h` moves the revision tags through the istiod releases' values: the layout
+    /// asks for it, the cluster is installed with Helm, the hop is a canary, and both charts
+    /// mark their webhooks keep on request (1.24+), which makes the handover safe whichever
+    /// release a controller upgrades first.
+    pub(crate) fn tags_in_values(&self, h: &HopCtx) -> bool {
+        self.opts.tags_through_values
+            && self.c.install == InstallMethod::Helm
+            && h.canary()
+            && crate::chart_facts::istiod_webhook_annotations(&h.hop.from)
+            && crate::chart_facts::istiod_webhook_annotations(&h.hop.to)
+    }
+
+    fn new(
+        c: &'a ClusterSpec,
+        path: &'a ClusterPath,
+        catalog: &'a Catalog,
+        dir: String,
+        opts: Options,
+    ) -> Self {
         Self {
             c,
             path,
@@ -344,6 +383,7 @@ impl<'a> Builder<'a> {
                 context: c.context.as_deref(),
             },
             backend: backend::for_method(c.install),
+            opts,
             now: Carried::from_spec(c),
             steps: Vec::new(),
             artifacts: Vec::new(),

@@ -169,6 +169,10 @@ pub struct HelmUpgrade {
     /// `--skip-schema-validation`: the chart's values.schema.json rejects its own defaults
     /// under Helm 3.18.5 and later (istio/istio#57354).
     pub skip_schema_validation: bool,
+    /// `--take-ownership` (Helm 3.17+; Flux's helm-controller does it unless
+    /// `disableTakeOwnership`): the release adopts what it renders even where another release
+    /// or nobody owns it (a revision tag moving from one istiod release to the next).
+    pub take_ownership: bool,
     /// What the release renders afterwards. For `reuse_values`, the release's content after
     /// the merge.
     pub content: ReleaseContent,

@@ -36,6 +36,12 @@ pub fn compose(steps: &mut [Step]) {
     }
 }
 
+/// Whether `op` moves revision tags through an istiod release's values (an upgrade that takes
+/// the tags over from another release).
+pub fn moves_tags(op: &Op) -> bool {
+    matches!(op, Op::HelmUpgrade(h) if h.take_ownership)
+}
+
 /// The exact operations that return the cluster from right after step `k` to the checkpoint
 /// its `rollback_then` names (or to the start of its hop). `steps` are a cluster's steps.
 pub fn ops(steps: &[Step], k: usize) -> Vec<Op> {
@@ -58,6 +64,20 @@ pub fn ops(steps: &[Step], k: usize) -> Vec<Op> {
     let restore = &steps[k].restore;
     if !ops[restore_at..].starts_with(restore) {
         ops.splice(restore_at..restore_at, restore.iter().cloned());
+        // Tags moved through the releases' values go back by setting each release's whole
+        // list of tags, and the restore puts every tag of the hop back: replayed after it, a
+        // step's own move back would set a list from before moves the restore undid.
+        if restore.iter().any(moves_tags) {
+            let end = restore_at + restore.len();
+            let mut i = end;
+            while i < ops.len() {
+                if moves_tags(&ops[i]) {
+                    ops.remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+        }
     }
     drop_repeated_setters(ops)
 }

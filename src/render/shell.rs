@@ -143,6 +143,9 @@ impl Shell<'_> {
                 if h.skip_schema_validation {
                     a.push("--skip-schema-validation".into());
                 }
+                if h.take_ownership {
+                    a.push("--take-ownership".into());
+                }
                 a.extend(words(&["-f", &h.values]));
                 let refs: Vec<&str> = a.iter().map(String::as_str).collect();
                 vec![self.one(self.helm(&refs))]

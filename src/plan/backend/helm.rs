@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use super::{Backend, Draft};
+use super::{Backend, Draft, TagMove};
 use crate::chart_facts;
 use crate::inventory::ServiceOwner;
 use crate::plan::op::{
@@ -357,6 +357,7 @@ impl Helm {
             wait: false,
             skip_schema_validation: chart == Chart::Gateway
                 && chart_facts::gateway_schema_rejects_values(version),
+            take_ownership: false,
             content,
         }
     }
@@ -633,6 +634,9 @@ impl Backend for Helm {
     }
 
     fn hand_over_tags(&self, b: &mut Builder, h: &HopCtx) -> Option<Draft> {
+        if b.tags_in_values(h) {
+            return keep_tags(b, h);
+        }
         let release = b.now.istiod_release.clone();
         let tags = owned_tags(b, &release);
         if tags.is_empty() {
@@ -1007,6 +1011,200 @@ impl Backend for Helm {
         }
     }
 
+    fn move_tag_in_values(
+        &self,
+        b: &mut Builder,
+        h: &HopCtx,
+        (dir, back_dir): (&str, &str),
+        tag: &str,
+    ) -> Option<TagMove> {
+        if !b.tags_in_values(h) {
+            return None;
+        }
+        let ns = b.c.namespace.clone();
+        let old = (
+            b.now.istiod_release.clone(),
+            h.hop.from_revision.clone(),
+            &h.hop.from,
+        );
+        let new = (
+            names::istiod(h.hop.to_revision.as_deref()),
+            h.hop.to_revision.clone(),
+            &h.hop.to,
+        );
+        // The tags each release renders, before and after the move (in the plan's tag order).
+        let rendered = |release: &str, moved: bool| -> Vec<String> {
+            b.now
+                .tags
+                .iter()
+                .filter(|t| {
+                    let owner = if t.name == tag && moved {
+                        TagOwner::Release(new.0.clone())
+                    } else {
+                        t.owner.clone()
+                    };
+                    owner == TagOwner::Release(release.to_string())
+                })
+                .map(|t| t.name.clone())
+                .collect()
+        };
+        let (old_before, old_after) = (rendered(&old.0, false), rendered(&old.0, true));
+        let (new_before, new_after) = (rendered(&new.0, false), rendered(&new.0, true));
+        // Both releases mark their webhooks keep while they render tags: whichever of the two
+        // upgrades a controller runs first, the tag webhook one release stops rendering is kept
+        // (Helm reads the mark on the live object), and the other release takes it over.
+        let keep = json!({KEEP: "keep"});
+        // The new release back without tags is the release as the hop installed it: its whole
+        // values, not `--reuse-values` with the mark set to null, which Helm only drops on the
+        // second such upgrade (helm/helm#30765).
+        let installed = istiod_values(
+            b.c,
+            new.2,
+            new.1.as_deref(),
+            &[],
+            false,
+            compatibility(b, h).as_deref(),
+        );
+        let upgrade = |b: &mut Builder,
+                       path: String,
+                       (release, rev, version): &(String, Option<String>, &IstioVersion),
+                       tags: &[String],
+                       keep_webhooks: bool,
+                       mark: Option<&Value>,
+                       what: String| {
+            let mut up = Self::upgrade(
+                b,
+                release,
+                &ns,
+                istiod_chart(b.c, version),
+                version,
+                &path,
+                istiod_content(b.c, rev.as_deref(), tags.to_vec(), keep_webhooks),
+            );
+            let as_installed = tags.is_empty() && !keep_webhooks;
+            up.reuse_values = !as_installed;
+            up.take_ownership = true;
+            let op = Op::HelmUpgrade(up);
+            let mut values = json!({"revisionTags": tags});
+            if let Some(m) = mark {
+                values["sidecarInjectorWebhookAnnotations"] = m.clone();
+            }
+            // The hop's files that put every tag back are the same for each move.
+            if b.artifacts.iter().any(|a| a.path == path) {
+                return op;
+            }
+            let (template, data) = if as_installed {
+                let chart = istiod_chart(b.c, version).name();
+                (
+                    "istiod.values.yaml.j2",
+                    json!({"values": installed, "chart": chart}),
+                )
+            } else {
+                (
+                    "keep.values.yaml.j2",
+                    json!({"what": "tag-move", "tag": tag, "values": values}),
+                )
+            };
+            b.artifact(
+                &path,
+                template,
+                format!(
+                    "chart {} {version} (release {release} in {ns}): {what}",
+                    b.chart_ref(istiod_chart(b.c, version).name())
+                ),
+                &op,
+                data,
+            );
+            op
+        };
+        // Each pair runs in the order that needs the keep marks (the model checks it): the
+        // release taking the tag over first, then the other stops rendering it, which deletes
+        // it unless the live webhook, as the first rendered it, is marked keep.
+        let forward = vec![
+            upgrade(
+                b,
+                format!("{dir}/1-new-release.values.yaml"),
+                &new,
+                &new_after,
+                true,
+                Some(&keep),
+                format!("renders revision tag `{tag}`"),
+            ),
+            upgrade(
+                b,
+                format!("{dir}/2-old-release.values.yaml"),
+                &old,
+                &old_after,
+                true,
+                None,
+                format!("stops rendering revision tag `{tag}`"),
+            ),
+        ];
+        let back = vec![
+            upgrade(
+                b,
+                format!("{back_dir}/1-old-release.values.yaml"),
+                &old,
+                &old_before,
+                true,
+                None,
+                format!("renders revision tag `{tag}` again: rollback only"),
+            ),
+            upgrade(
+                b,
+                format!("{back_dir}/2-new-release.values.yaml"),
+                &new,
+                &new_before,
+                !new_before.is_empty(),
+                (!new_before.is_empty()).then_some(&keep),
+                format!("stops rendering revision tag `{tag}`: rollback only"),
+            ),
+        ];
+        // Every tag the hop moves (the old release rendered them all after the keep step).
+        let hop_tags: Vec<String> = b
+            .now
+            .tags
+            .iter()
+            .filter(|t| {
+                [&old.0, &new.0]
+                    .iter()
+                    .any(|r| t.owner == TagOwner::Release((*r).clone()))
+            })
+            .map(|t| t.name.clone())
+            .collect();
+        let all_dir = format!("{}/tags-back", h.rollback_phase_dir(Phase::DataPlane));
+        let all_back = vec![
+            upgrade(
+                b,
+                format!("{all_dir}/1-old-release.values.yaml"),
+                &old,
+                &hop_tags,
+                true,
+                None,
+                "renders every revision tag again: rollback only".to_string(),
+            ),
+            upgrade(
+                b,
+                format!("{all_dir}/2-new-release.values.yaml"),
+                &new,
+                &[],
+                false,
+                None,
+                "stops rendering every revision tag: rollback only".to_string(),
+            ),
+        ];
+        for t in &mut b.now.tags {
+            if t.name == tag {
+                t.owner = TagOwner::Release(new.0.clone());
+            }
+        }
+        Some(TagMove {
+            ops: forward,
+            undo: back,
+            all_back,
+        })
+    }
+
     fn default_revision(&self, b: &mut Builder, h: &HopCtx) -> Option<Draft> {
         if b.now.default_revision != h.hop.from_label() {
             return None;
@@ -1187,6 +1385,81 @@ pub(crate) fn compatibility(b: &Builder, h: &HopCtx) -> Option<String> {
 }
 
 /// The tags the istiod release `release` renders today.
+/// The old release marks its webhooks keep and renders every tag pointing at its revision
+/// (standalone ones adopted), so that each tag can move to the new release in its values.
+fn keep_tags(b: &mut Builder, h: &HopCtx) -> Option<Draft> {
+    let release = b.now.istiod_release.clone();
+    let from = h.hop.from_label().to_string();
+    let tags: Vec<String> = b
+        .now
+        .tags
+        .iter()
+        .filter(|t| t.revision == from)
+        .map(|t| t.name.clone())
+        .collect();
+    if tags.is_empty() {
+        return None;
+    }
+    let owned = owned_tags(b, &release);
+    let adopt: Vec<String> = tags
+        .iter()
+        .filter(|t| !owned.contains(t))
+        .cloned()
+        .collect();
+    let ns = b.c.namespace.clone();
+    let version = h.hop.from.clone();
+    let path = format!(
+        "{}/istiod-tags-keep.values.yaml",
+        h.phase_dir(Phase::ControlPlane)
+    );
+    let mut up = Helm::upgrade(
+        b,
+        &release,
+        &ns,
+        istiod_chart(b.c, &version),
+        &version,
+        &path,
+        istiod_content(b.c, h.hop.from_revision.as_deref(), tags.clone(), true),
+    );
+    up.reuse_values = true;
+    up.take_ownership = !adopt.is_empty();
+    let op = Op::HelmUpgrade(up);
+    let mut values = json!({"sidecarInjectorWebhookAnnotations": {KEEP: "keep"}});
+    if !adopt.is_empty() {
+        values["revisionTags"] = json!(tags);
+    }
+    b.artifact(
+        &path,
+        "keep.values.yaml.j2",
+        format!(
+            "chart {} {version} (release {release} in {ns}): marks its webhooks, tags included, to be kept",
+            b.chart_ref(istiod_chart(b.c, &version).name())
+        ),
+        &op,
+        json!({"what": "istiod-tags-keep", "adopt": adopt, "values": values}),
+    );
+    for t in &mut b.now.tags {
+        if tags.contains(&t.name) {
+            t.owner = TagOwner::Release(release.clone());
+        }
+    }
+    let adopted = if adopt.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; the tags it adopted ({}) stay as they are, pointing at `{from}`",
+            adopt.join(", ")
+        )
+    };
+    Some(Draft {
+        ops: vec![op],
+        undo_note: Some(format!(
+            "nothing to undo: the release renders its tags as before, still pointing at `{from}`, only marked to be kept{adopted}"
+        )),
+        ..Draft::default()
+    })
+}
+
 fn owned_tags(b: &Builder, release: &str) -> Vec<String> {
     b.now
         .tags

@@ -41,6 +41,15 @@ impl Draft {
     }
 }
 
+/// A revision tag moved through the istiod releases' values.
+pub(crate) struct TagMove {
+    pub ops: Vec<Op>,
+    pub undo: Vec<Op>,
+    /// Every tag of the hop back with the old release, from wherever the hop's moves got to:
+    /// each move sets whole lists of tags, so a rollback puts them all back at once.
+    pub all_back: Vec<Op>,
+}
+
 pub(crate) trait Backend: Sync {
     /// The base chart and CRDs, before any new component (Helm only: istioctl installs the
     /// CRDs itself).
@@ -82,6 +91,19 @@ pub(crate) trait Backend: Sync {
 
     /// Points an existing revision tag at `revision`.
     fn set_tag(&self, b: &Builder, h: &HopCtx, tag: &str, revision: &str) -> Op;
+
+    /// Where the plan moves tags through the releases' values (Helm, a GitOps controller
+    /// owning the releases): moves `tag` from the old control plane's release to the new
+    /// one's, writing the values files in `dir` and `back_dir`.
+    fn move_tag_in_values(
+        &self,
+        _b: &mut Builder,
+        _h: &HopCtx,
+        _dirs: (&str, &str),
+        _tag: &str,
+    ) -> Option<TagMove> {
+        None
+    }
 
     /// Moves the default revision (validation) to the new revision, if it pointed at the old
     /// one (Helm: the base chart's `defaultRevision`).

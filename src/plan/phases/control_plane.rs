@@ -65,12 +65,20 @@ impl Builder<'_> {
         if h.canary()
             && let Some(draft) = be.hand_over_tags(self, h)
         {
+            let why = if self.tags_in_values(h) {
+                "the revision tags move to the new istiod release in its values (`revisionTags`), one at a time, while the old release stops rendering each: whichever of the two upgrades a controller runs first, Helm must keep the tag webhook for the other release to take over, so the old release first marks its webhooks, tags included, to be kept (and renders the standalone tags too, so that each moves the same way)"
+            } else {
+                "the old istiod release renders revision tags; uninstalling it in cleanup would delete them right after they were moved to the new revision, and tagged namespaces would come up without sidecars. The release stops rendering them and marks them to be kept, so they become standalone webhooks the plan moves"
+            };
             let s = self.step(
                 h,
                 Phase::ControlPlane,
                 "tags-handover",
-                format!("Hand the revision tags over from release `{}`", self.now.istiod_release),
-                "the old istiod release renders revision tags; uninstalling it in cleanup would delete them right after they were moved to the new revision, and tagged namespaces would come up without sidecars. The release stops rendering them and marks them to be kept, so they become standalone webhooks the plan moves".to_string(),
+                format!(
+                    "Hand the revision tags over from release `{}`",
+                    self.now.istiod_release
+                ),
+                why.to_string(),
             );
             let s = draft.fill(s);
             self.push_step(s);

@@ -63,27 +63,45 @@ impl Builder<'_> {
         let be = self.backend;
         let from = h.hop.from_label().to_string();
         let to = h.hop.to_label().to_string();
-        let op = be.set_tag(self, h, tag, &to);
-        let back = be.set_tag(self, h, tag, &from);
-        // From 1.28 a tag is also a Service (`revision-tags-svc.yaml`); moving it back to a
-        // release without that template leaves the Service behind unless it is deleted.
-        let tag_service = |op: &crate::plan::op::Op| match op {
-            crate::plan::op::Op::SetTag { helm: Some(t), .. } => t
-                .templates
-                .iter()
-                .any(|x| x.ends_with("revision-tags-svc.yaml")),
-            _ => false,
+        // Through the releases' values (a GitOps controller owns them), or with a command.
+        // The values files of a wave's tag sort before its namespaces: the tag moves first.
+        let files = match step_name.rsplit_once('/') {
+            Some((wave, t)) => format!("{wave}/00-{t}"),
+            None => step_name.to_string(),
         };
-        let mut back = vec![back];
-        if tag_service(&op) && !tag_service(&back[0]) {
-            back.push(crate::plan::op::Op::Delete {
-                objects: vec![crate::plan::op::ObjRef::new(
-                    "service",
-                    &format!("istiod-revision-tag-{tag}"),
-                    Some(&self.c.namespace),
-                )],
-            });
-        }
+        let dirs = (
+            format!("{}/{files}", h.phase_dir(phase)),
+            format!("{}/{files}", h.rollback_phase_dir(phase)),
+        );
+        let in_values = be.move_tag_in_values(self, h, (&dirs.0, &dirs.1), tag);
+        let mut all_back = None;
+        let (ops, back) = if let Some(m) = in_values {
+            all_back = Some(m.all_back);
+            (m.ops, m.undo)
+        } else {
+            let op = be.set_tag(self, h, tag, &to);
+            let back = be.set_tag(self, h, tag, &from);
+            // From 1.28 a tag is also a Service (`revision-tags-svc.yaml`); moving it back to
+            // a release without that template leaves the Service behind unless it is deleted.
+            let tag_service = |op: &crate::plan::op::Op| match op {
+                crate::plan::op::Op::SetTag { helm: Some(t), .. } => t
+                    .templates
+                    .iter()
+                    .any(|x| x.ends_with("revision-tags-svc.yaml")),
+                _ => false,
+            };
+            let mut back = vec![back];
+            if tag_service(&op) && !tag_service(&back[0]) {
+                back.push(crate::plan::op::Op::Delete {
+                    objects: vec![crate::plan::op::ObjRef::new(
+                        "service",
+                        &format!("istiod-revision-tag-{tag}"),
+                        Some(&self.c.namespace),
+                    )],
+                });
+            }
+            (vec![op], back)
+        };
         let mut s = self.step(
             h,
             phase,
@@ -91,7 +109,7 @@ impl Builder<'_> {
             format!("Point revision tag `{tag}` at `{to}`"),
             why,
         );
-        s.ops.push(op);
+        s.ops.extend(ops);
         s.waits.push(Wait::Tag {
             tag: tag.to_string(),
             namespace: self.c.namespace.clone(),
@@ -105,8 +123,12 @@ impl Builder<'_> {
         }
         s.undo.extend(back.iter().cloned());
         if phase == Phase::DataPlane {
-            // Every rollback from here on moves it back first.
-            self.restore.extend(back);
+            // Every rollback from here on moves it back first. Through the values, a move back
+            // sets whole lists of tags: every tag of the hop goes back at once.
+            match all_back {
+                Some(all) => self.restore = all,
+                None => self.restore.extend(back),
+            }
         }
         self.push_step(s);
         for t in &mut self.now.tags {

@@ -164,16 +164,23 @@ impl Builder<'_> {
             ));
         }
         // Tools: every later step names the istioctl it needs.
-        let helm_min = if self.uses_skip_schema(h) {
-            "3.16"
-        } else {
-            "3.8"
-        };
+        let mut helm_min = "3.8";
+        let mut helm_why = String::new();
+        if self.uses_skip_schema(h) {
+            helm_min = "3.16";
+            helm_why.push_str("; `--skip-schema-validation` for this hop's gateway chart");
+        }
+        if self.tags_in_values(h) && !self.now.tags.is_empty() {
+            helm_min = "3.17";
+            helm_why.push_str(
+                "; `--take-ownership` for the revision tags the istiod releases hand over",
+            );
+        }
         if self.c.install.helm_gateways() {
             checks.push(probe(
                 Tool::Helm,
                 &["version", "--short"],
-                format!("Helm {helm_min} or later (`--patch-file`-style flags and `upgrade --install --wait` as the plan uses them{})", if helm_min == "3.16" { "; `--skip-schema-validation` for this hop's gateway chart" } else { "" }),
+                format!("Helm {helm_min} or later (`--patch-file`-style flags and `upgrade --install --wait` as the plan uses them{helm_why})"),
             ));
         }
         checks.push(probe(
