@@ -15,8 +15,11 @@ pub fn cluster(text: &str, to: &str) -> (ClusterSpec, ClusterOut) {
     cluster_with(text, to, Default::default())
 }
 
-/// The plan with the options a layout sets.
+/// The plan with the options a layout sets; `to` may name the versions to go through first
+/// (`1.25.5,1.26.8`).
 pub fn cluster_with(text: &str, to: &str, opts: crate::plan::Options) -> (ClusterSpec, ClusterOut) {
+    let mut versions: Vec<&str> = to.split(',').collect();
+    let to = versions.pop().unwrap_or(to);
     let src = Source::new("inventory.yaml", text);
     let (inv, d) = crate::load::inventory(&src);
     assert!(
@@ -30,7 +33,7 @@ pub fn cluster_with(text: &str, to: &str, opts: crate::plan::Options) -> (Cluste
     let catalog = Catalog::embedded();
     let target = Target {
         version: to.parse().unwrap(),
-        via: vec![],
+        via: versions.iter().map(|v| v.parse().unwrap()).collect(),
         one_minor: false,
         today: None,
         artifacts: true,
@@ -208,6 +211,10 @@ fn removing_the_old_istiod_before_a_tag_moves_is_found() {
 
 /// Release-owned tags at 1.24, as GitOps layouts move them (through the releases' values).
 fn values_tags() -> (ClusterSpec, ClusterOut) {
+    values_tags_to("1.25.5")
+}
+
+fn values_tags_to(to: &str) -> (ClusterSpec, ClusterOut) {
     let text = HELM
         .replace(
             "{version: 1.19.6, revision: 1-19, tags: [prod-stable]}",
@@ -217,7 +224,7 @@ fn values_tags() -> (ClusterSpec, ClusterOut) {
     let opts = crate::plan::Options {
         tags_through_values: true,
     };
-    cluster_with(&text, "1.25.5", opts)
+    cluster_with(&text, to, opts)
 }
 
 /// The `keep_webhooks` of the istiod content the operations of step `suffix` render.
@@ -258,6 +265,36 @@ fn tags_moved_through_the_releases_values_are_accepted() {
             .iter()
             .flat_map(|s| s.ops.iter().chain(&s.undo))
             .any(|o| matches!(o, Op::SetTag { .. }))
+    );
+}
+
+#[test]
+fn a_second_hop_moves_the_tags_on_from_the_release_that_took_them() {
+    let (c, out) = values_tags_to("1.25.5,1.26.8");
+    check_cluster(&c, &out, &Catalog::embedded()).unwrap_or_else(|f| panic!("{f}"));
+    // The first hop's new release marked its webhooks when it took the tags: the second hop
+    // has no handover, and moves both tags on from it.
+    let ids: Vec<&str> = out.steps.iter().map(|s| s.id.as_str()).collect();
+    assert!(
+        ids.contains(&"c/hop-01/20-control-plane/tags-handover"),
+        "{ids:?}"
+    );
+    assert!(
+        !ids.contains(&"c/hop-02/20-control-plane/tags-handover"),
+        "{ids:?}"
+    );
+    let hop2 = out.steps.iter().filter(|s| s.hop == 2);
+    let from: Vec<&str> = hop2
+        .flat_map(|s| &s.ops)
+        .filter(|o| rollback::moves_tags(o))
+        .filter_map(|o| match o {
+            Op::HelmUpgrade(h) => Some(h.release.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        from.contains(&"istiod-1-25") && from.contains(&"istiod-1-26"),
+        "{from:?}"
     );
 }
 

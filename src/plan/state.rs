@@ -81,6 +81,9 @@ pub struct Carried {
     /// The istiod Helm release (or IstioOperator) of the running revision.
     pub istiod_release: String,
     pub tags: Vec<TagNow>,
+    /// The istiod Helm releases whose webhooks the plan marked `helm.sh/resource-policy: keep`
+    /// (the inventory does not say whether a running release's are).
+    pub kept_webhooks: Vec<String>,
     /// The base chart's `defaultRevision` (Helm installs).
     pub default_revision: String,
     pub gateways: Vec<GatewayNow>,
@@ -269,6 +272,7 @@ impl Carried {
             revision: c.revision.clone(),
             istiod_release: c.release.clone(),
             tags,
+            kept_webhooks: Vec::new(),
             default_revision,
             gateways: c
                 .gateways

@@ -1198,6 +1198,9 @@ impl Backend for Helm {
                 t.owner = TagOwner::Release(new.0.clone());
             }
         }
+        if !b.now.kept_webhooks.contains(&new.0) {
+            b.now.kept_webhooks.push(new.0.clone());
+        }
         Some(TagMove {
             ops: forward,
             undo: back,
@@ -1406,6 +1409,10 @@ fn keep_tags(b: &mut Builder, h: &HopCtx) -> Option<Draft> {
         .filter(|t| !owned.contains(t))
         .cloned()
         .collect();
+    // A release that took the tags over in the previous hop marked its webhooks then.
+    if adopt.is_empty() && b.now.kept_webhooks.contains(&release) {
+        return None;
+    }
     let ns = b.c.namespace.clone();
     let version = h.hop.from.clone();
     let path = format!(
@@ -1442,6 +1449,9 @@ fn keep_tags(b: &mut Builder, h: &HopCtx) -> Option<Draft> {
         if tags.contains(&t.name) {
             t.owner = TagOwner::Release(release.clone());
         }
+    }
+    if !b.now.kept_webhooks.contains(&release) {
+        b.now.kept_webhooks.push(release.clone());
     }
     let adopted = if adopt.is_empty() {
         String::new()
