@@ -68,6 +68,14 @@ pub fn revision_tag_templates(v: &IstioVersion) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A revision tag of the istiod chart of version `v` is also a Service
+/// (`istiod-revision-tag-<tag>`, 1.28+), annotated like istiod's own with `serviceAnnotations`.
+pub fn istiod_tag_services(v: &IstioVersion) -> bool {
+    revision_tag_templates(v)
+        .iter()
+        .any(|t| t.ends_with("revision-tags-svc.yaml"))
+}
+
 /// The istiod chart of version `v` annotates its webhooks with
 /// `sidecarInjectorWebhookAnnotations` (so they can be kept when the release goes).
 pub fn istiod_webhook_annotations(v: &IstioVersion) -> bool {
@@ -109,6 +117,7 @@ mod tests {
             vec!["templates/revision-tags.yaml"]
         );
         assert_eq!(revision_tag_templates(&v("1.28.0")).len(), 2);
+        assert!(istiod_tag_services(&v("1.28.0")) && !istiod_tag_services(&v("1.27.3")));
         assert!(!istiod_webhook_annotations(&v("1.23.6")));
         assert_eq!(compatibility_versions(&v("1.21.6")), vec!["1.20"]);
         assert_eq!(

@@ -405,7 +405,7 @@ struct Out {
 impl Out {
     fn effect(&mut self, e: Effect) {
         // A command after anything the stage changes runs once it has synced.
-        let manual = if self.changed && !e.before {
+        let manual = if (self.changed && !e.before) || e.after {
             &mut self.after
         } else {
             &mut self.before
@@ -789,8 +789,16 @@ impl<'a> Machine<'a> {
                         self.state.remove(&k);
                     }
                     Effect::CHANGED
-                } else {
+                } else if kustomize {
                     Effect::manual(self.commands(op))
+                } else {
+                    // What a release leaves behind (kept webhooks and Services) is deleted once
+                    // the controller removed the release: before, Argo CD's self-heal would
+                    // put it back, and then leave it (its keep mark says `Delete=false`).
+                    Effect {
+                        after: true,
+                        ..Effect::manual(self.commands(op))
+                    }
                 }
             }
             _ => Effect::manual(self.commands(op)),
@@ -817,6 +825,7 @@ impl<'a> Machine<'a> {
                 Vec::new()
             },
             before: true,
+            after: false,
             checks: Vec::new(),
         }
     }
@@ -845,8 +854,11 @@ fn manual_undo(layout: Layout, op: &Op) -> Option<Revert> {
         Op::HelmUpgrade(_) | Op::HelmUninstall { .. } | Op::ApplyCrds { .. } => {
             kustomize.then_some(Revert::After)
         }
-        // A revert of a kustomize stage applies the previous one, which deletes nothing.
-        Op::Delete { .. } => kustomize.then_some(Revert::After),
+        // A revert of a kustomize stage applies the previous one, which deletes nothing; a
+        // revision tag's Service (1.28+) is no object of the stages, and was kept.
+        Op::Delete { objects } => {
+            (kustomize || objects.iter().any(|o| o.kind == "service")).then_some(Revert::After)
+        }
         Op::Apply { .. }
         | Op::PatchSelector { .. }
         | Op::LabelNamespace { .. }
@@ -1115,6 +1127,8 @@ struct Effect {
     manual: Vec<String>,
     /// The commands must run before the stage, wherever the operation is in it.
     before: bool,
+    /// The commands must run once the stage has synced, wherever the operation is in it.
+    after: bool,
     checks: Vec<String>,
 }
 
@@ -1123,6 +1137,7 @@ impl Effect {
         changed: true,
         manual: Vec::new(),
         before: false,
+        after: false,
         checks: Vec::new(),
     };
 

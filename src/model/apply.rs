@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::state::{
     Body, Cluster, Crds, Key, Kind, Obj, Owner, Release, base_objects, cni_object, gateway_objects,
-    istiod_objects, tag_object, ztunnel_object,
+    istiod_objects, tag_object, tag_service, ztunnel_object,
 };
 use crate::catalog::Catalog;
 use crate::plan::names;
@@ -203,7 +203,33 @@ impl Cluster {
                 }
                 Ok(())
             }
-            Op::SetTag { tag, revision, .. } => {
+            Op::SetTag {
+                tag,
+                revision,
+                version,
+                helm,
+            } => {
+                // From 1.28 a tag is a Service too, which the same command writes.
+                let with_service = match helm {
+                    Some(t) => t
+                        .templates
+                        .iter()
+                        .any(|x| x.ends_with("revision-tags-svc.yaml")),
+                    None => crate::chart_facts::istiod_tag_services(version),
+                };
+                if with_service {
+                    let (k, b) = tag_service(tag, revision, &self.control_namespace);
+                    let owner = match self.small.get(&k) {
+                        Some(o) if self.release_alive(&o.owner) => {
+                            return Err(format!(
+                                "the Service of revision tag `{tag}` is rendered by {}, which would put it back or delete it",
+                                owner_name(&o.owner)
+                            ));
+                        }
+                        _ => Owner::None,
+                    };
+                    self.small.put(k, owner, b);
+                }
                 let (key, _) = tag_object(tag, "", &self.control_namespace);
                 let service = if revision == DEFAULT_REVISION {
                     names::istiod(None)
@@ -531,7 +557,12 @@ impl Cluster {
                         !(d.remote && matches!(k.kind, Kind::Deployment | Kind::ValidatingWebhook))
                     })
                     .map(|(k, b)| {
-                        let keep = d.keep_webhooks && k.kind == Kind::MutatingWebhook;
+                        // From 1.28 the plan marks the Services too (`serviceAnnotations`: istiod's
+                        // own and the tags'), whenever it marks the webhooks.
+                        let keep = d.keep_webhooks
+                            && (k.kind == Kind::MutatingWebhook
+                                || (k.kind == Kind::Service
+                                    && crate::chart_facts::istiod_tag_services(&h.version)));
                         (k, b, keep)
                     })
                     .collect()
@@ -603,13 +634,20 @@ impl Cluster {
         let mut restart = Vec::new();
         for (k, body, keep) in rendered {
             let existing = self.small.get(&k).cloned();
+            // A release taking over what it did not render before: Helm merges the live object
+            // with the rendered one as if it had rendered it already, so rendered fields win.
+            let taken_over = existing.as_ref().is_some_and(|o| o.owner != *owner);
             let body = match (existing.as_ref().map(|o| &o.body), body) {
                 // Helm's three-way merge keeps a selector patched by hand; istioctl overwrites it.
                 (Some(Body::Service { selector: live, .. }), Body::Service { spec, selector }) => {
                     Body::Service {
                         spec,
-                        selector: if helm_release.is_some() {
+                        selector: if helm_release.is_some() && !taken_over {
                             live.clone()
+                        } else if helm_release.is_some() {
+                            let mut merged = live.clone();
+                            merged.extend(selector);
+                            merged
                         } else {
                             selector
                         },

@@ -469,8 +469,30 @@ pub fn istiod_objects(
     ];
     for t in tags {
         v.push(tag_object(t, &svc, namespace));
+        if crate::chart_facts::istiod_tag_services(version) {
+            v.push(tag_service(t, &label, namespace));
+        }
     }
     v
+}
+
+/// A revision tag's Service (1.28+): `istiod-revision-tag-<tag>`, selecting the istiod pods of
+/// the revision the tag points at.
+pub fn tag_service(tag: &str, revision: &str, namespace: &str) -> (Key, Body) {
+    (
+        Key::new(
+            Kind::Service,
+            Some(namespace),
+            &format!("istiod-revision-tag-{tag}"),
+        ),
+        Body::Service {
+            spec: None,
+            selector: BTreeMap::from([
+                ("app".into(), "istiod".into()),
+                (crate::plan::op::REV_LABEL.into(), revision.to_string()),
+            ]),
+        },
+    )
 }
 
 /// A revision tag's webhook, pointing at the istiod Service `service`.
@@ -684,6 +706,11 @@ impl Cluster {
             if !owned_tags.contains(&t.name) {
                 let (k, b) = tag_object(&t.name, &names::istiod(rev), ns);
                 small.put(k, tag_owner.clone(), b);
+                // `istioctl tag set` and Helm's tag templates make the tag's Service too.
+                if tag_owner == Owner::None && crate::chart_facts::istiod_tag_services(&c.version) {
+                    let (k, b) = tag_service(&t.name, rev.unwrap_or(DEFAULT_REVISION), ns);
+                    small.put(k, Owner::None, b);
+                }
             }
         }
         if !c.serves().is_empty() {

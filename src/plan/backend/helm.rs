@@ -57,13 +57,14 @@ pub fn istiod_values(
     if !tags.is_empty() {
         values.insert("revisionTags".into(), json!(tags));
     }
-    if keep_webhooks {
-        annotate(
-            &mut values,
-            "sidecarInjectorWebhookAnnotations",
-            KEEP,
-            "keep",
-        );
+    if keep_webhooks && let Value::Object(marks) = keep_marks(version) {
+        for (k, m) in marks {
+            if let Value::Object(m) = m {
+                for (a, v) in m {
+                    annotate(&mut values, &k, &a, v.as_str().unwrap_or_default());
+                }
+            }
+        }
     }
     multicluster_values(c, version, &mut values);
     let global = object(&mut values, "global");
@@ -653,7 +654,7 @@ impl Backend for Helm {
             (
                 "istiod-tags-1-keep.values.yaml",
                 tags.clone(),
-                json!({"sidecarInjectorWebhookAnnotations": {KEEP: "keep"}}),
+                keep_marks(&from),
                 "marks its webhooks, tags included, to be kept",
             ),
             (
@@ -692,6 +693,7 @@ impl Backend for Helm {
                 t.owner = TagOwner::Standalone;
             }
         }
+        b.now.kept_webhooks.push(release.clone());
         Some(Draft {
             ops,
             undo_note: Some(format!(
@@ -1053,7 +1055,6 @@ impl Backend for Helm {
         // Both releases mark their webhooks keep while they render tags: whichever of the two
         // upgrades a controller runs first, the tag webhook one release stops rendering is kept
         // (Helm reads the mark on the live object), and the other release takes it over.
-        let keep = json!({KEEP: "keep"});
         // The new release back without tags is the release as the hop installed it: its whole
         // values, not `--reuse-values` with the mark set to null, which Helm only drops on the
         // second such upgrade (helm/helm#30765).
@@ -1070,7 +1071,7 @@ impl Backend for Helm {
                        (release, rev, version): &(String, Option<String>, &IstioVersion),
                        tags: &[String],
                        keep_webhooks: bool,
-                       mark: Option<&Value>,
+                       mark: bool,
                        what: String| {
             let mut up = Self::upgrade(
                 b,
@@ -1086,8 +1087,11 @@ impl Backend for Helm {
             up.take_ownership = true;
             let op = Op::HelmUpgrade(up);
             let mut values = json!({"revisionTags": tags});
-            if let Some(m) = mark {
-                values["sidecarInjectorWebhookAnnotations"] = m.clone();
+            if mark && let Value::Object(m) = keep_marks(version) {
+                values
+                    .as_object_mut()
+                    .into_iter()
+                    .for_each(|v| v.extend(m.clone()));
             }
             // The hop's files that put every tag back are the same for each move.
             if b.artifacts.iter().any(|a| a.path == path) {
@@ -1127,7 +1131,7 @@ impl Backend for Helm {
                 &new,
                 &new_after,
                 true,
-                Some(&keep),
+                true,
                 format!("renders revision tag `{tag}`"),
             ),
             upgrade(
@@ -1136,7 +1140,7 @@ impl Backend for Helm {
                 &old,
                 &old_after,
                 true,
-                None,
+                false,
                 format!("stops rendering revision tag `{tag}`"),
             ),
         ];
@@ -1147,7 +1151,7 @@ impl Backend for Helm {
                 &old,
                 &old_before,
                 true,
-                None,
+                false,
                 format!("renders revision tag `{tag}` again: rollback only"),
             ),
             upgrade(
@@ -1156,10 +1160,25 @@ impl Backend for Helm {
                 &new,
                 &new_before,
                 !new_before.is_empty(),
-                (!new_before.is_empty()).then_some(&keep),
+                !new_before.is_empty(),
                 format!("stops rendering revision tag `{tag}`: rollback only"),
             ),
         ];
+        // From 1.28 a tag is a Service too, kept with the new release's marks: moved back to a
+        // release older than that, nothing renders it any more.
+        let leftover = |tags: &[String]| -> Option<Op> {
+            (chart_facts::istiod_tag_services(new.2) && !chart_facts::istiod_tag_services(old.2))
+                .then(|| Op::Delete {
+                    objects: tags
+                        .iter()
+                        .map(|t| {
+                            ObjRef::new("service", &format!("istiod-revision-tag-{t}"), Some(&ns))
+                        })
+                        .collect(),
+                })
+        };
+        let mut back = back;
+        back.extend(leftover(&[tag.to_string()]));
         // Every tag the hop moves (the old release rendered them all after the keep step).
         let hop_tags: Vec<String> = b
             .now
@@ -1180,7 +1199,7 @@ impl Backend for Helm {
                 &old,
                 &hop_tags,
                 true,
-                None,
+                false,
                 "renders every revision tag again: rollback only".to_string(),
             ),
             upgrade(
@@ -1189,7 +1208,7 @@ impl Backend for Helm {
                 &new,
                 &[],
                 false,
-                None,
+                false,
                 "stops rendering every revision tag: rollback only".to_string(),
             ),
         ];
@@ -1201,6 +1220,8 @@ impl Backend for Helm {
         if !b.now.kept_webhooks.contains(&new.0) {
             b.now.kept_webhooks.push(new.0.clone());
         }
+        let mut all_back = all_back;
+        all_back.extend(leftover(&hop_tags));
         Some(TagMove {
             ops: forward,
             undo: back,
@@ -1326,6 +1347,15 @@ impl Backend for Helm {
         ];
         b.webhooks
             .extend(webhooks.iter().map(|o| format!("{}/{}", o.kind, o.name)));
+        // From 1.28 the keep mark the tag handover set is on istiod's Service too.
+        let mut webhooks = webhooks;
+        if b.now.kept_webhooks.contains(&release) && chart_facts::istiod_tag_services(&h.hop.from) {
+            webhooks.push(ObjRef::new(
+                "service",
+                &names::istiod(old_rev.as_deref()),
+                Some(&ns),
+            ));
+        }
         let path = format!(
             "{}/istiod.reinstall.values.yaml",
             h.rollback_phase_dir(Phase::Cleanup)
@@ -1431,7 +1461,7 @@ fn keep_tags(b: &mut Builder, h: &HopCtx) -> Option<Draft> {
     up.reuse_values = true;
     up.take_ownership = !adopt.is_empty();
     let op = Op::HelmUpgrade(up);
-    let mut values = json!({"sidecarInjectorWebhookAnnotations": {KEEP: "keep"}});
+    let mut values = keep_marks(&version);
     if !adopt.is_empty() {
         values["revisionTags"] = json!(tags);
     }
@@ -1468,6 +1498,17 @@ fn keep_tags(b: &mut Builder, h: &HopCtx) -> Option<Draft> {
         )),
         ..Draft::default()
     })
+}
+
+/// The values that mark an istiod release's webhooks `helm.sh/resource-policy: keep`, and from
+/// 1.28 its Services too (`serviceAnnotations`: istiod's and the revision tags', which would go
+/// with the release otherwise). The model keeps both whenever a release's webhooks are marked.
+fn keep_marks(version: &IstioVersion) -> Value {
+    let mut v = json!({"sidecarInjectorWebhookAnnotations": {KEEP: "keep"}});
+    if chart_facts::istiod_tag_services(version) {
+        v["serviceAnnotations"] = json!({KEEP: "keep"});
+    }
+    v
 }
 
 fn owned_tags(b: &Builder, release: &str) -> Vec<String> {

@@ -83,15 +83,21 @@ impl Builder<'_> {
             let back = be.set_tag(self, h, tag, &from);
             // From 1.28 a tag is also a Service (`revision-tags-svc.yaml`); moving it back to
             // a release without that template leaves the Service behind unless it is deleted.
+            // (`istioctl tag set` makes that Service too from 1.28.)
             let tag_service = |op: &crate::plan::op::Op| match op {
                 crate::plan::op::Op::SetTag { helm: Some(t), .. } => t
                     .templates
                     .iter()
                     .any(|x| x.ends_with("revision-tags-svc.yaml")),
+                crate::plan::op::Op::SetTag {
+                    helm: None,
+                    version,
+                    ..
+                } => crate::chart_facts::istiod_tag_services(version),
                 _ => false,
             };
             let mut back = vec![back];
-            if tag_service(&op) && !tag_service(&back[0]) {
+            if tag_service(&op) && !crate::chart_facts::istiod_tag_services(&h.hop.from) {
                 back.push(crate::plan::op::Op::Delete {
                     objects: vec![crate::plan::op::ObjRef::new(
                         "service",
