@@ -192,12 +192,23 @@ impl Builder<'_> {
         //    that serves remote clusters, the route they reached it by.
         self.unexpose_istiod(h);
         let draft = be.remove_control_plane(self, h);
+        // From 1.28 the tag handover's keep mark is on istiod's Service too.
+        let kept_service = draft.ops.iter().any(|o| {
+            matches!(o, crate::plan::op::Op::Delete { objects } if objects.iter().any(|r| r.kind == "service"))
+        });
         let s = self.step(
             h,
             Phase::Cleanup,
             "remove-old-istiod",
             format!("Remove istiod revision `{old}`"),
-            "every proxy and gateway has moved and no tag or namespace points at it; its webhooks are deleted first (uninstalling can leave them behind: istio/istio#35590, #36905), then the control plane".to_string(),
+            format!(
+                "every proxy and gateway has moved and no tag or namespace points at it; its webhooks{} are deleted first (uninstalling can leave them behind: istio/istio#35590, #36905), then the control plane",
+                if kept_service {
+                    ", and its Service that the tag handover marked kept,"
+                } else {
+                    ""
+                }
+            ),
         );
         let mut s = draft.fill(s);
         s.restore_after = true;
