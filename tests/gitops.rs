@@ -360,3 +360,60 @@ fn the_argocd_layout_from_the_command_line_needs_the_repository() {
             .is_file()
     );
 }
+
+#[test]
+fn charts_from_an_oci_registry_are_named_as_each_controller_expects() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv =
+        std::fs::read_to_string("golden/ok-contract-helm-two-clusters-to-1-21-0/inventory.yaml")
+            .unwrap()
+            .replace(
+                "clusters:",
+                "gitops:\n  chartRepositoryURL: oci://registry.example.com/istio-charts\n  argocd: {repoURL: https://git.example.com/mesh.git}\nclusters:",
+            );
+    for layout in ["flux", "argocd"] {
+        let out = format!("out-{layout}");
+        let r = run_in(
+            dir.path(),
+            &[
+                "compile", "-", "--to", "1.21.0", "--layout", layout, "--out", &out, "-q",
+            ],
+            Some(&inv),
+        );
+        assert_eq!(r.status, 0, "{}", r.stderr);
+        let adopt = std::fs::read_to_string(
+            dir.path()
+                .join(&out)
+                .join(format!("01-east/{layout}/000-adopt/resources.yaml")),
+        )
+        .unwrap();
+        let objs = docs(&adopt).unwrap();
+        if layout == "flux" {
+            // Flux: a HelmRepository of type oci, at the oci:// URL.
+            let repo = objs
+                .iter()
+                .find(|o| s(o, "/kind") == "HelmRepository")
+                .unwrap();
+            assert_eq!(s(repo, "/spec/type"), "oci");
+            assert_eq!(
+                s(repo, "/spec/url"),
+                "oci://registry.example.com/istio-charts"
+            );
+        } else {
+            // Argo CD: the registry without the scheme (its declarative-setup docs).
+            let apps: Vec<&Value> = objs
+                .iter()
+                .filter(|o| {
+                    s(o, "/kind") == "Application" && !s(o, "/spec/source/chart").is_empty()
+                })
+                .collect();
+            assert!(!apps.is_empty());
+            for a in apps {
+                assert_eq!(
+                    s(a, "/spec/source/repoURL"),
+                    "registry.example.com/istio-charts"
+                );
+            }
+        }
+    }
+}

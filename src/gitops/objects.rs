@@ -289,7 +289,8 @@ fn application(c: &ClusterSpec, spec: &GitopsSpec, r: &Release) -> Value {
         "spec": {
             "project": a.project,
             "source": {
-                "repoURL": spec.chart_url,
+                // Argo CD names an OCI registry of Helm charts without the scheme.
+                "repoURL": spec.chart_url.strip_prefix("oci://").unwrap_or(&spec.chart_url),
                 "chart": r.chart.name(),
                 "targetRevision": r.version.to_string(),
                 "helm": helm,
